@@ -1,0 +1,46 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { ScheduleModule } from '@nestjs/schedule';
+import { ThrottlerModule } from '@nestjs/throttler';
+import { AuditModule } from './audit/audit.module';
+import { AuthModule } from './auth/auth.module';
+import { AuthenticationGuard } from './auth/guards/authentication.guard';
+import { CsrfGuard } from './auth/guards/csrf.guard';
+import { RolesGuard } from './auth/guards/roles.guard';
+import { CommonModule } from './common/common.module';
+import { HttpExceptionFilter } from './common/http-exception.filter';
+import { BACKUPS_RATE_LIMIT, BACKUPS_THROTTLER, RateLimitGuard } from './common/rate-limit';
+import { AppConfig } from './config/app-config';
+import { ConfigModule } from './config/config.module';
+import { DatabaseModule } from './database/database.module';
+import { HealthModule } from './health/health.module';
+import { SettingsModule } from './settings/settings.module';
+
+@Module({})
+export class AppModule {
+  /** The whole service. main.ts passes the validated environment; tests pass their own config. */
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        CommonModule,
+        DatabaseModule,
+        ScheduleModule.forRoot(),
+        ThrottlerModule.forRoot({ throttlers: [{ name: BACKUPS_THROTTLER, ...BACKUPS_RATE_LIMIT }] }),
+        AuditModule,
+        SettingsModule,
+        AuthModule,
+        HealthModule,
+      ],
+      providers: [
+        // Order matters: who you are, then what you may do, then forgery, then how often.
+        { provide: APP_GUARD, useClass: AuthenticationGuard },
+        { provide: APP_GUARD, useClass: RolesGuard },
+        { provide: APP_GUARD, useClass: CsrfGuard },
+        { provide: APP_GUARD, useClass: RateLimitGuard },
+        { provide: APP_FILTER, useClass: HttpExceptionFilter },
+      ],
+    };
+  }
+}

@@ -1,0 +1,55 @@
+import { INestApplication, ValidationPipe } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
+import cookieParser from 'cookie-parser';
+import helmet from 'helmet';
+import { AppModule } from './app.module';
+import { API_KEY_SECURITY, BEARER_SECURITY, SESSION_COOKIE } from './auth/decorators';
+import { AppConfig } from './config/app-config';
+
+export const JSON_BODY_LIMIT = '256kb';
+
+/** Builds the app exactly as production runs it; the e2e tests call this too, so they test the real thing. */
+export async function createApp(config: AppConfig): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
+    bodyParser: false,
+    bufferLogs: true,
+    logger: config.logLevel === 'trace' || config.logLevel === 'debug' ? undefined : ['fatal', 'error', 'warn', 'log'],
+  });
+  configureApp(app, config);
+  return app;
+}
+
+export function configureApp(app: NestExpressApplication, config: AppConfig): void {
+  // X-Forwarded-For is believed only from proxies the operator named.
+  app.set('trust proxy', config.trustedProxies.length > 0 ? config.trustedProxies : false);
+  app.disable('x-powered-by');
+  app.use(helmet());
+  app.use(cookieParser());
+  app.useBodyParser('json', { limit: JSON_BODY_LIMIT });
+  app.setGlobalPrefix('api', { exclude: ['metrics'] });
+  app.useGlobalPipes(
+    new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }),
+  );
+  SwaggerModule.setup('api/docs', app, () => buildOpenApiDocument(app), {
+    jsonDocumentUrl: 'api/docs-json',
+    swaggerOptions: { persistAuthorization: true },
+  });
+}
+
+export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
+  const options = new DocumentBuilder()
+    .setTitle('Mission Control Backups')
+    .setDescription(
+      'Hot, consistent SQLite backups: create, list, verify, download, upload, restore and prune. ' +
+        'Every backup route is admin only. Authenticate with the mc-session cookie (POST /api/auth/login) ' +
+        'or the API key (x-api-key header, or Authorization: Bearer).',
+    )
+    .setVersion('1.0')
+    .addCookieAuth(SESSION_COOKIE, { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE }, SESSION_COOKIE)
+    .addApiKey({ type: 'apiKey', in: 'header', name: 'x-api-key' }, API_KEY_SECURITY)
+    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'The API key as a bearer token' }, BEARER_SECURITY)
+    .build();
+  return SwaggerModule.createDocument(app, options);
+}

@@ -1,0 +1,61 @@
+import { HttpStatus, Injectable } from '@nestjs/common';
+import { AuditService } from '../audit/audit.service';
+import { ApiError } from '../common/api-error';
+import type { RequestMeta } from '../common/request-meta';
+import type { AuthUser } from './auth-user';
+import { DUMMY_PASSWORD_HASH, verifyPassword } from './credentials';
+import { LoginThrottle } from './login-throttle';
+import { SessionsService } from './sessions.service';
+import { PublicUser, toPublicUser, UsersService } from './users.service';
+
+@Injectable()
+export class AuthService {
+  constructor(
+    private readonly users: UsersService,
+    private readonly sessions: SessionsService,
+    private readonly loginThrottle: LoginThrottle,
+    private readonly audit: AuditService,
+  ) {}
+
+  async login(
+    username: string,
+    password: string,
+    meta: RequestMeta,
+  ): Promise<{ user: PublicUser; token: string; expiresAt: number }> {
+    const blocked = this.loginThrottle.assertAllowed(meta.ip);
+    if (blocked) {
+      throw LoginThrottle.tooMany(blocked.retryAfterSeconds);
+    }
+    const user = await this.users.findByUsername(username);
+    // Hash even for unknown names so the response time does not tell which names exist.
+    const valid = await verifyPassword(password, user?.passwordHash ?? DUMMY_PASSWORD_HASH);
+    if (!user || !valid) {
+      await this.loginThrottle.recordFailure(meta.ip);
+      await this.audit.record({
+        action: 'login_failed',
+        actor: { id: user?.id ?? null, username: username.slice(0, 64) },
+        targetType: 'user',
+        targetId: user ? String(user.id) : undefined,
+        detail: { reason: user ? 'wrong_password' : 'unknown_user' },
+        meta,
+      });
+      throw new ApiError(HttpStatus.UNAUTHORIZED, 'Invalid credentials');
+    }
+    const { token, expiresAt } = await this.sessions.create(user, meta);
+    await this.audit.record({
+      action: 'login',
+      actor: user,
+      targetType: 'user',
+      targetId: String(user.id),
+      meta,
+    });
+    return { user: toPublicUser(user), token, expiresAt };
+  }
+
+  async logout(user: AuthUser, meta: RequestMeta): Promise<void> {
+    if (user.sessionId !== undefined) {
+      await this.sessions.revoke(user.sessionId);
+    }
+    await this.audit.record({ action: 'logout', actor: user, detail: { via: user.via }, meta });
+  }
+}

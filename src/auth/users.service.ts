@@ -1,0 +1,129 @@
+import { Injectable, Logger, OnApplicationBootstrap, HttpStatus } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { Repository } from 'typeorm';
+import { AuditService, SYSTEM_ACTORS } from '../audit/audit.service';
+import { ApiError } from '../common/api-error';
+import { Clock } from '../common/clock';
+import type { RequestMeta } from '../common/request-meta';
+import { AppConfig } from '../config/app-config';
+import type { AuthUser } from './auth-user';
+import { hashPassword, randomPassword } from './credentials';
+import { Role, UserEntity } from './user.entity';
+
+export interface PublicUser {
+  id: number;
+  username: string;
+  role: Role;
+  created_at: number;
+}
+
+export function toPublicUser(user: UserEntity): PublicUser {
+  return { id: user.id, username: user.username, role: user.role, created_at: user.createdAt };
+}
+
+@Injectable()
+export class UsersService implements OnApplicationBootstrap {
+  private readonly logger = new Logger(UsersService.name);
+
+  constructor(
+    @InjectRepository(UserEntity) private readonly users: Repository<UserEntity>,
+    private readonly audit: AuditService,
+    private readonly config: AppConfig,
+    private readonly clock: Clock,
+  ) {}
+
+  /** First start: create the configured admin, or `admin` with a random password printed once. */
+  async onApplicationBootstrap(): Promise<void> {
+    if ((await this.users.count()) > 0) {
+      return;
+    }
+    const username = this.config.authUser ?? 'admin';
+    const password = this.config.authPass ?? randomPassword();
+    await this.users.insert({
+      username,
+      passwordHash: await hashPassword(password),
+      role: 'admin',
+      createdAt: this.clock.nowSeconds(),
+    });
+    await this.audit.record({
+      action: 'user_create',
+      actor: SYSTEM_ACTORS.system,
+      targetType: 'user',
+      targetId: username,
+      detail: { username, role: 'admin', bootstrap: true },
+    });
+    if (this.config.authPass === undefined) {
+      // Shown once, on the console only: it is never stored in clear anywhere.
+      this.logger.warn(`Created admin user "${username}" with password: ${password} (change it after logging in)`);
+    } else {
+      this.logger.log(`Created admin user "${username}" from AUTH_USER/AUTH_PASS`);
+    }
+  }
+
+  findByUsername(username: string): Promise<UserEntity | null> {
+    return this.users.findOne({ where: { username } });
+  }
+
+  findById(id: number): Promise<UserEntity | null> {
+    return this.users.findOne({ where: { id } });
+  }
+
+  async list(): Promise<PublicUser[]> {
+    return (await this.users.find({ order: { id: 'ASC' } })).map(toPublicUser);
+  }
+
+  countAdmins(): Promise<number> {
+    return this.users.count({ where: { role: 'admin' } });
+  }
+
+  async create(
+    input: { username: string; password: string; role: Role },
+    actor: AuthUser,
+    meta: RequestMeta,
+  ): Promise<PublicUser> {
+    if (await this.findByUsername(input.username)) {
+      throw new ApiError(HttpStatus.CONFLICT, 'Username already taken');
+    }
+    const passwordHash = await hashPassword(input.password);
+    let created: UserEntity;
+    try {
+      created = await this.users.save(
+        this.users.create({ ...input, passwordHash, createdAt: this.clock.nowSeconds() }),
+      );
+    } catch (error) {
+      // Two requests racing for one name: the UNIQUE index decides.
+      if (String(error).includes('UNIQUE')) {
+        throw new ApiError(HttpStatus.CONFLICT, 'Username already taken');
+      }
+      throw error;
+    }
+    await this.audit.record({
+      action: 'user_create',
+      actor,
+      targetType: 'user',
+      targetId: String(created.id),
+      detail: { username: created.username, role: created.role },
+      meta,
+    });
+    return toPublicUser(created);
+  }
+
+  async remove(id: number, actor: AuthUser, meta: RequestMeta): Promise<void> {
+    const user = await this.findById(id);
+    if (!user) {
+      throw new ApiError(HttpStatus.NOT_FOUND, 'User not found');
+    }
+    if (user.role === 'admin' && (await this.countAdmins()) <= 1) {
+      throw new ApiError(HttpStatus.CONFLICT, 'Cannot delete the last admin');
+    }
+    await this.users.delete({ id });
+    await this.audit.record({
+      action: 'user_delete',
+      actor,
+      targetType: 'user',
+      targetId: String(id),
+      detail: { username: user.username, role: user.role },
+      meta,
+    });
+  }
+}

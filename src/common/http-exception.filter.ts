@@ -1,0 +1,85 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import type { Response } from 'express';
+import { ApiError } from './api-error';
+
+const GENERIC_MESSAGES: Record<number, string> = {
+  400: 'Bad request',
+  401: 'Authentication required',
+  403: 'Forbidden',
+  404: 'Not found',
+  405: 'Method not allowed',
+  409: 'Conflict',
+  413: 'Request body too large',
+  415: 'Unsupported media type',
+  429: 'Too many requests',
+  503: 'Service unavailable',
+};
+
+/** Errors raised by Express middleware (body-parser) carry a status but are not HttpExceptions. */
+interface MiddlewareError {
+  status?: number;
+  statusCode?: number;
+  type?: string;
+}
+
+/**
+ * The one place an error becomes a response. Every 4xx/5xx body is `{ error: string, ...extra }`; no body
+ * carries a stack, a file path or a raw exception message (those go to the log for 5xx only).
+ */
+@Catch()
+export class HttpExceptionFilter implements ExceptionFilter {
+  private readonly logger = new Logger('HttpExceptionFilter');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const response = host.switchToHttp().getResponse<Response>();
+    const { status, body } = this.toResponse(exception);
+    if (status >= 500) {
+      this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+    }
+    if (response.headersSent) {
+      response.end();
+      return;
+    }
+    if (exception instanceof ApiError) {
+      for (const [name, value] of Object.entries(exception.headers)) {
+        response.setHeader(name, value);
+      }
+    }
+    response.status(status).json(body);
+  }
+
+  toResponse(exception: unknown): { status: number; body: Record<string, unknown> } {
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const payload = exception.getResponse();
+      if (typeof payload === 'object' && payload !== null && !('statusCode' in payload)) {
+        // Thrown by our own code as { error, ...extra }: already safe to show.
+        const body = payload as Record<string, unknown>;
+        return { status, body: { ...body, error: typeof body.error === 'string' ? body.error : this.generic(status) } };
+      }
+      const message = typeof payload === 'object' && payload !== null ? (payload as { message?: unknown }).message : null;
+      if (Array.isArray(message)) {
+        return { status, body: { error: 'Validation failed', details: message.map(String) } };
+      }
+      if (status === 404 || status === 429 || status >= 500) {
+        return { status, body: { error: this.generic(status) } };
+      }
+      if (typeof message === 'string' && /JSON/.test(message)) {
+        // body-parser's SyntaxError text quotes the client's bytes back; say what is wrong instead.
+        return { status, body: { error: 'Malformed JSON body' } };
+      }
+      return { status, body: { error: typeof message === 'string' ? message : this.generic(status) } };
+    }
+    const middleware = exception as MiddlewareError | null;
+    const middlewareStatus = middleware?.status ?? middleware?.statusCode;
+    if (typeof middlewareStatus === 'number' && middlewareStatus >= 400 && middlewareStatus < 500) {
+      const error = middleware?.type === 'entity.parse.failed' ? 'Malformed JSON body' : this.generic(middlewareStatus);
+      return { status: middlewareStatus, body: { error } };
+    }
+    return { status: HttpStatus.INTERNAL_SERVER_ERROR, body: { error: 'Internal server error' } };
+  }
+
+  private generic(status: number): string {
+    return GENERIC_MESSAGES[status] ?? (status >= 500 ? 'Internal server error' : 'Request failed');
+  }
+}

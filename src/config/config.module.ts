@@ -1,0 +1,15 @@
+import { DynamicModule, Global, Module } from '@nestjs/common';
+import { AppConfig, loadConfig } from './app-config';
+
+@Global()
+@Module({})
+export class ConfigModule {
+  /** With no argument the environment is read (and validated) once; tests pass a ready config. */
+  static forRoot(config?: AppConfig): DynamicModule {
+    return {
+      module: ConfigModule,
+      providers: [{ provide: AppConfig, useFactory: () => config ?? loadConfig() }],
+      exports: [AppConfig],
+    };
+  }
+}
