@@ -1,7 +1,14 @@
-/** Unit specs sit beside the code; end-to-end specs live in test/. `npm test` runs both. */
+/**
+ * Unit specs sit beside the code; end-to-end specs live in test/. `npm test` runs both.
+ * The Swagger CLI plugin runs under ts-jest too, so the OpenAPI document the tests check is the one
+ * `nest build` produces (DTO properties and response types come from the plugin).
+ */
+const swaggerPlugin = { path: require('path').join(__dirname, 'test/swagger-plugin.transformer.js') };
 const common = {
   moduleFileExtensions: ['js', 'json', 'ts'],
-  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { diagnostics: false, astTransformers: { before: [swaggerPlugin] } }],
+  },
   testEnvironment: 'node',
 };
 module.exports = {

@@ -1,5 +1,5 @@
 import { Controller, Get, HttpStatus, Query } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBadRequestResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { AdminOnly } from '../auth/decorators';
 import { ApiError } from '../common/api-error';
 import { ErrorResponseDto } from '../common/error-response.dto';
@@ -21,6 +21,7 @@ export class AuditController {
   @ApiQuery({ name: 'until', required: false, description: 'Unix seconds, inclusive' })
   @ApiQuery({ name: 'limit', required: false, description: 'default 100, at most 1000' })
   @ApiQuery({ name: 'offset', required: false, description: 'default 0' })
+  @ApiOkResponse({ type: AuditEventsResponseDto })
   @ApiBadRequestResponse({ description: 'A filter or paging value is invalid', type: ErrorResponseDto })
   async list(@Query() raw: Record<string, unknown>): Promise<AuditEventsResponseDto> {
     const parsed = parseAuditQuery(raw);

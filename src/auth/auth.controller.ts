@@ -1,4 +1,16 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, ParseIntPipe, Post, Req, Res, HttpStatus } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  HttpCode,
+  Param,
+  ParseIntPipe,
+  Post,
+  Req,
+  Res,
+  HttpStatus,
+} from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiConflictResponse,
@@ -40,7 +52,10 @@ export class AuthController {
   @ApiOkResponse({ type: UserResponseDto })
   @ApiBadRequestResponse({ description: 'Missing username or password', type: ErrorResponseDto })
   @ApiUnauthorizedResponse({ description: 'Invalid credentials', type: ErrorResponseDto })
-  @ApiTooManyRequestsResponse({ description: '5 failed attempts in a minute from this address', type: ErrorResponseDto })
+  @ApiTooManyRequestsResponse({
+    description: '5 failed attempts in a minute from this address',
+    type: ErrorResponseDto,
+  })
   async login(
     @Body() body: LoginDto,
     @Req() req: Request,
@@ -68,7 +83,12 @@ export class AuthController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<SuccessResponseDto> {
     await this.auth.logout(user, requestMeta(req));
-    res.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: 'strict', secure: this.config.cookieSecure, path: '/' });
+    res.clearCookie(SESSION_COOKIE, {
+      httpOnly: true,
+      sameSite: 'strict',
+      secure: this.config.cookieSecure,
+      path: '/',
+    });
     return { success: true };
   }
 
@@ -92,7 +112,10 @@ export class AuthController {
   @AdminOnly()
   @ApiOperation({ summary: 'Create a user' })
   @ApiCreatedResponse({ type: UserResponseDto })
-  @ApiBadRequestResponse({ description: 'Password under 12 characters, unknown role, bad name', type: ErrorResponseDto })
+  @ApiBadRequestResponse({
+    description: 'Password under 12 characters, unknown role, bad name',
+    type: ErrorResponseDto,
+  })
   @ApiConflictResponse({ description: 'The name is taken', type: ErrorResponseDto })
   async createUser(
     @Body() body: CreateUserDto,
@@ -112,7 +135,9 @@ export class AuthController {
   async deleteUser(
     @Param(
       'id',
-      new ParseIntPipe({ exceptionFactory: () => new ApiError(HttpStatus.BAD_REQUEST, 'User id must be a whole number') }),
+      new ParseIntPipe({
+        exceptionFactory: () => new ApiError(HttpStatus.BAD_REQUEST, 'User id must be a whole number'),
+      }),
     )
     id: number,
     @CurrentUser() actor: AuthUser,

@@ -57,7 +57,8 @@ export class HttpExceptionFilter implements ExceptionFilter {
         const body = payload as Record<string, unknown>;
         return { status, body: { ...body, error: typeof body.error === 'string' ? body.error : this.generic(status) } };
       }
-      const message = typeof payload === 'object' && payload !== null ? (payload as { message?: unknown }).message : null;
+      const message =
+        typeof payload === 'object' && payload !== null ? (payload as { message?: unknown }).message : null;
       if (Array.isArray(message)) {
         return { status, body: { error: 'Validation failed', details: message.map(String) } };
       }

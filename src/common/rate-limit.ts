@@ -22,7 +22,9 @@ const THROTTLER_LIMIT_KEY = 'THROTTLER:LIMIT';
 export class RateLimitGuard extends ThrottlerGuard {
   protected override shouldSkip(context: ExecutionContext): Promise<boolean> {
     const limited = [BACKUPS_THROTTLER].some(
-      (name) => this.reflector.getAllAndOverride(THROTTLER_LIMIT_KEY + name, [context.getHandler(), context.getClass()]) !== undefined,
+      (name) =>
+        this.reflector.getAllAndOverride(THROTTLER_LIMIT_KEY + name, [context.getHandler(), context.getClass()]) !==
+        undefined,
     );
     return Promise.resolve(!limited);
   }

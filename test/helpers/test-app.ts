@@ -75,5 +75,8 @@ export async function createUser(
     .set('x-api-key', API_KEY)
     .send({ username, password, role })
     .expect(201);
-  return { id: (response.body as { user: { id: number } }).user.id, cookie: await loginCookie(http, username, password) };
+  return {
+    id: (response.body as { user: { id: number } }).user.id,
+    cookie: await loginCookie(http, username, password),
+  };
 }

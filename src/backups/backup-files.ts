@@ -1,0 +1,369 @@
+import { randomBytes } from 'node:crypto';
+import type { Dirent } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import {
+  type BackupKind,
+  compareNewestFirst,
+  formatBackupName,
+  parseBackupName,
+  validateBackupName,
+} from './backup-name';
+import { runSnapshotWorker, type SnapshotOptions, type SnapshotResult } from './snapshot';
+
+export interface BackupFileInfo {
+  name: string;
+  size: number;
+  mtimeMs: number;
+  /** From the name when it is one of ours (second precision), else the file's mtime. */
+  createdAtMs: number;
+  /** From the name's prefix; null for a valid `.db` name that is not one of ours. `mc-backup-` reads as manual. */
+  kind: BackupKind | null;
+  seq: number;
+}
+
+export interface SnapshotInfo {
+  name: string;
+  size: number;
+  createdAtMs: number;
+  durationMs: number;
+  pages: number;
+  /** sqlite3_backup_step calls made; 2 means the copy ran in one step (see snapshot.ts). */
+  steps: number;
+}
+
+export class InvalidBackupNameError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'InvalidBackupNameError';
+  }
+}
+
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+const STAT_CONCURRENCY = 64;
+/** Far above anything one second can produce; only guards against looping forever on a broken filesystem. */
+const MAX_SEQ = 10_000;
+
+const TEMP_PREFIX = '.mc-tmp-';
+const TEMP_SUFFIX = '.db.part';
+const SQLITE_SIBLINGS = ['-journal', '-wal', '-shm'] as const;
+const TEMP_PATTERN = /^\.mc-tmp-[0-9a-f]{16,64}\.db\.part(?:-journal|-wal|-shm)?$/;
+const TEMP_MAIN_PATTERN = /^\.mc-tmp-[0-9a-f]{16,64}\.db\.part$/;
+
+function errCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
+}
+
+/**
+ * Everything that reads or writes the backups folder. Names that reach the filesystem have passed
+ * validateBackupName and resolve to a direct child of the folder; symlinks and folders are never followed,
+ * replaced or removed; a published backup is never overwritten.
+ */
+export class BackupFiles {
+  /** Temp files of snapshots running in this process, so removeLeftovers cannot pull one from under them. */
+  private readonly active = new Set<string>();
+  private readonly root: string;
+
+  constructor(readonly dir: string) {
+    this.root = path.resolve(dir);
+  }
+
+  async ensureDir(): Promise<void> {
+    await fsp.mkdir(this.root, { recursive: true, mode: DIR_MODE });
+    // mkdir's mode is filtered by the umask and ignored for an existing folder.
+    await fsp.chmod(this.root, DIR_MODE);
+  }
+
+  async fsyncDir(): Promise<void> {
+    const handle = await fsp.open(this.root, 'r');
+    try {
+      await handle.sync();
+    } catch (err) {
+      // Some filesystems cannot fsync a directory; the entry is then as durable as that filesystem allows.
+      if (errCode(err) !== 'EINVAL' && errCode(err) !== 'EISDIR') {
+        throw err;
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Validates `name` and returns its absolute path, guaranteed to be a direct child of the backups folder. */
+  resolveInside(name: string): string {
+    const check = validateBackupName(name);
+    if (!check.ok) {
+      throw new InvalidBackupNameError(check.reason);
+    }
+    const resolved = path.resolve(this.root, check.name);
+    if (path.dirname(resolved) !== this.root || path.basename(resolved) !== check.name) {
+      throw new InvalidBackupNameError('Invalid backup name');
+    }
+    return resolved;
+  }
+
+  /** Deletes what a killed snapshot left behind. Call at start-up, before any snapshot of this process starts. */
+  async removeLeftovers(): Promise<string[]> {
+    const entries = await this.readEntries();
+    const removed: string[] = [];
+    for (const entry of entries) {
+      if (!TEMP_PATTERN.test(entry.name) || this.isActive(entry.name)) {
+        continue;
+      }
+      const full = path.join(this.root, entry.name);
+      const st = await fsp.lstat(full).catch(() => null);
+      if (!st?.isFile()) {
+        continue;
+      }
+      try {
+        await fsp.unlink(full);
+        removed.push(entry.name);
+      } catch (err) {
+        if (errCode(err) !== 'ENOENT') {
+          throw err;
+        }
+      }
+    }
+    if (removed.length > 0) {
+      await this.fsyncDir();
+    }
+    return removed;
+  }
+
+  async list(): Promise<BackupFileInfo[]> {
+    const entries = await this.readEntries();
+    // Node resolves an unknown dirent type with lstat, so a symlink or folder is never isFile() here.
+    const candidates = entries.filter((e) => e.isFile() && validateBackupName(e.name).ok);
+    const infos = await mapLimit(candidates, STAT_CONCURRENCY, async (entry) => {
+      const st = await fsp.lstat(path.join(this.root, entry.name)).catch((err: unknown) => {
+        if (errCode(err) === 'ENOENT') {
+          return null;
+        }
+        throw err;
+      });
+      if (!st?.isFile()) {
+        return null;
+      }
+      const parsed = parseBackupName(entry.name);
+      const info: BackupFileInfo = {
+        name: entry.name,
+        size: st.size,
+        mtimeMs: st.mtimeMs,
+        createdAtMs: parsed ? parsed.createdAtMs : Math.floor(st.mtimeMs),
+        kind: parsed ? parsed.kind : null,
+        seq: parsed ? parsed.seq : 1,
+      };
+      return info;
+    });
+    return infos.filter((i): i is BackupFileInfo => i !== null).sort(compareNewestFirst);
+  }
+
+  /** Null when absent or not a regular file (a symlink counts as not regular). */
+  async statBackup(name: string): Promise<{ size: number; mtimeMs: number } | null> {
+    const full = this.resolveInside(name);
+    try {
+      const st = await fsp.lstat(full);
+      return st.isFile() ? { size: st.size, mtimeMs: st.mtimeMs } : null;
+    } catch (err) {
+      if (errCode(err) === 'ENOENT' || errCode(err) === 'ENOTDIR') {
+        return null;
+      }
+      throw err;
+    }
+  }
+
+  async remove(name: string): Promise<'removed' | 'absent' | 'not_regular'> {
+    const full = this.resolveInside(name);
+    let isFile: boolean;
+    try {
+      isFile = (await fsp.lstat(full)).isFile();
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') {
+        return 'absent';
+      }
+      throw err;
+    }
+    if (!isFile) {
+      return 'not_regular';
+    }
+    try {
+      // unlink never follows a symlink and refuses a folder, so a swap after the lstat cannot reach further.
+      await fsp.unlink(full);
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') {
+        return 'absent';
+      }
+      if (errCode(err) === 'EISDIR') {
+        return 'not_regular';
+      }
+      throw err;
+    }
+    await this.fsyncDir();
+    return 'removed';
+  }
+
+  /**
+   * Hot-copies the live database into a temp file here (see runSnapshotWorker), then publishes it under the first
+   * free `<prefix>…[-seq].db` name for `now`. Publishing is a hard link, which fails on an existing name instead of
+   * replacing it. On failure nothing is left under a `.db` name and the error is rethrown.
+   */
+  async snapshot(
+    sourceDbPath: string,
+    prefix: string,
+    now: Date,
+    options: SnapshotOptions = {},
+  ): Promise<SnapshotInfo> {
+    const started = performance.now();
+    // Fail on a bad prefix or date before doing any work.
+    formatBackupName(prefix, now, 1);
+    // No chmod here: a folder's mode is ensureDir's business at start-up.
+    await fsp.mkdir(this.root, { recursive: true, mode: DIR_MODE });
+    const { tmp, result } = await this.copyToTemp(sourceDbPath, options);
+    let name: string;
+    try {
+      name = await this.publishTemp(tmp, prefix, now);
+    } catch (err) {
+      await this.discardTemp(tmp).catch(() => undefined);
+      throw err;
+    }
+    // publishTemp already unlinked the temp name; this only forgets it. A failure here is for removeLeftovers.
+    await this.discardTemp(tmp).catch(() => undefined);
+    const parsed = parseBackupName(name);
+    return {
+      name,
+      size: result.size,
+      createdAtMs: parsed ? parsed.createdAtMs : Math.floor(now.getTime() / 1000) * 1000,
+      durationMs: performance.now() - started,
+      pages: result.pages,
+      steps: result.steps,
+    };
+  }
+
+  /**
+   * Building block: a verified, fsynced, 0600 copy of `sourceDbPath` under a fresh hidden temp name in this
+   * folder (same filesystem, so it can be linked into place). The caller must publish or {@link discardTemp} it.
+   */
+  async copyToTemp(
+    sourceDbPath: string,
+    options: SnapshotOptions = {},
+  ): Promise<{ tmp: string; result: SnapshotResult }> {
+    const tmp = await this.createTemp();
+    try {
+      const result = await runSnapshotWorker(sourceDbPath, tmp, options);
+      return { tmp, result };
+    } catch (err) {
+      await this.discardTemp(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * A new empty 0600 file under a hidden temp name in this folder, which list() never shows and removeLeftovers
+   * clears after a crash. The caller must {@link publishTemp} or {@link discardTemp} it.
+   */
+  async createTemp(): Promise<string> {
+    const tmpName = `${TEMP_PREFIX}${randomBytes(12).toString('hex')}${TEMP_SUFFIX}`;
+    const tmp = path.join(this.root, tmpName);
+    this.active.add(tmpName);
+    try {
+      // Exclusive and private from the start: SQLite gives its -journal/-wal/-shm the main file's mode, so the
+      // copy's contents are never readable by others at any point.
+      const handle = await fsp.open(tmp, 'wx', FILE_MODE);
+      await handle.close();
+      await fsp.chmod(tmp, FILE_MODE);
+      return tmp;
+    } catch (err) {
+      await this.discardTemp(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Removes a temp file from {@link copyToTemp} and any SQLite sibling of it. Missing files are fine. */
+  async discardTemp(tmp: string): Promise<void> {
+    const tmpName = this.assertTemp(tmp);
+    try {
+      for (const file of [tmp, ...SQLITE_SIBLINGS.map((s) => tmp + s)]) {
+        await fsp.unlink(file).catch((err: unknown) => {
+          if (errCode(err) !== 'ENOENT') {
+            throw err;
+          }
+        });
+      }
+    } finally {
+      this.active.delete(tmpName);
+    }
+  }
+
+  /**
+   * Gives the complete temp file `tmp` the first free `<prefix>…[-seq].db` name for `now` and removes the temp
+   * name. A hard link fails on an existing name, so nothing is ever replaced. Returns the new name. On failure the
+   * temp file is left for the caller to discard.
+   */
+  async publishTemp(tmp: string, prefix: string, now: Date): Promise<string> {
+    this.assertTemp(tmp);
+    for (let seq = 1; seq <= MAX_SEQ; seq++) {
+      const name = formatBackupName(prefix, now, seq);
+      const final = this.resolveInside(name);
+      try {
+        await fsp.link(tmp, final);
+      } catch (err) {
+        if (errCode(err) === 'EEXIST') {
+          continue;
+        }
+        throw err;
+      }
+      try {
+        await fsp.unlink(tmp);
+        await this.fsyncDir();
+      } catch (err) {
+        // The name is ours (the link just created it); take it back so a failure leaves no `.db` behind.
+        await fsp.unlink(final).catch(() => undefined);
+        throw err;
+      }
+      return name;
+    }
+    throw new Error('No free backup name for this second');
+  }
+
+  private assertTemp(tmp: string): string {
+    const tmpName = path.basename(tmp);
+    if (path.dirname(tmp) !== this.root || !TEMP_MAIN_PATTERN.test(tmpName)) {
+      throw new Error('Not a temp file of this backups folder');
+    }
+    return tmpName;
+  }
+
+  private isActive(entryName: string): boolean {
+    for (const tmpName of this.active) {
+      if (entryName === tmpName || SQLITE_SIBLINGS.some((s) => entryName === tmpName + s)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private async readEntries(): Promise<Dirent[]> {
+    try {
+      return await fsp.readdir(this.root, { withFileTypes: true });
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') {
+        return [];
+      }
+      throw err;
+    }
+  }
+}

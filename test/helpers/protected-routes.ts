@@ -1,0 +1,23 @@
+/**
+ * Every protected route, with a request an admin can make safely in the auth matrix and the status it
+ * answers. Extend this list with each new route: test/auth-matrix.e2e-spec.ts walks all of it.
+ */
+export interface ProtectedRoute {
+  method: 'get' | 'post' | 'put' | 'delete';
+  path: string;
+  body?: Record<string, unknown>;
+  /** The lowest role allowed; below it → 403. */
+  role: 'viewer' | 'admin';
+  /** What an admin gets with the body above (proves the request passed authentication and roles). */
+  adminStatus: number;
+}
+
+export const PROTECTED_ROUTES: ProtectedRoute[] = [
+  { method: 'get', path: '/api/auth/me', role: 'viewer', adminStatus: 200 },
+  { method: 'get', path: '/api/auth/users', role: 'admin', adminStatus: 200 },
+  { method: 'post', path: '/api/auth/users', body: {}, role: 'admin', adminStatus: 400 },
+  { method: 'delete', path: '/api/auth/users/999999', role: 'admin', adminStatus: 404 },
+  { method: 'get', path: '/api/settings', role: 'admin', adminStatus: 200 },
+  { method: 'put', path: '/api/settings', body: { settings: { 'no.such_key': 1 } }, role: 'admin', adminStatus: 400 },
+  { method: 'get', path: '/api/audit', role: 'admin', adminStatus: 200 },
+];
