@@ -20,4 +20,15 @@ export const PROTECTED_ROUTES: ProtectedRoute[] = [
   { method: 'get', path: '/api/settings', role: 'admin', adminStatus: 200 },
   { method: 'put', path: '/api/settings', body: { settings: { 'no.such_key': 1 } }, role: 'admin', adminStatus: 400 },
   { method: 'get', path: '/api/audit', role: 'admin', adminStatus: 200 },
+  { method: 'get', path: '/api/backup', role: 'admin', adminStatus: 200 },
+  { method: 'post', path: '/api/backup', role: 'admin', adminStatus: 200 },
+  {
+    method: 'delete',
+    path: '/api/backup',
+    body: { name: 'mc-backup-2000-01-01_00-00-00.db' },
+    role: 'admin',
+    adminStatus: 404,
+  },
+  { method: 'get', path: '/api/scheduler', role: 'admin', adminStatus: 200 },
+  { method: 'post', path: '/api/scheduler', body: { task_id: 'no_such_task' }, role: 'admin', adminStatus: 400 },
 ];

@@ -1,0 +1,194 @@
+import { BeforeApplicationShutdown, HttpStatus, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { AuditActor, AuditService, SYSTEM_ACTORS } from '../audit/audit.service';
+import { ApiError } from '../common/api-error';
+import { Clock } from '../common/clock';
+import type { RequestMeta } from '../common/request-meta';
+import { AppConfig } from '../config/app-config';
+import { SettingsService } from '../settings/settings.service';
+import { BackupFiles } from './backup-files';
+import { BACKUP_PREFIX, validateBackupName } from './backup-name';
+import type { BackupDto, BackupListDto, CreatedBackupDto } from './dto/backup.dto';
+import { OperationLock } from './operation-lock';
+import { selectForPruning } from './retention';
+
+export interface CreateBackupRequest {
+  actor: AuditActor;
+  kind: 'manual' | 'scheduled';
+  meta?: Partial<RequestMeta>;
+  /** Recorded in the audit detail, e.g. `scheduler_trigger` when an admin runs the scheduled task by hand. */
+  trigger?: string;
+}
+
+export const BACKUP_FAILED = 'Backup failed';
+
+@Injectable()
+export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
+  private readonly logger = new Logger(BackupsService.name);
+
+  constructor(
+    private readonly files: BackupFiles,
+    private readonly lock: OperationLock,
+    private readonly settings: SettingsService,
+    private readonly audit: AuditService,
+    private readonly config: AppConfig,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The folder exists with mode 0700, and temp files of a backup killed mid-copy are gone. */
+  async onModuleInit(): Promise<void> {
+    await this.files.ensureDir();
+    const removed = await this.files.removeLeftovers();
+    if (removed.length > 0) {
+      this.logger.warn(`Removed ${removed.length} leftover temporary file(s) of an interrupted backup`);
+    }
+  }
+
+  /** Lets a running backup finish (bounded by SHUTDOWN_TIMEOUT_MS) before the database is closed under it. */
+  async beforeApplicationShutdown(): Promise<void> {
+    if (this.lock.running === null) {
+      return;
+    }
+    this.logger.log(`Waiting up to ${this.config.shutdownTimeoutMs} ms for the running ${this.lock.running} to finish`);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.config.shutdownTimeoutMs);
+    });
+    await Promise.race([this.lock.waitForIdle(), timeout]);
+    clearTimeout(timer);
+  }
+
+  async list(): Promise<BackupListDto> {
+    const files = await this.files.list();
+    return {
+      backups: files.map((file) => ({
+        name: file.name,
+        size: file.size,
+        created_at: Math.floor(file.createdAtMs / 1000),
+      })),
+      dir: this.files.dir,
+    };
+  }
+
+  /**
+   * A hot, verified snapshot of the live database (see BackupFiles.snapshot), taken in turn with every other
+   * backup or restore, then retention. Failure: logged in full here, audited, and a bare 500 for the client.
+   */
+  create(request: CreateBackupRequest): Promise<CreatedBackupDto> {
+    return this.lock.runExclusive('backup', async () => {
+      let snapshot;
+      try {
+        snapshot = await this.files.snapshot(this.config.dbPath, BACKUP_PREFIX, this.clock.now());
+      } catch (error) {
+        this.logger.error(`Backup failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+        await this.audit.record({
+          action: 'backup_failed',
+          actor: request.actor,
+          targetType: 'backup',
+          detail: { kind: request.kind, trigger: request.trigger ?? null, reason: safeReason(error) },
+          meta: request.meta,
+        });
+        throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, BACKUP_FAILED);
+      }
+      const durationMs = Math.round(snapshot.durationMs);
+      const mbPerSecond = snapshot.size / 1024 / 1024 / Math.max(snapshot.durationMs / 1000, 0.001);
+      this.logger.log(
+        `Backup ${snapshot.name}: ${snapshot.size} bytes in ${durationMs} ms (${mbPerSecond.toFixed(1)} MB/s)`,
+      );
+      await this.audit.record({
+        action: 'backup_create',
+        actor: request.actor,
+        targetType: 'backup',
+        targetId: snapshot.name,
+        detail: {
+          name: snapshot.name,
+          path: this.files.resolveInside(snapshot.name),
+          size: snapshot.size,
+          kind: request.kind,
+          trigger: request.trigger ?? null,
+          duration_ms: durationMs,
+        },
+        meta: request.meta,
+      });
+      await this.prune(request.actor);
+      return {
+        name: snapshot.name,
+        size: snapshot.size,
+        created_at: Math.floor(snapshot.createdAtMs / 1000),
+        kind: request.kind,
+        duration_ms: durationMs,
+      };
+    });
+  }
+
+  async remove(rawName: unknown, actor: AuditActor, meta: RequestMeta): Promise<void> {
+    const name = this.validName(rawName);
+    const outcome = await this.files.remove(name);
+    if (outcome !== 'removed') {
+      // A symlink or a folder under a backup's name is not a backup: it is left alone and reported absent.
+      throw new ApiError(HttpStatus.NOT_FOUND, 'Backup not found');
+    }
+    await this.audit.record({
+      action: 'backup_delete',
+      actor,
+      targetType: 'backup',
+      targetId: name,
+      detail: { name },
+      meta,
+    });
+  }
+
+  /**
+   * Applies the retention settings as they are now. One audit row per pruned file. A failure is logged and
+   * audited but never thrown: the backup that triggered it has already succeeded.
+   */
+  async prune(actor: AuditActor = SYSTEM_ACTORS.system): Promise<string[]> {
+    const pruned: string[] = [];
+    try {
+      const count = await this.settings.getInt('general.backup_retention_count');
+      const maxAgeDays = await this.settings.getInt('general.backup_retention_days');
+      const doomed = selectForPruning(await this.files.list(), { count, maxAgeDays, nowMs: this.clock.nowMs() });
+      for (const file of doomed) {
+        const outcome = await this.files.remove(file.name);
+        if (outcome === 'removed') {
+          pruned.push(file.name);
+          this.logger.log(`Pruned ${file.name} (retention count ${count}, max age ${maxAgeDays} days)`);
+          await this.audit.record({
+            action: 'backup_prune',
+            actor,
+            targetType: 'backup',
+            targetId: file.name,
+            detail: { name: file.name, size: file.size, retention_count: count, retention_days: maxAgeDays },
+          });
+        }
+      }
+    } catch (error) {
+      this.logger.error(`Pruning failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      await this.audit.record({
+        action: 'backup_prune_failed',
+        actor,
+        targetType: 'backup',
+        detail: { reason: safeReason(error), pruned },
+      });
+    }
+    return pruned;
+  }
+
+  private validName(rawName: unknown): string {
+    const result = validateBackupName(rawName);
+    if (!result.ok) {
+      throw new ApiError(HttpStatus.BAD_REQUEST, result.reason);
+    }
+    return result.name;
+  }
+}
+
+/** For the audit trail: an error code or class, never a message that might carry a path. */
+function safeReason(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^[A-Z0-9_]{2,40}$/.test(code)) {
+    return code;
+  }
+  return error instanceof Error ? error.name : 'unknown';
+}
+
+export type { BackupDto };

@@ -1,0 +1,14 @@
+import { Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { BackupsModule } from '../backups/backups.module';
+import { SchedulerTaskEntity } from './scheduler-task.entity';
+import { SchedulerController } from './scheduler.controller';
+import { SchedulerService } from './scheduler.service';
+
+@Module({
+  imports: [TypeOrmModule.forFeature([SchedulerTaskEntity]), BackupsModule],
+  controllers: [SchedulerController],
+  providers: [SchedulerService],
+  exports: [SchedulerService],
+})
+export class SchedulerModule {}
