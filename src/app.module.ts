@@ -8,6 +8,7 @@ import { BackupsModule } from './backups/backups.module';
 import { AuthenticationGuard } from './auth/guards/authentication.guard';
 import { CsrfGuard } from './auth/guards/csrf.guard';
 import { RolesGuard } from './auth/guards/roles.guard';
+import { AvailabilityGuard } from './common/availability';
 import { CommonModule } from './common/common.module';
 import { HttpExceptionFilter } from './common/http-exception.filter';
 import { BACKUPS_RATE_LIMIT, BACKUPS_THROTTLER, RateLimitGuard } from './common/rate-limit';
@@ -38,7 +39,8 @@ export class AppModule {
         SchedulerModule,
       ],
       providers: [
-        // Order matters: who you are, then what you may do, then forgery, then how often.
+        // Order matters: is the service taking work, who you are, what you may do, forgery, how often.
+        { provide: APP_GUARD, useClass: AvailabilityGuard },
         { provide: APP_GUARD, useClass: AuthenticationGuard },
         { provide: APP_GUARD, useClass: RolesGuard },
         { provide: APP_GUARD, useClass: CsrfGuard },

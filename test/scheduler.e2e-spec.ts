@@ -200,3 +200,42 @@ describe('Scheduler (e2e)', () => {
     expect(state.lastResult).toMatchObject({ ok: false, message: 'Interrupted by a restart' });
   });
 });
+
+describe('Scheduler: configurable schedule (e2e)', () => {
+  let t: TestApp;
+
+  beforeEach(async () => {
+    t = await startTestApp();
+  });
+
+  afterEach(async () => {
+    await t.close();
+  });
+
+  it('should re-time the job at once when general.backup_cron changes, and keep it across a restart', async () => {
+    await request(t.http)
+      .put('/api/settings')
+      .set('x-api-key', API_KEY)
+      .send({ settings: { 'general.backup_cron': '30 1 * * 0' } })
+      .expect(200);
+    const job = t.app.get(SchedulerRegistry).getCronJob('auto_backup');
+    expect(job.cronTime.source).toBe('30 1 * * 0');
+    const expected = nextRunAfter('30 1 * * 0', new Date());
+    expect((await task(t)).nextRun).toBe(expected);
+    expect(new Date(expected).getUTCDay()).toBe(0);
+
+    const dir = t.dir;
+    await t.close({ keepFiles: true });
+    t = await startTestApp({}, dir);
+    expect((await task(t)).nextRun).toBe(nextRunAfter('30 1 * * 0', new Date()));
+  });
+
+  it('should refuse an invalid cron expression and keep the old schedule', async () => {
+    await request(t.http)
+      .put('/api/settings')
+      .set('x-api-key', API_KEY)
+      .send({ settings: { 'general.backup_cron': '61 25 * * *' } })
+      .expect(400);
+    expect(t.app.get(SchedulerRegistry).getCronJob('auto_backup').cronTime.source).toBe('0 3 * * *');
+  });
+});

@@ -3,15 +3,17 @@ import { AppConfig } from '../config/app-config';
 import { BackupFiles } from './backup-files';
 import { BackupsController } from './backups.controller';
 import { BackupsService } from './backups.service';
-import { OperationLock } from './operation-lock';
 
 @Module({
   controllers: [BackupsController],
   providers: [
     BackupsService,
-    OperationLock,
-    { provide: BackupFiles, inject: [AppConfig], useFactory: (config: AppConfig) => new BackupFiles(config.backupsDir) },
+    {
+      provide: BackupFiles,
+      inject: [AppConfig],
+      useFactory: (config: AppConfig) => new BackupFiles(config.backupsDir),
+    },
   ],
-  exports: [BackupsService, BackupFiles, OperationLock],
+  exports: [BackupsService, BackupFiles],
 })
 export class BackupsModule {}

@@ -8,7 +8,8 @@ import { SettingsService } from '../settings/settings.service';
 import { BackupFiles } from './backup-files';
 import { BACKUP_PREFIX, validateBackupName } from './backup-name';
 import type { BackupDto, BackupListDto, CreatedBackupDto } from './dto/backup.dto';
-import { OperationLock } from './operation-lock';
+import { OperationLock } from '../common/operation-lock';
+import { OpsEvents } from '../common/ops-events';
 import { selectForPruning } from './retention';
 
 export interface CreateBackupRequest {
@@ -32,6 +33,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
     private readonly audit: AuditService,
     private readonly config: AppConfig,
     private readonly clock: Clock,
+    private readonly events: OpsEvents,
   ) {}
 
   /** The folder exists with mode 0700, and temp files of a backup killed mid-copy are gone. */
@@ -87,6 +89,12 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
           detail: { kind: request.kind, trigger: request.trigger ?? null, reason: safeReason(error) },
           meta: request.meta,
         });
+        this.events.emit({
+          type: 'backup_failed',
+          kind: request.kind,
+          reason: safeReason(error),
+          task: request.trigger,
+        });
         throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, BACKUP_FAILED);
       }
       const durationMs = Math.round(snapshot.durationMs);
@@ -108,6 +116,13 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
           duration_ms: durationMs,
         },
         meta: request.meta,
+      });
+      this.events.emit({
+        type: 'backup_succeeded',
+        name: snapshot.name,
+        size: snapshot.size,
+        durationMs: snapshot.durationMs,
+        kind: request.kind,
       });
       await this.prune(request.actor);
       return {
@@ -151,6 +166,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
         const outcome = await this.files.remove(file.name);
         if (outcome === 'removed') {
           pruned.push(file.name);
+          this.events.emit({ type: 'backup_pruned', name: file.name });
           this.logger.log(`Pruned ${file.name} (retention count ${count}, max age ${maxAgeDays} days)`);
           await this.audit.record({
             action: 'backup_prune',

@@ -1,6 +1,8 @@
-import { HttpStatus, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { HttpStatus, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
 import { Cron, SchedulerRegistry } from '@nestjs/schedule';
 import { InjectRepository } from '@nestjs/typeorm';
+import { CronTime } from 'cron';
+import { Subscription } from 'rxjs';
 import { Repository } from 'typeorm';
 import { AuditActor, AuditService, SYSTEM_ACTORS } from '../audit/audit.service';
 import { BackupsService } from '../backups/backups.service';
@@ -15,9 +17,10 @@ import { SchedulerTaskEntity } from './scheduler-task.entity';
 type RunSource = 'cron' | 'catch_up' | 'trigger';
 
 @Injectable()
-export class SchedulerService implements OnApplicationBootstrap {
+export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(SchedulerService.name);
   private inFlight = 0;
+  private settingsSubscription?: Subscription;
   /** The start-up catch-up run (resolved at once when none is due); tests and shutdown can await it. */
   startupCatchUp: Promise<void> = Promise.resolve();
 
@@ -31,6 +34,13 @@ export class SchedulerService implements OnApplicationBootstrap {
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
+    await this.applySchedule();
+    // general.backup_cron re-times the job at once, no restart needed.
+    this.settingsSubscription = this.settings.changes$.subscribe((change) => {
+      if (change.key === 'general.backup_cron') {
+        this.retime(change.newValue);
+      }
+    });
     const state = await this.state(AUTO_BACKUP_TASK);
     if (state.running) {
       // The process died mid-run: say so instead of showing "running" forever.
@@ -50,7 +60,28 @@ export class SchedulerService implements OnApplicationBootstrap {
     }
   }
 
-  /** The daily automatic backup, 03:00 UTC. It makes a backup only when general.auto_backup is on. */
+  onModuleDestroy(): void {
+    this.settingsSubscription?.unsubscribe();
+  }
+
+  /** Times the auto-backup job from the stored general.backup_cron (also after a restore replaced the settings). */
+  async applySchedule(): Promise<void> {
+    this.retime(await this.settings.getString('general.backup_cron'));
+  }
+
+  private retime(expression: string): void {
+    const job = this.registry.getCronJob(AUTO_BACKUP_TASK);
+    if (job.cronTime.source === expression) {
+      return;
+    }
+    job.setTime(new CronTime(expression, SCHEDULE_TIME_ZONE));
+    this.logger.log(`Automatic backup schedule is now "${expression}" (UTC); next run ${job.nextDate().toISO()}`);
+  }
+
+  /**
+   * The automatic backup: 03:00 UTC by default, re-timed by general.backup_cron. It makes a backup only when
+   * general.auto_backup is on.
+   */
   @Cron(DEFAULT_BACKUP_CRON, { name: AUTO_BACKUP_TASK, timeZone: SCHEDULE_TIME_ZONE })
   async onSchedule(): Promise<void> {
     if (!(await this.settings.getBoolean('general.auto_backup'))) {
