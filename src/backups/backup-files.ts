@@ -1,7 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import type { Dirent } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsConstants, createWriteStream, type Dirent, type ReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
   type BackupKind,
   compareNewestFirst,
@@ -9,7 +11,16 @@ import {
   parseBackupName,
   validateBackupName,
 } from './backup-name';
-import { runSnapshotWorker, type SnapshotOptions, type SnapshotResult } from './snapshot';
+import {
+  type InspectResult,
+  type IntegrityLevel,
+  runInspectWorker,
+  runRestoreWorker,
+  runSnapshotWorker,
+  type RestoreResult,
+  type SnapshotOptions,
+  type SnapshotResult,
+} from './snapshot';
 
 export interface BackupFileInfo {
   name: string;
@@ -30,6 +41,27 @@ export interface SnapshotInfo {
   pages: number;
   /** sqlite3_backup_step calls made; 2 means the copy ran in one step (see snapshot.ts). */
   steps: number;
+  /** Computed by the worker right after the fsync (null when `hash: false`). */
+  sha256: string | null;
+  sqliteVersion: string | null;
+  schemaVersion: number | null;
+  quickCheck: 'ok';
+}
+
+/** The upload body went past the byte cap; nothing was kept. */
+export class UploadTooLargeError extends Error {
+  constructor() {
+    super('Upload exceeds the size limit');
+    this.name = 'UploadTooLargeError';
+  }
+}
+
+/** The client went away mid-upload (or the stream failed); nothing was kept. */
+export class UploadInterruptedError extends Error {
+  constructor() {
+    super('Upload interrupted');
+    this.name = 'UploadInterruptedError';
+  }
 }
 
 export class InvalidBackupNameError extends Error {
@@ -250,7 +282,135 @@ export class BackupFiles {
       durationMs: performance.now() - started,
       pages: result.pages,
       steps: result.steps,
+      sha256: result.sha256,
+      sqliteVersion: result.sqliteVersion,
+      schemaVersion: result.schemaVersion,
+      quickCheck: result.quickCheck,
     };
+  }
+
+  /** sha256 and size of a backup, streamed (1 MiB reads), never following a symlink. */
+  async hash(name: string): Promise<{ sha256: string; size: number }> {
+    const { stream, size } = await this.openForRead(name);
+    const hash = createHash('sha256');
+    await pipeline(stream, hash);
+    return { sha256: hash.digest('hex'), size };
+  }
+
+  /**
+   * A read stream of a backup for download, opened with O_NOFOLLOW and checked to be a regular file through the
+   * same descriptor (so a swap after the check cannot redirect it). Null when absent or not a regular file.
+   */
+  async openForDownload(name: string): Promise<{ stream: ReadStream; size: number } | null> {
+    try {
+      return await this.openForRead(name);
+    } catch (err) {
+      if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EISDIR', 'NOT_REGULAR'].includes(errCode(err) ?? '')) {
+        return null;
+      }
+      throw err;
+    }
+  }
+
+  private async openForRead(name: string): Promise<{ stream: ReadStream; size: number }> {
+    const full = this.resolveInside(name);
+    const handle = await fsp.open(full, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    try {
+      const st = await handle.stat();
+      if (!st.isFile()) {
+        throw Object.assign(new Error('Not a regular file'), { code: 'NOT_REGULAR' });
+      }
+      return { stream: handle.createReadStream({ highWaterMark: 1024 * 1024 }), size: st.size };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  /** What a backup is (see runInspectWorker), in a worker thread. */
+  inspect(name: string, options: { integrity: IntegrityLevel; hash: boolean }): Promise<InspectResult> {
+    return runInspectWorker(this.resolveInside(name), options);
+  }
+
+  /** Same for a temp file of this folder (an upload, a drill's scratch copy). */
+  inspectTemp(
+    tmp: string,
+    options: { integrity: IntegrityLevel; hash: boolean; makeStandalone?: boolean },
+  ): Promise<InspectResult> {
+    this.assertTemp(tmp);
+    return runInspectWorker(tmp, options);
+  }
+
+  /** Copies a backup's pages into the live database at `liveDbPath` (see RestoreJob in snapshot.ts). */
+  restoreInto(name: string, liveDbPath: string): Promise<RestoreResult> {
+    return runRestoreWorker(this.resolveInside(name), liveDbPath);
+  }
+
+  /**
+   * Restores a backup into a new scratch temp file here, by the same page copy a real restore uses (for the restore
+   * drill). The caller must {@link discardTemp} it.
+   */
+  async restoreBackupToTemp(name: string): Promise<{ tmp: string; result: RestoreResult }> {
+    const source = this.resolveInside(name);
+    const tmp = await this.createTemp();
+    try {
+      return { tmp, result: await runRestoreWorker(source, tmp) };
+    } catch (err) {
+      await this.discardTemp(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Streams `body` into a new temp file here, never holding more than a chunk in memory, and fsyncs it. Past
+   * `maxBytes` it stops writing, removes the temp file and throws {@link UploadTooLargeError}: the source is only
+   * unpiped, not destroyed, so the caller can still answer the request. The caller must publish or discard the
+   * returned temp file.
+   */
+  async receiveUpload(body: Readable, maxBytes: number): Promise<{ tmp: string; size: number }> {
+    const tmp = await this.createTemp();
+    let received = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+        received += chunk.length;
+        if (received > maxBytes) {
+          callback(new UploadTooLargeError());
+          return;
+        }
+        callback(null, chunk);
+      },
+    });
+    const onAborted = (): void => {
+      meter.destroy(new UploadInterruptedError());
+    };
+    const onEnd = (): void => {
+      meter.end();
+    };
+    try {
+      // pipeline(meter → file) owns the file side; the request is piped in by hand so that a failure here does not
+      // destroy the request (and with it the socket the 413 must still go out on). `flush` fsyncs before close.
+      const file = createWriteStream(tmp, { flags: 'r+', flush: true, highWaterMark: 1024 * 1024 });
+      try {
+        body.on('aborted', onAborted);
+        body.on('error', onAborted);
+        body.pipe(meter, { end: false });
+        if (body.readableEnded) {
+          onEnd();
+        } else {
+          body.once('end', onEnd);
+        }
+        await pipeline(meter, file);
+      } finally {
+        body.unpipe(meter);
+        body.off('end', onEnd);
+        body.off('aborted', onAborted);
+        body.off('error', onAborted);
+      }
+      return { tmp, size: received };
+    } catch (err) {
+      await this.discardTemp(tmp).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
@@ -314,8 +474,12 @@ export class BackupFiles {
    * temp file is left for the caller to discard.
    */
   async publishTemp(tmp: string, prefix: string, now: Date): Promise<string> {
+    // Whatever wrote the temp file, what gets a backup's name is private.
+    await fsp.chmod(tmp, FILE_MODE);
     this.assertTemp(tmp);
-    for (let seq = 1; seq <= MAX_SEQ; seq++) {
+    // Start above every name still on disk for this second: a name freed by a delete or a prune must not be
+    // reused, or the newest backup would sort as the oldest of its second (and the next prune would take it).
+    for (let seq = (await this.highestSeq(prefix, now)) + 1; seq <= MAX_SEQ; seq++) {
       const name = formatBackupName(prefix, now, seq);
       const final = this.resolveInside(name);
       try {
@@ -337,6 +501,18 @@ export class BackupFiles {
       return name;
     }
     throw new Error('No free backup name for this second');
+  }
+
+  private async highestSeq(prefix: string, now: Date): Promise<number> {
+    const second = Math.floor(now.getTime() / 1000) * 1000;
+    let highest = 0;
+    for (const entry of await this.readEntries()) {
+      const parsed = parseBackupName(entry.name);
+      if (parsed && parsed.prefix === prefix && parsed.createdAtMs === second) {
+        highest = Math.max(highest, parsed.seq);
+      }
+    }
+    return highest;
   }
 
   private assertTemp(tmp: string): string {
