@@ -5,6 +5,7 @@ import { ThrottlerModule } from '@nestjs/throttler';
 import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { BackupsModule } from './backups/backups.module';
+import { BackupsServerStartup } from './backups/server-startup';
 import { AuthenticationGuard } from './auth/guards/authentication.guard';
 import { CsrfGuard } from './auth/guards/csrf.guard';
 import { RolesGuard } from './auth/guards/roles.guard';
@@ -16,6 +17,8 @@ import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
 import { HealthModule } from './health/health.module';
+import { LoggingModule } from './observability/logging.module';
+import { ObservabilityModule } from './observability/observability.module';
 import { SchedulerModule } from './scheduler/scheduler.module';
 import { SettingsModule } from './settings/settings.module';
 
@@ -27,6 +30,7 @@ export class AppModule {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
+        LoggingModule,
         CommonModule,
         DatabaseModule,
         ScheduleModule.forRoot(),
@@ -37,8 +41,10 @@ export class AppModule {
         HealthModule,
         BackupsModule,
         SchedulerModule,
+        ObservabilityModule,
       ],
       providers: [
+        BackupsServerStartup,
         // Order matters: is the service taking work, who you are, what you may do, forgery, how often.
         { provide: APP_GUARD, useClass: AvailabilityGuard },
         { provide: APP_GUARD, useClass: AuthenticationGuard },

@@ -1,3 +1,4 @@
+import { getStorageToken, ThrottlerStorageService } from '@nestjs/throttler';
 import request from 'supertest';
 import { hashSessionToken } from '../src/auth/credentials';
 import { PROTECTED_ROUTES, ProtectedRoute } from './helpers/protected-routes';
@@ -27,6 +28,11 @@ describe('Authentication matrix (every protected route × every identity)', () =
       1_000,
       2_000,
     ]);
+  });
+
+  // Each case stands alone: the shared per-user backups budget (10 a minute) must not leak between cases.
+  beforeEach(() => {
+    t.app.get<ThrottlerStorageService>(getStorageToken()).onApplicationShutdown();
   });
 
   afterAll(async () => {

@@ -1,19 +1,26 @@
 import { Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
 import { AppConfig } from '../config/app-config';
 import { BackupFiles } from './backup-files';
+import { BackupManifestEntity } from './backup-manifest.entity';
+import { BackupManifests } from './backup-manifests';
 import { BackupsController } from './backups.controller';
 import { BackupsService } from './backups.service';
+import { RecoveryService } from './recovery.service';
 
 @Module({
+  imports: [TypeOrmModule.forFeature([BackupManifestEntity])],
   controllers: [BackupsController],
   providers: [
     BackupsService,
+    BackupManifests,
+    RecoveryService,
     {
       provide: BackupFiles,
       inject: [AppConfig],
       useFactory: (config: AppConfig) => new BackupFiles(config.backupsDir),
     },
   ],
-  exports: [BackupsService, BackupFiles],
+  exports: [BackupsService, BackupFiles, BackupManifests, RecoveryService],
 })
 export class BackupsModule {}

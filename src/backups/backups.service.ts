@@ -5,8 +5,9 @@ import { Clock } from '../common/clock';
 import type { RequestMeta } from '../common/request-meta';
 import { AppConfig } from '../config/app-config';
 import { SettingsService } from '../settings/settings.service';
-import { BackupFiles } from './backup-files';
-import { BACKUP_PREFIX, validateBackupName } from './backup-name';
+import { BackupFiles, type BackupFileInfo } from './backup-files';
+import { BackupManifests } from './backup-manifests';
+import { BACKUP_PREFIX, type BackupKind, validateBackupName } from './backup-name';
 import type { BackupDto, BackupListDto, CreatedBackupDto } from './dto/backup.dto';
 import { OperationLock } from '../common/operation-lock';
 import { OpsEvents } from '../common/ops-events';
@@ -34,11 +35,23 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
     private readonly config: AppConfig,
     private readonly clock: Clock,
     private readonly events: OpsEvents,
+    private readonly manifests: BackupManifests,
   ) {}
 
   /** The folder exists with mode 0700, and temp files of a backup killed mid-copy are gone. */
   async onModuleInit(): Promise<void> {
     await this.files.ensureDir();
+    const swept = await this.manifests.sweep(new Set((await this.files.list()).map((f) => f.name)));
+    if (swept > 0) {
+      this.logger.log(`Forgot ${swept} manifest(s) of backups no longer on disk`);
+    }
+  }
+
+  /**
+   * Removes the temp files of a backup killed mid-copy. Only the service calls this, once at start-up, before its
+   * own first backup: a CLI run beside a live service must not take a temp file from under the service's backup.
+   */
+  async removeLeftovers(): Promise<void> {
     const removed = await this.files.removeLeftovers();
     if (removed.length > 0) {
       this.logger.warn(`Removed ${removed.length} leftover temporary file(s) of an interrupted backup`);
@@ -59,14 +72,28 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
     clearTimeout(timer);
   }
 
+  /**
+   * Files on disk joined with their manifests. A file without a known sha256 (copied in by hand) is listed with
+   * `sha256: null` and hashed in the background; the list never waits for it.
+   */
   async list(): Promise<BackupListDto> {
-    const files = await this.files.list();
+    const [files, manifests] = await Promise.all([this.files.list(), this.manifests.byName()]);
     return {
-      backups: files.map((file) => ({
-        name: file.name,
-        size: file.size,
-        created_at: Math.floor(file.createdAtMs / 1000),
-      })),
+      backups: files.map((file) => {
+        const manifest = manifests.get(file.name);
+        const kind = manifest?.kind ?? kindOf(file);
+        if (!manifest?.sha256) {
+          this.manifests.hashLater(file.name, kind);
+        }
+        return {
+          name: file.name,
+          size: file.size,
+          created_at: Math.floor(file.createdAtMs / 1000),
+          kind,
+          sha256: manifest?.sha256 ?? null,
+          verified_at: manifest?.verifiedAt ?? null,
+        };
+      }),
       dir: this.files.dir,
     };
   }
@@ -97,6 +124,16 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
         });
         throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, BACKUP_FAILED);
       }
+      await this.manifests.record(snapshot.name, {
+        kind: request.kind,
+        sha256: snapshot.sha256,
+        size: snapshot.size,
+        pageCount: snapshot.pages,
+        sqliteVersion: snapshot.sqliteVersion,
+        schemaVersion: snapshot.schemaVersion,
+        quickCheck: snapshot.quickCheck,
+        checkedAt: this.clock.nowSeconds(),
+      });
       const durationMs = Math.round(snapshot.durationMs);
       const mbPerSecond = snapshot.size / 1024 / 1024 / Math.max(snapshot.durationMs / 1000, 0.001);
       this.logger.log(
@@ -142,6 +179,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
       // A symlink or a folder under a backup's name is not a backup: it is left alone and reported absent.
       throw new ApiError(HttpStatus.NOT_FOUND, 'Backup not found');
     }
+    await this.manifests.remove([name]);
     await this.audit.record({
       action: 'backup_delete',
       actor,
@@ -166,6 +204,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
         const outcome = await this.files.remove(file.name);
         if (outcome === 'removed') {
           pruned.push(file.name);
+          await this.manifests.remove([file.name]);
           this.events.emit({ type: 'backup_pruned', name: file.name });
           this.logger.log(`Pruned ${file.name} (retention count ${count}, max age ${maxAgeDays} days)`);
           await this.audit.record({
@@ -198,8 +237,13 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
   }
 }
 
+/** The kind a file's name implies. A foreign `.db` name came from outside, like an upload (and is never pruned). */
+export function kindOf(file: Pick<BackupFileInfo, 'kind'>): BackupKind {
+  return file.kind ?? 'upload';
+}
+
 /** For the audit trail: an error code or class, never a message that might carry a path. */
-function safeReason(error: unknown): string {
+export function safeReason(error: unknown): string {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && /^[A-Z0-9_]{2,40}$/.test(code)) {
     return code;

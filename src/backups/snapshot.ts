@@ -2,8 +2,12 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 /**
- * Messages between {@link runSnapshotWorker} and snapshot.worker.ts. `op` leaves room for later jobs (for example
- * copying a backup's pages into the live database) that need the same off-thread treatment.
+ * Jobs for snapshot.worker.ts: SQLite work that may take long (copies, integrity_check, hashing) and therefore
+ * never runs on the main thread.
+ * - `snapshot`: a hot copy of a live database into a new file (a backup, a safety backup, a drill's scratch copy).
+ * - `inspect`: what a file is (opens as SQLite? integrity, schema, admins, sha256), optionally converting a
+ *   WAL-mode file to a standalone rollback-journal file first (uploads).
+ * - `restore`: copies a backup's pages into the live database file (see RestoreJob).
  */
 export interface SnapshotJob {
   op: 'snapshot';
@@ -11,6 +15,41 @@ export interface SnapshotJob {
   dest: string;
   busyTimeoutMs: number;
   maxSteps: number;
+  /** Also compute the copy's sha256 (one more read of the file, in the worker, after the fsync). */
+  hash: boolean;
+}
+
+export type IntegrityLevel = 'none' | 'quick' | 'full';
+
+export interface InspectJob {
+  op: 'inspect';
+  file: string;
+  integrity: IntegrityLevel;
+  hash: boolean;
+  /** Switch a WAL-mode file to journal_mode=DELETE before anything else (it then needs no -wal/-shm). */
+  makeStandalone: boolean;
+}
+
+/**
+ * Copies every page of `source` (a backup file, opened read-only) into `dest` (the live database) with SQLite's
+ * online backup API, in one step under one write transaction on `dest`: either all of it commits or none does.
+ */
+export interface RestoreJob {
+  op: 'restore';
+  source: string;
+  dest: string;
+  busyTimeoutMs: number;
+  /** Give up when `dest` stays locked by another connection for this long. */
+  maxWaitMs: number;
+}
+
+export type WorkerJob = SnapshotJob | InspectJob | RestoreJob;
+
+export interface WorkerFailure {
+  ok: false;
+  message: string;
+  code?: string;
+  detail?: string;
 }
 
 export type SnapshotWorkerReply =
@@ -24,10 +63,53 @@ export type SnapshotWorkerReply =
       quickCheck: 'ok';
       copyMs: number;
       totalMs: number;
+      /** Hex sha256 of the published bytes, or null when not asked for. */
+      sha256: string | null;
+      /** The SQLite library that wrote the copy, e.g. `3.50.4`. */
+      sqliteVersion: string | null;
+      /** Newest migration timestamp in the copy's `migrations` table; null when it has none. */
+      schemaVersion: number | null;
+      hashMs: number;
     }
-  | { ok: false; message: string; code?: string; detail?: string };
+  | WorkerFailure;
 
 export type SnapshotResult = Extract<SnapshotWorkerReply, { ok: true }>;
+
+export interface InspectResult {
+  ok: true;
+  size: number;
+  /** False when SQLite cannot open or read the file at all; `integrity` then says why. */
+  opened: boolean;
+  /** `ok`, the first problem found, or null when integrity was not checked. */
+  integrity: string | null;
+  sha256: string | null;
+  pageCount: number | null;
+  pageSize: number | null;
+  sqliteVersion: string | null;
+  schemaVersion: number | null;
+  /** Names of real tables (views and the like are not counted). */
+  tables: string[];
+  /** `users` rows with role admin; null when there is no readable users table. */
+  admins: number | null;
+  /** The file was in WAL mode and has been switched to rollback-journal mode. */
+  converted: boolean;
+  ms: number;
+}
+
+export interface RestoreResult {
+  ok: true;
+  pages: number;
+  pageSize: number;
+  steps: number;
+  copyMs: number;
+  totalMs: number;
+}
+
+type ReplyOf<J extends WorkerJob> = J extends SnapshotJob
+  ? SnapshotResult
+  : J extends InspectJob
+    ? InspectResult
+    : RestoreResult;
 
 export interface SnapshotOptions {
   /** SQLite busy timeout for the worker's own connection to the source. */
@@ -36,6 +118,8 @@ export interface SnapshotOptions {
   maxSteps?: number;
   /** Aborting terminates the worker; the caller must still remove `dest` and its siblings. */
   signal?: AbortSignal;
+  /** Compute the copy's sha256 in the worker (default true). */
+  hash?: boolean;
 }
 
 /** Raised for every snapshot failure. `message` is safe to log; it carries SQLite's reason, never a path. */
@@ -52,8 +136,9 @@ export class SnapshotError extends Error {
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 const DEFAULT_MAX_STEPS = 10;
+const DEFAULT_RESTORE_MAX_WAIT_MS = 30_000;
 
-function startWorker(job: SnapshotJob): Worker {
+function startWorker(job: WorkerJob): Worker {
   // Compiled: the .js sibling. Under ts-jest / ts-node this file is .ts and so is the worker, which then needs a
   // TypeScript loader of its own; registering it explicitly keeps that independent of the working directory.
   if (__filename.endsWith('.ts')) {
@@ -69,31 +154,15 @@ function startWorker(job: SnapshotJob): Worker {
 }
 
 /**
- * Copies the SQLite database at `source` into the new file `dest` in a worker thread, using the online backup API
- * in a single step on the worker's own connection, then makes the copy a self-contained rollback-journal database,
- * requires `PRAGMA quick_check` = ok, and fsyncs it. Resolves only after the worker has exited, so nothing still
- * holds `dest` open when the caller publishes or removes it. On failure `dest` (and a `-journal`, `-wal` or `-shm`
- * beside it) may exist: the caller owns cleanup.
+ * Runs one job in a fresh worker thread. Resolves only after the worker has exited, so nothing still holds a file
+ * open when the caller publishes, removes or restores it.
  */
-export function runSnapshotWorker(
-  source: string,
-  dest: string,
-  options: SnapshotOptions = {},
-): Promise<SnapshotResult> {
-  const job: SnapshotJob = {
-    op: 'snapshot',
-    source: path.resolve(source),
-    dest: path.resolve(dest),
-    busyTimeoutMs: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
-    maxSteps: options.maxSteps ?? DEFAULT_MAX_STEPS,
-  };
-  const { signal } = options;
+export function runWorkerJob<J extends WorkerJob>(job: J, signal?: AbortSignal): Promise<ReplyOf<J>> {
   if (signal?.aborted) {
     return Promise.reject(new SnapshotError('Snapshot aborted', 'ABORT_ERR'));
   }
-
-  return new Promise<SnapshotResult>((resolve, reject) => {
-    let reply: SnapshotWorkerReply | undefined;
+  return new Promise<ReplyOf<J>>((resolve, reject) => {
+    let reply: ReplyOf<J> | WorkerFailure | undefined;
     let failure: Error | undefined;
     let aborted = false;
     const worker = startWorker(job);
@@ -104,7 +173,7 @@ export function runSnapshotWorker(
     };
     signal?.addEventListener('abort', onAbort, { once: true });
 
-    worker.on('message', (msg: SnapshotWorkerReply) => {
+    worker.on('message', (msg: ReplyOf<J> | WorkerFailure) => {
       reply = msg;
     });
     worker.on('error', (err: Error) => {
@@ -124,5 +193,58 @@ export function runSnapshotWorker(
         resolve(reply);
       }
     });
+  });
+}
+
+/**
+ * Copies the SQLite database at `source` into the new file `dest` in a worker thread, using the online backup API
+ * in a single step on the worker's own connection, then makes the copy a self-contained rollback-journal database,
+ * requires `PRAGMA quick_check` = ok, fsyncs it and (unless `hash: false`) hashes it. On failure `dest` (and a
+ * `-journal`, `-wal` or `-shm` beside it) may exist: the caller owns cleanup.
+ */
+export function runSnapshotWorker(
+  source: string,
+  dest: string,
+  options: SnapshotOptions = {},
+): Promise<SnapshotResult> {
+  return runWorkerJob(
+    {
+      op: 'snapshot',
+      source: path.resolve(source),
+      dest: path.resolve(dest),
+      busyTimeoutMs: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
+      maxSteps: options.maxSteps ?? DEFAULT_MAX_STEPS,
+      hash: options.hash ?? true,
+    },
+    options.signal,
+  );
+}
+
+/** See {@link InspectJob}. Never rejects for a broken file (that is `opened: false`), only for a worker failure. */
+export function runInspectWorker(
+  file: string,
+  options: { integrity: IntegrityLevel; hash: boolean; makeStandalone?: boolean },
+): Promise<InspectResult> {
+  return runWorkerJob({
+    op: 'inspect',
+    file: path.resolve(file),
+    integrity: options.integrity,
+    hash: options.hash,
+    makeStandalone: options.makeStandalone ?? false,
+  });
+}
+
+/** See {@link RestoreJob}. */
+export function runRestoreWorker(
+  source: string,
+  dest: string,
+  options: { busyTimeoutMs?: number; maxWaitMs?: number } = {},
+): Promise<RestoreResult> {
+  return runWorkerJob({
+    op: 'restore',
+    source: path.resolve(source),
+    dest: path.resolve(dest),
+    busyTimeoutMs: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
+    maxWaitMs: options.maxWaitMs ?? DEFAULT_RESTORE_MAX_WAIT_MS,
   });
 }

@@ -2,16 +2,30 @@
  * Runs in a worker thread (see snapshot.ts). Everything here may block: that is the point of being off the main
  * thread. Keep imports to node built-ins and better-sqlite3 so the worker starts fast and never pulls in Nest.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import type { SnapshotJob, SnapshotWorkerReply } from './snapshot';
+import type {
+  InspectJob,
+  InspectResult,
+  RestoreJob,
+  RestoreResult,
+  SnapshotJob,
+  SnapshotWorkerReply,
+  WorkerFailure,
+  WorkerJob,
+} from './snapshot';
 
 /**
  * better-sqlite3 clamps the page count per step to 2^31-1. Any database SQLite can hold at the default page size
  * fits, so the copy runs as one sqlite3_backup_step under one read transaction and cannot be restarted by writers.
  */
 const ALL_PAGES = 0x7fffffff;
+const HASH_CHUNK = 1024 * 1024;
+const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
+/** TypeORM's default name for its table of applied migrations. */
+const MIGRATIONS_TABLE = 'migrations';
 
 function closeQuietly(db: Database.Database | undefined): void {
   try {
@@ -19,6 +33,10 @@ function closeQuietly(db: Database.Database | undefined): void {
   } catch {
     // A close failure after an earlier error must not mask that error.
   }
+}
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 async function copyDatabase(job: SnapshotJob): Promise<{ steps: number }> {
@@ -45,7 +63,15 @@ async function copyDatabase(job: SnapshotJob): Promise<{ steps: number }> {
   }
 }
 
-function makeStandalone(dest: string): { pages: number; pageSize: number; quickCheck: string } {
+interface CopyFacts {
+  pages: number;
+  pageSize: number;
+  quickCheck: string;
+  sqliteVersion: string | null;
+  schemaVersion: number | null;
+}
+
+function makeStandalone(dest: string): CopyFacts {
   let copy: Database.Database | undefined;
   try {
     copy = new Database(dest, { fileMustExist: true });
@@ -59,7 +85,9 @@ function makeStandalone(dest: string): { pages: number; pageSize: number; quickC
     const quickCheck = String(copy.pragma('quick_check', { simple: true }));
     const pages = Number(copy.pragma('page_count', { simple: true }));
     const pageSize = Number(copy.pragma('page_size', { simple: true }));
-    return { pages, pageSize, quickCheck };
+    const sqliteVersion = String((copy.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v);
+    const schemaVersion = hasTable(copy, MIGRATIONS_TABLE) ? migrationVersion(copy) : null;
+    return { pages, pageSize, quickCheck, sqliteVersion, schemaVersion };
   } finally {
     closeQuietly(copy);
   }
@@ -75,25 +103,267 @@ function fsyncFile(file: string): number {
   }
 }
 
-async function run(job: SnapshotJob): Promise<SnapshotWorkerReply> {
+function sha256File(file: string): string {
+  const hash = createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(HASH_CHUNK);
+    for (;;) {
+      const n = fs.readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) {
+        break;
+      }
+      hash.update(buffer.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+function readHeader(file: string): Buffer {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const header = Buffer.alloc(100);
+    const n = fs.readSync(fd, header, 0, 100, 0);
+    return header.subarray(0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function headerPageSize(header: Buffer): number {
+  const raw = header.readUInt16BE(16);
+  return raw === 1 ? 65536 : raw;
+}
+
+/** `3050004` → `3.50.4`: the library that last wrote the file (header offset 96). */
+function headerSqliteVersion(header: Buffer): string | null {
+  const n = header.readUInt32BE(96);
+  if (n < 3_000_000 || n > 3_999_999) {
+    return null;
+  }
+  return `${Math.floor(n / 1_000_000)}.${Math.floor((n % 1_000_000) / 1000)}.${n % 1000}`;
+}
+
+function hasTable(db: Database.Database, name: string): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined;
+}
+
+function migrationVersion(db: Database.Database): number | null {
+  const row = db.prepare(`SELECT MAX("timestamp") AS v FROM "${MIGRATIONS_TABLE}"`).get() as { v: unknown };
+  return typeof row.v === 'number' || typeof row.v === 'bigint' ? Number(row.v) : null;
+}
+
+function sqliteMessage(err: unknown): string {
+  const message = (err as { message?: unknown } | null)?.message;
+  // SQLite's own messages ("file is not a database", "database disk image is malformed") name no path.
+  return typeof message === 'string' && message.length > 0 ? message : 'unreadable database';
+}
+
+/**
+ * What a file is. Structural problems are answers (`opened: false` or a non-ok `integrity`), not failures: a file
+ * so broken that SQLite cannot open it must come back as a readable verdict.
+ */
+function inspect(job: InspectJob): InspectResult {
+  const started = performance.now();
+  const result: InspectResult = {
+    ok: true,
+    size: fs.statSync(job.file).size,
+    opened: false,
+    integrity: null,
+    sha256: null,
+    pageCount: null,
+    pageSize: null,
+    sqliteVersion: null,
+    schemaVersion: null,
+    tables: [],
+    admins: null,
+    converted: false,
+    ms: 0,
+  };
+  const finish = (): InspectResult => {
+    if (job.hash) {
+      result.sha256 = sha256File(job.file);
+    }
+    result.ms = performance.now() - started;
+    return result;
+  };
+
+  const header = readHeader(job.file);
+  if (header.length < 100 || !header.subarray(0, 16).equals(SQLITE_MAGIC)) {
+    result.integrity = 'file is not a database';
+    return finish();
+  }
+  const pageSize = headerPageSize(header);
+  if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
+    result.integrity = 'file is not a database (invalid page size)';
+    return finish();
+  }
+  result.pageSize = pageSize;
+  result.sqliteVersion = headerSqliteVersion(header);
+  // The in-header page count is valid when its "version-valid-for" matches the change counter (SQLite ≥ 3.7).
+  const headerPages = header.readUInt32BE(28);
+  const countValid = header.readUInt32BE(92) === header.readUInt32BE(24) && headerPages > 0;
+  if (result.size % pageSize !== 0 || (countValid && result.size < headerPages * pageSize)) {
+    result.integrity = 'database file is truncated';
+    return finish();
+  }
+
+  let db: Database.Database | undefined;
+  try {
+    const isWal = header[18] === 2 || header[19] === 2;
+    if (isWal && job.makeStandalone) {
+      db = new Database(job.file, { fileMustExist: true });
+      db.pragma('trusted_schema = OFF');
+      if (db.pragma('journal_mode = DELETE', { simple: true }) !== 'delete') {
+        throw new Error('could not switch the file to rollback-journal mode');
+      }
+      db.close();
+      db = undefined;
+      result.converted = true;
+    }
+    db = new Database(job.file, { readonly: true, fileMustExist: true });
+    // A foreign file's schema is untrusted: never run its functions from views, triggers or defaults.
+    db.pragma('trusted_schema = OFF');
+    result.pageCount = Number(db.pragma('page_count', { simple: true }));
+    result.opened = true;
+    if (job.integrity !== 'none') {
+      const pragma = job.integrity === 'full' ? 'integrity_check(1)' : 'quick_check(1)';
+      const first = db.pragma(pragma, { simple: true });
+      result.integrity = typeof first === 'string' ? first : String(first);
+    }
+    result.tables = (
+      db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>
+    ).map((row) => row.name);
+    if (result.tables.includes(MIGRATIONS_TABLE)) {
+      result.schemaVersion = migrationVersion(db);
+    }
+    if (result.tables.includes('users')) {
+      const row = db.prepare("SELECT count(*) AS n FROM users WHERE role = 'admin'").get() as { n: number };
+      result.admins = Number(row.n);
+    }
+  } catch (err) {
+    if (!result.opened) {
+      result.integrity = sqliteMessage(err);
+    } else if (result.integrity === null || result.integrity === 'ok') {
+      result.integrity = sqliteMessage(err);
+    }
+  } finally {
+    closeQuietly(db);
+  }
+  if (result.converted) {
+    fsyncFile(job.file);
+    result.size = fs.statSync(job.file).size;
+  }
+  return finish();
+}
+
+/**
+ * Why this shape (measured, see RecoveryService): better-sqlite3 can only be the *source* of the backup API, and it
+ * writes into a file path through a fresh connection of its own. Here the source is the backup file and the
+ * destination is the live database's path. That second connection goes through SQLite's normal locking: it takes
+ * the live database's write lock (WAL mode: the WAL write lock), copies every page in one step, and commits them as
+ * one WAL transaction, bumping the schema cookie. Every other connection — TypeORM's live handle included — sees
+ * the restored content at its next read transaction and reloads its schema; a failure before the commit leaves the
+ * live database untouched. Main-thread readers keep reading the old snapshot while the copy runs.
+ */
+async function restore(job: RestoreJob): Promise<RestoreResult> {
+  const started = performance.now();
+  let source: Database.Database | undefined;
+  try {
+    source = new Database(job.source, { readonly: true, fileMustExist: true });
+    const pageSize = Number(source.pragma('page_size', { simple: true }));
+    const liveHeader = readHeader(job.dest);
+    if (liveHeader.length >= 100 && (liveHeader[18] === 2 || liveHeader[19] === 2)) {
+      // SQLite refuses to change a WAL database's page size (SQLITE_READONLY); say so plainly instead.
+      if (headerPageSize(liveHeader) !== pageSize) {
+        throw Object.assign(new Error('Backup page size differs from the live database'), { code: 'PAGE_SIZE' });
+      }
+    }
+    const deadline = Date.now() + job.maxWaitMs;
+    let steps = 1;
+    const copyStarted = performance.now();
+    // The destination connection better-sqlite3 opens has no busy timeout: a step that finds the live database
+    // locked returns SQLITE_BUSY and lands here again. Wait a little and retry, up to maxWaitMs.
+    const progress = await source.backup(job.dest, {
+      progress: () => {
+        steps += 1;
+        if (steps > 2) {
+          if (Date.now() > deadline) {
+            throw Object.assign(new Error('Restore did not start: the live database stayed locked'), {
+              code: 'SQLITE_BUSY',
+            });
+          }
+          sleepMs(20);
+        }
+        return ALL_PAGES;
+      },
+    });
+    const copyMs = performance.now() - copyStarted;
+    closeQuietly(source);
+    source = undefined;
+    checkpoint(job.dest, job.busyTimeoutMs);
+    return { ok: true, pages: progress.totalPages, pageSize, steps, copyMs, totalMs: performance.now() - started };
+  } finally {
+    closeQuietly(source);
+  }
+}
+
+/** Moves the restored pages from the WAL into the main file. Best effort: the WAL already holds them durably. */
+function checkpoint(file: string, busyTimeoutMs: number): void {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { fileMustExist: true, timeout: busyTimeoutMs });
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  } catch {
+    // Busy readers: SQLite checkpoints later on its own.
+  } finally {
+    closeQuietly(db);
+  }
+}
+
+async function run(job: WorkerJob): Promise<SnapshotWorkerReply | InspectResult | RestoreResult | WorkerFailure> {
   switch (job.op) {
     case 'snapshot': {
       const started = performance.now();
       const { steps } = await copyDatabase(job);
       const copyMs = performance.now() - started;
-      const { pages, pageSize, quickCheck } = makeStandalone(job.dest);
-      if (quickCheck !== 'ok') {
-        return { ok: false, message: 'Backup copy failed quick_check', detail: quickCheck };
+      const facts = makeStandalone(job.dest);
+      if (facts.quickCheck !== 'ok') {
+        return { ok: false, message: 'Backup copy failed quick_check', detail: facts.quickCheck };
       }
       const size = fsyncFile(job.dest);
-      return { ok: true, pages, pageSize, size, steps, quickCheck, copyMs, totalMs: performance.now() - started };
+      const hashStarted = performance.now();
+      // Right after the fsync the file is in the page cache: hashing here costs a read from memory, off the main
+      // thread, and the caller records it with the backup.
+      const sha256 = job.hash ? sha256File(job.dest) : null;
+      const hashMs = performance.now() - hashStarted;
+      return {
+        ok: true,
+        pages: facts.pages,
+        pageSize: facts.pageSize,
+        size,
+        steps,
+        quickCheck: 'ok',
+        copyMs,
+        totalMs: performance.now() - started,
+        sha256,
+        sqliteVersion: facts.sqliteVersion,
+        schemaVersion: facts.schemaVersion,
+        hashMs,
+      };
     }
+    case 'inspect':
+      return inspect(job);
+    case 'restore':
+      return restore(job);
     default:
       return { ok: false, message: 'Unknown snapshot worker operation' };
   }
 }
 
-function toFailure(err: unknown): SnapshotWorkerReply {
+function toFailure(err: unknown): WorkerFailure {
   const e = err as { message?: unknown; code?: unknown } | null;
   return {
     ok: false,
@@ -104,7 +374,7 @@ function toFailure(err: unknown): SnapshotWorkerReply {
 
 if (parentPort) {
   const port = parentPort;
-  void run(workerData as SnapshotJob)
+  void run(workerData as WorkerJob)
     .catch(toFailure)
     .then((reply) => port.postMessage(reply));
 }

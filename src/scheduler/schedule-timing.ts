@@ -2,6 +2,9 @@ import { CronTime } from 'cron';
 
 export const AUTO_BACKUP_TASK = 'auto_backup';
 export const DEFAULT_BACKUP_CRON = '0 3 * * *';
+export const RESTORE_DRILL_TASK = 'restore_drill';
+/** Sundays at 04:00 UTC: an hour after the default daily backup, so the drill tries a fresh one. */
+export const RESTORE_DRILL_CRON = '0 4 * * 0';
 export const SCHEDULE_TIME_ZONE = 'UTC';
 const DAY_MS = 24 * 60 * 60 * 1000;
 

@@ -6,12 +6,20 @@ import { Subscription } from 'rxjs';
 import { Repository } from 'typeorm';
 import { AuditActor, AuditService, SYSTEM_ACTORS } from '../audit/audit.service';
 import { BackupsService } from '../backups/backups.service';
+import { RecoveryService } from '../backups/recovery.service';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
 import type { RequestMeta } from '../common/request-meta';
 import { SettingsService } from '../settings/settings.service';
 import { SchedulerTaskDto, TriggerResultDto } from './dto/scheduler.dto';
-import { AUTO_BACKUP_TASK, DEFAULT_BACKUP_CRON, SCHEDULE_TIME_ZONE, shouldCatchUp } from './schedule-timing';
+import {
+  AUTO_BACKUP_TASK,
+  DEFAULT_BACKUP_CRON,
+  RESTORE_DRILL_CRON,
+  RESTORE_DRILL_TASK,
+  SCHEDULE_TIME_ZONE,
+  shouldCatchUp,
+} from './schedule-timing';
 import { SchedulerTaskEntity } from './scheduler-task.entity';
 
 type RunSource = 'cron' | 'catch_up' | 'trigger';
@@ -20,7 +28,9 @@ type RunSource = 'cron' | 'catch_up' | 'trigger';
 export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(SchedulerService.name);
   private inFlight = 0;
+  private drillsInFlight = 0;
   private settingsSubscription?: Subscription;
+  private restoredSubscription?: Subscription;
   /** The start-up catch-up run (resolved at once when none is due); tests and shutdown can await it. */
   startupCatchUp: Promise<void> = Promise.resolve();
 
@@ -31,6 +41,7 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
     private readonly audit: AuditService,
     private readonly registry: SchedulerRegistry,
     private readonly clock: Clock,
+    private readonly recovery: RecoveryService,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -41,17 +52,26 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
         this.retime(change.newValue);
       }
     });
-    const state = await this.state(AUTO_BACKUP_TASK);
-    if (state.running) {
-      // The process died mid-run: say so instead of showing "running" forever.
-      await this.tasks.save({
-        ...state,
-        running: false,
-        lastResultOk: false,
-        lastResultMessage: 'Interrupted by a restart',
-        lastResultAt: this.clock.nowMs(),
-      });
+    // A restore replaces the settings along with everything else: take the schedule from the restored data.
+    this.restoredSubscription = this.recovery.restored$.subscribe(() => {
+      this.applySchedule().catch((error: unknown) =>
+        this.logger.error(`Could not re-apply the schedule after a restore: ${String(error)}`),
+      );
+    });
+    for (const id of [AUTO_BACKUP_TASK, RESTORE_DRILL_TASK]) {
+      const stale = await this.state(id);
+      if (stale.running) {
+        // The process died mid-run: say so instead of showing "running" forever.
+        await this.tasks.save({
+          ...stale,
+          running: false,
+          lastResultOk: false,
+          lastResultMessage: 'Interrupted by a restart',
+          lastResultAt: this.clock.nowMs(),
+        });
+      }
     }
+    const state = await this.state(AUTO_BACKUP_TASK);
     const enabled = await this.settings.getBoolean('general.auto_backup');
     if (shouldCatchUp({ enabled, lastSuccessAt: state.lastSuccessAt, nowMs: this.clock.nowMs() })) {
       this.logger.warn('The last successful automatic backup is over a day old: catching up now');
@@ -62,6 +82,7 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
 
   onModuleDestroy(): void {
     this.settingsSubscription?.unsubscribe();
+    this.restoredSubscription?.unsubscribe();
   }
 
   /** Times the auto-backup job from the stored general.backup_cron (also after a restore replaced the settings). */
@@ -91,12 +112,28 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
     await this.runAutoBackup('cron');
   }
 
+  /**
+   * The restore drill: Sundays 04:00 UTC, when general.restore_drill is on (the default). Restores the newest
+   * backup into a scratch file and checks it (see RecoveryService.drill).
+   */
+  @Cron(RESTORE_DRILL_CRON, { name: RESTORE_DRILL_TASK, timeZone: SCHEDULE_TIME_ZONE })
+  async onDrillSchedule(): Promise<void> {
+    if (!(await this.settings.getBoolean('general.restore_drill'))) {
+      this.logger.debug('The restore drill is off (general.restore_drill): nothing to do');
+      return;
+    }
+    await this.runDrill('cron');
+  }
+
   /** POST /api/scheduler: run the task now, as the admin, whatever the setting. */
   async trigger(taskId: string, actor: AuditActor, meta: RequestMeta): Promise<TriggerResultDto> {
-    if (taskId !== AUTO_BACKUP_TASK) {
+    if (taskId !== AUTO_BACKUP_TASK && taskId !== RESTORE_DRILL_TASK) {
       throw new ApiError(HttpStatus.BAD_REQUEST, 'Unknown task_id');
     }
-    const result = await this.runAutoBackup('trigger', actor, meta);
+    const result =
+      taskId === RESTORE_DRILL_TASK
+        ? await this.runDrill('trigger', actor, meta)
+        : await this.runAutoBackup('trigger', actor, meta);
     if (!result.ok) {
       throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, result.message, { ok: false, message: result.message });
     }
@@ -104,21 +141,63 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
   }
 
   async list(): Promise<SchedulerTaskDto[]> {
-    const state = await this.state(AUTO_BACKUP_TASK);
+    const autoBackup = await this.settings.getBoolean('general.auto_backup');
+    const drill = await this.settings.getBoolean('general.restore_drill');
     return [
-      {
-        id: AUTO_BACKUP_TASK,
-        name: 'Automatic backup',
-        enabled: await this.settings.getBoolean('general.auto_backup'),
-        lastRun: state.lastRun,
-        nextRun: this.nextRun(AUTO_BACKUP_TASK),
-        running: state.running,
-        lastResult:
-          state.lastResultOk === null
-            ? null
-            : { ok: state.lastResultOk, message: state.lastResultMessage ?? '', timestamp: state.lastResultAt ?? 0 },
-      },
+      await this.view(AUTO_BACKUP_TASK, 'Automatic backup', autoBackup),
+      await this.view(RESTORE_DRILL_TASK, 'Restore drill', drill),
     ];
+  }
+
+  private async view(id: string, name: string, enabled: boolean): Promise<SchedulerTaskDto> {
+    const state = await this.state(id);
+    return {
+      id,
+      name,
+      enabled,
+      lastRun: state.lastRun,
+      nextRun: this.nextRun(id),
+      running: state.running,
+      lastResult:
+        state.lastResultOk === null
+          ? null
+          : { ok: state.lastResultOk, message: state.lastResultMessage ?? '', timestamp: state.lastResultAt ?? 0 },
+    };
+  }
+
+  /** One drill, its state in scheduler_tasks, and the `restore_drill` audit row (a failure is logged as an error). */
+  private async runDrill(source: RunSource, actor?: AuditActor, meta?: RequestMeta): Promise<TriggerResultDto> {
+    const runBy = actor ?? SYSTEM_ACTORS.scheduler;
+    this.drillsInFlight++;
+    await this.tasks.save({ ...(await this.state(RESTORE_DRILL_TASK)), lastRun: this.clock.nowMs(), running: true });
+    let outcome: { ok: boolean; message: string; name: string | null };
+    try {
+      outcome = await this.recovery.drill();
+    } finally {
+      this.drillsInFlight--;
+    }
+    const now = this.clock.nowMs();
+    const state = await this.state(RESTORE_DRILL_TASK);
+    await this.tasks.save({
+      ...state,
+      running: this.drillsInFlight > 0,
+      lastResultOk: outcome.ok,
+      lastResultMessage: outcome.message,
+      lastResultAt: now,
+      lastSuccessAt: outcome.ok ? now : state.lastSuccessAt,
+    });
+    await this.audit.record({
+      action: RESTORE_DRILL_TASK,
+      actor: runBy,
+      targetType: 'task',
+      targetId: RESTORE_DRILL_TASK,
+      detail: { source, ok: outcome.ok, message: outcome.message, name: outcome.name },
+      meta,
+    });
+    if (!outcome.ok) {
+      this.logger.error(`Task ${RESTORE_DRILL_TASK} (${source}) failed: ${outcome.message}`);
+    }
+    return { ok: outcome.ok, message: outcome.message };
   }
 
   private nextRun(taskId: string): number | null {

@@ -29,6 +29,23 @@ export const PROTECTED_ROUTES: ProtectedRoute[] = [
     role: 'admin',
     adminStatus: 404,
   },
+  {
+    method: 'post',
+    path: '/api/backup/verify',
+    body: { name: 'mc-backup-2000-01-01_00-00-00.db' },
+    role: 'admin',
+    adminStatus: 404,
+  },
+  { method: 'get', path: '/api/backup/download', role: 'admin', adminStatus: 400 },
+  { method: 'post', path: '/api/backup/upload', body: {}, role: 'admin', adminStatus: 415 },
+  {
+    method: 'post',
+    path: '/api/backup/restore',
+    body: { name: 'mc-backup-2000-01-01_00-00-00.db' },
+    role: 'admin',
+    adminStatus: 404,
+  },
   { method: 'get', path: '/api/scheduler', role: 'admin', adminStatus: 200 },
   { method: 'post', path: '/api/scheduler', body: { task_id: 'no_such_task' }, role: 'admin', adminStatus: 400 },
+  { method: 'get', path: '/metrics', role: 'admin', adminStatus: 200 },
 ];

@@ -10,6 +10,22 @@ export class BackupDto {
   created_at: number;
 }
 
+export class BackupListItemDto extends BackupDto {
+  /** From the manifest; for a file without one, from the name's prefix (a foreign name reads as `upload`). */
+  @ApiProperty({ enum: ['manual', 'scheduled', 'upload', 'safety'], example: 'manual' })
+  kind: 'manual' | 'scheduled' | 'upload' | 'safety';
+  /** Hex sha256 of the file; null until known (a file copied in by hand is hashed in the background). */
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    example: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
+  })
+  sha256: string | null;
+  /** Unix seconds of the last verification that passed, or null. */
+  @ApiProperty({ type: Number, nullable: true, example: 1767240000 })
+  verified_at: number | null;
+}
+
 export class CreatedBackupDto extends BackupDto {
   @ApiProperty({ enum: ['manual', 'scheduled'], example: 'manual' })
   kind: 'manual' | 'scheduled';
@@ -19,7 +35,7 @@ export class CreatedBackupDto extends BackupDto {
 
 export class BackupListDto {
   /** Newest first. */
-  backups: BackupDto[];
+  backups: BackupListItemDto[];
   /** Absolute path of the backups folder. @example /srv/mission-control/.data/backups */
   dir: string;
 }

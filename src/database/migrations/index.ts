@@ -1,7 +1,8 @@
 import { InitialSchema1764000000000 } from './1764000000000-initial-schema';
+import { BackupManifests1766000000000 } from './1766000000000-backup-manifests';
 
 /** Every migration, oldest first. The app runs them at start; `synchronize` is never used. */
-export const MIGRATIONS = [InitialSchema1764000000000];
+export const MIGRATIONS = [InitialSchema1764000000000, BackupManifests1766000000000];
 
 /** The schema version of this build: the newest migration's timestamp. Backups newer than this are refused. */
-export const SCHEMA_VERSION = 1764000000000;
+export const SCHEMA_VERSION = 1766000000000;

@@ -1,8 +1,8 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { IsIn, IsString } from 'class-validator';
-import { AUTO_BACKUP_TASK } from '../schedule-timing';
+import { AUTO_BACKUP_TASK, RESTORE_DRILL_TASK } from '../schedule-timing';
 
-export const TASK_IDS = [AUTO_BACKUP_TASK] as const;
+export const TASK_IDS = [AUTO_BACKUP_TASK, RESTORE_DRILL_TASK] as const;
 
 export class TaskResultDto {
   /** @example true */
@@ -14,11 +14,11 @@ export class TaskResultDto {
 }
 
 export class SchedulerTaskDto {
-  /** @example auto_backup */
+  /** `auto_backup` or `restore_drill`. @example auto_backup */
   id: string;
   /** @example Automatic backup */
   name: string;
-  /** Whether the task's setting is on (general.auto_backup). @example true */
+  /** Whether the task's setting is on (general.auto_backup, general.restore_drill). @example true */
   enabled: boolean;
   /** Unix milliseconds of the last start, or null. @example 1767236400000 */
   lastRun: number | null;
