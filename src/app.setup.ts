@@ -1,27 +1,45 @@
-import { INestApplication, ValidationPipe } from '@nestjs/common';
+import { INestApplication, Module, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import cookieParser from 'cookie-parser';
 import helmet from 'helmet';
+import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import { API_KEY_SECURITY, BEARER_SECURITY, SESSION_COOKIE } from './auth/decorators';
 import { AppConfig } from './config/app-config';
+import { MetricsService } from './observability/metrics.service';
+import { ObservabilityOptions, ObservabilityOptionsModule } from './observability/observability-options';
 
 export const JSON_BODY_LIMIT = '256kb';
 
-/** Builds the app exactly as production runs it; the e2e tests call this too, so they test the real thing. */
-export async function createApp(config: AppConfig): Promise<NestExpressApplication> {
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
-    bodyParser: false,
-    bufferLogs: true,
-    logger: config.logLevel === 'trace' || config.logLevel === 'debug' ? undefined : ['fatal', 'error', 'warn', 'log'],
-  });
+/** Holds the test seams (none in production) beside the whole service. */
+@Module({})
+class ServiceRootModule {}
+
+/**
+ * Builds the app exactly as production runs it; the e2e tests call this too, so they test the real thing.
+ * `options` are seams for tests (a log stream, fast alert retries, a fake disk); production passes none.
+ */
+export async function createApp(
+  config: AppConfig,
+  options: ObservabilityOptions = {},
+): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(
+    { module: ServiceRootModule, imports: [ObservabilityOptionsModule.forRoot(options), AppModule.forRoot(config)] },
+    // Start-up logs wait for pino (LOG_LEVEL decides what is printed).
+    { bodyParser: false, bufferLogs: true },
+  );
+  // Nest's own and every service's Logger now write through pino; replay what start-up buffered.
+  app.useLogger(app.get(Logger));
+  app.flushLogs();
   configureApp(app, config);
   return app;
 }
 
 export function configureApp(app: NestExpressApplication, config: AppConfig): void {
+  // First, so every request is timed, including ones refused by later middleware.
+  app.use(app.get(MetricsService).httpMiddleware);
   // X-Forwarded-For is believed only from proxies the operator named.
   app.set('trust proxy', config.trustedProxies.length > 0 ? config.trustedProxies : false);
   app.disable('x-powered-by');

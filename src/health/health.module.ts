@@ -1,5 +1,12 @@
 import { Module } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
+import { ObservabilityModule } from '../observability/observability.module';
 import { HealthController } from './health.controller';
+import { HealthService } from './health.service';
 
-@Module({ controllers: [HealthController] })
+@Module({
+  imports: [TerminusModule.forRoot({ errorLogStyle: 'json' }), ObservabilityModule],
+  controllers: [HealthController],
+  providers: [HealthService],
+})
 export class HealthModule {}

@@ -1,0 +1,39 @@
+import { DynamicModule, Global, Module } from '@nestjs/common';
+import type { DestinationStream } from 'pino';
+
+/** How failure alerts are delivered; production uses {@link DEFAULT_ALERT_DELIVERY}. */
+export interface AlertDeliveryOptions {
+  /** Per try, passed to `AbortSignal.timeout`. */
+  timeoutMs: number;
+  /** Waits between tries: `[1000, 2000]` means 3 tries, 1 s then 2 s apart. */
+  backoffMs: number[];
+}
+
+export const DEFAULT_ALERT_DELIVERY: AlertDeliveryOptions = { timeoutMs: 10_000, backoffMs: [1_000, 2_000] };
+
+/**
+ * Seams that are not configuration: where logs go, how fast alerts retry, how free disk space is measured.
+ * Production passes none of them; tests pass them through `createApp(config, options)`.
+ */
+export interface ObservabilityOptions {
+  /** Every log line as JSON to this stream instead of stdout (pretty printing is skipped). */
+  logStream?: DestinationStream;
+  alertDelivery?: Partial<AlertDeliveryOptions>;
+  /** Free bytes available to an unprivileged writer in `dir`; defaults to `fs.statfs`. */
+  freeDiskBytes?: (dir: string) => Promise<number>;
+}
+
+export const OBSERVABILITY_OPTIONS = Symbol('OBSERVABILITY_OPTIONS');
+
+/** Inject with `{ token: OBSERVABILITY_OPTIONS, optional: true }`: an app built without createApp has none. */
+@Global()
+@Module({})
+export class ObservabilityOptionsModule {
+  static forRoot(options: ObservabilityOptions = {}): DynamicModule {
+    return {
+      module: ObservabilityOptionsModule,
+      providers: [{ provide: OBSERVABILITY_OPTIONS, useValue: options }],
+      exports: [OBSERVABILITY_OPTIONS],
+    };
+  }
+}

@@ -1,0 +1,159 @@
+import request from 'supertest';
+import { OpsEvents } from '../src/common/ops-events';
+import { API_KEY } from './helpers/test-app';
+import {
+  auditEvents,
+  breakBackupsFolder,
+  ObservabilityApp,
+  Receiver,
+  setSetting,
+  startObservabilityApp,
+  startReceiver,
+  waitFor,
+} from './helpers/observability-app';
+
+const TIMEOUT_MS = 400;
+const BACKOFF_MS = [20, 40];
+
+describe('Failure alerts (e2e)', () => {
+  let t: ObservabilityApp;
+  let receiver: Receiver | undefined;
+
+  beforeEach(async () => {
+    t = await startObservabilityApp({}, { alertDelivery: { timeoutMs: TIMEOUT_MS, backoffMs: BACKOFF_MS } });
+  });
+
+  afterEach(async () => {
+    await receiver?.close();
+    receiver = undefined;
+    await t?.close();
+  });
+
+  async function alertAudit(action: 'alert_sent' | 'alert_failed') {
+    return waitFor(async () => {
+      const events = await auditEvents(t.http, action);
+      return events.length > 0 ? events : undefined;
+    });
+  }
+
+  it('should POST { event, message, at, task } when a manual backup fails, and audit alert_sent', async () => {
+    receiver = await startReceiver(() => 200);
+    await setSetting(t.http, 'general.alert_webhook_url', receiver.url);
+    breakBackupsFolder(t.backupsDir);
+
+    await request(t.http).post('/api/backup').set('x-api-key', API_KEY).expect(500);
+    const [sent] = await alertAudit('alert_sent');
+
+    expect(receiver.received).toHaveLength(1);
+    const { body, headers } = receiver.received[0];
+    expect(headers['content-type']).toBe('application/json');
+    expect(body).toMatchObject({
+      event: 'backup_failed',
+      task: 'manual',
+      message: expect.stringMatching(/^Backup failed \(manual\): /),
+      at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+    });
+    const payload = body as { message: string; text: string; at: string };
+    expect(payload.text).toBe(payload.message);
+    expect(Math.abs(Date.parse(payload.at) - Date.now())).toBeLessThan(60_000);
+    expect(JSON.stringify(body)).not.toContain(t.dir);
+
+    expect(sent).toMatchObject({
+      actor: 'system',
+      detail: { event: 'backup_failed', task: 'manual', attempts: 1, status: 200, target: new URL(receiver.url).host },
+    });
+    // The URL's query may be a secret: neither the audit nor the logs carry it.
+    expect(JSON.stringify(sent)).not.toContain('receiver-secret');
+    expect(t.logs.text()).not.toContain('receiver-secret');
+  });
+
+  it('should retry with back-off: 500 twice then 200 makes 3 attempts and alert_sent (scheduled task)', async () => {
+    receiver = await startReceiver((attempt) => (attempt < 3 ? 500 : 200));
+    await setSetting(t.http, 'general.alert_webhook_url', receiver.url);
+    breakBackupsFolder(t.backupsDir);
+
+    await request(t.http).post('/api/scheduler').set('x-api-key', API_KEY).send({ task_id: 'auto_backup' }).expect(500);
+    const [sent] = await alertAudit('alert_sent');
+
+    expect(receiver.received).toHaveLength(3);
+    expect(receiver.received[0].body).toEqual(receiver.received[2].body);
+    expect(receiver.received[0].body).toMatchObject({ event: 'backup_failed', task: 'auto_backup' });
+    expect(sent.detail).toMatchObject({ attempts: 3, task: 'auto_backup' });
+    expect(await auditEvents(t.http, 'alert_failed')).toHaveLength(0);
+  });
+
+  it('should give up after 3 tries on a receiver that never answers, audit alert_failed, and never block the backup', async () => {
+    receiver = await startReceiver(() => 'hang');
+    await setSetting(t.http, 'general.alert_webhook_url', receiver.url);
+    breakBackupsFolder(t.backupsDir);
+
+    const started = Date.now();
+    await request(t.http).post('/api/backup').set('x-api-key', API_KEY).expect(500);
+    expect(Date.now() - started).toBeLessThan(TIMEOUT_MS);
+
+    const [failed] = await alertAudit('alert_failed');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(3 * TIMEOUT_MS);
+    expect(receiver.received).toHaveLength(3);
+    expect(failed).toMatchObject({
+      actor: 'system',
+      detail: { event: 'backup_failed', attempts: 3, problem: `no answer within ${TIMEOUT_MS} ms` },
+    });
+    expect(await auditEvents(t.http, 'alert_sent')).toHaveLength(0);
+  });
+
+  it('should audit alert_failed when nothing listens at the URL', async () => {
+    receiver = await startReceiver(() => 200);
+    const url = receiver.url;
+    await receiver.close();
+    receiver = undefined;
+    await setSetting(t.http, 'general.alert_webhook_url', url);
+    breakBackupsFolder(t.backupsDir);
+
+    await request(t.http).post('/api/backup').set('x-api-key', API_KEY).expect(500);
+    const [failed] = await alertAudit('alert_failed');
+    expect(failed.detail).toMatchObject({ attempts: 3, problem: 'ECONNREFUSED' });
+  });
+
+  it('should send nothing while the URL is empty (the default)', async () => {
+    receiver = await startReceiver(() => 200);
+    breakBackupsFolder(t.backupsDir);
+    await request(t.http).post('/api/backup').set('x-api-key', API_KEY).expect(500);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(receiver.received).toHaveLength(0);
+    expect(await auditEvents(t.http, 'alert_sent')).toHaveLength(0);
+    expect(await auditEvents(t.http, 'alert_failed')).toHaveLength(0);
+  });
+
+  it('should alert on restore and drill failures with their task names', async () => {
+    receiver = await startReceiver(() => 204);
+    await setSetting(t.http, 'general.alert_webhook_url', receiver.url);
+    const events = t.app.get(OpsEvents);
+    events.emit({
+      type: 'restore_failed',
+      name: 'mc-backup-2026-01-01_03-00-00.db',
+      reason: 'SQLITE_CORRUPT',
+      rolledBack: true,
+    });
+    events.emit({ type: 'drill_failed', name: null, reason: 'integrity check failed at /var/lib/mc/x.db' });
+    events.emit({ type: 'restore_succeeded', name: 'mc-backup-2026-01-01_03-00-00.db', durationMs: 5 });
+
+    await waitFor(async () => ((await auditEvents(t.http, 'alert_sent')).length === 2 ? true : undefined));
+    const bodies = receiver.received.map((entry) => entry.body as { event: string; task: string; message: string });
+    expect(bodies).toHaveLength(2);
+    expect(bodies).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          event: 'restore_failed',
+          task: 'restore',
+          message:
+            'Restore of mc-backup-2026-01-01_03-00-00.db failed: SQLITE_CORRUPT; the live database was rolled back',
+        }),
+        expect.objectContaining({
+          event: 'drill_failed',
+          task: 'restore_drill',
+          message: 'Restore drill failed: integrity check failed at [path]',
+        }),
+      ]),
+    );
+  });
+});
