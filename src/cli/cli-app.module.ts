@@ -1,0 +1,24 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { AuditModule } from '../audit/audit.module';
+import { BackupsModule } from '../backups/backups.module';
+import { CommonModule } from '../common/common.module';
+import { AppConfig } from '../config/app-config';
+import { ConfigModule } from '../config/config.module';
+import { DatabaseModule } from '../database/database.module';
+import { SettingsModule } from '../settings/settings.module';
+
+/**
+ * The part of the app the CLI needs: configuration, the database with its migrations, audit, settings and the
+ * backups module (BackupsService, RecoveryService, manifests), exactly as the service wires them. Deliberately
+ * absent: the HTTP server and global guards, ScheduleModule and the scheduler (a CLI run must never fire the 03:00
+ * job), and AuthModule (its first-start hook would create an admin with a random password).
+ */
+@Module({})
+export class CliAppModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: CliAppModule,
+      imports: [ConfigModule.forRoot(config), CommonModule, DatabaseModule, AuditModule, SettingsModule, BackupsModule],
+    };
+  }
+}

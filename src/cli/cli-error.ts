@@ -1,0 +1,35 @@
+/** The CLI's exit codes: scripts and runbooks branch on these, so they are part of its interface. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/**
+ * An expected way for a command to end: the message is printed as is (one line, for an operator), without a
+ * stack trace. Anything else that escapes a command is a bug and is printed with its stack.
+ */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode = EXIT.failure,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export function usageError(message: string): CliError {
+  return new CliError(message, EXIT.usage);
+}
+
+/** An error's code or class for logs and audit rows, as BackupsService does: never a message with a path in it. */
+export function errorReason(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^[A-Z0-9_]{2,40}$/.test(code)) {
+    return code;
+  }
+  return error instanceof Error ? error.name : 'unknown';
+}
+
+/** For the operator's terminal: the message itself (SQLite's and Node's messages are what they need to act). */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
