@@ -1,0 +1,151 @@
+/** Probes that watch the app while a backup runs. Used in the bench process and in bench/http-writer.ts. */
+import { PerformanceObserver } from 'node:perf_hooks';
+import { sleep } from './bench-util';
+
+export interface LatencySamples {
+  samples: number[];
+  errors: number;
+  firstError?: string;
+  /** When the slowest operation started, in ms after start(); NaN without samples. */
+  slowestAtMs: number;
+}
+
+export function noSamples(): LatencySamples {
+  return { samples: [], errors: 0, slowestAtMs: NaN };
+}
+
+/**
+ * Repeats one small operation back to back, `intervalMs` after the previous one completed, and records each one's
+ * latency. A sequential loop: an operation that stalls delays the next one (no coordinated-omission correction), so
+ * max is the stall itself and a long stall is one sample, not many.
+ */
+export class LatencyProbe {
+  private result: LatencySamples = noSamples();
+  private running = false;
+  private origin = 0;
+  private slowest = -1;
+  private loop?: Promise<void>;
+
+  constructor(
+    private readonly operation: () => Promise<void>,
+    private readonly intervalMs: number,
+  ) {}
+
+  start(): void {
+    this.result = noSamples();
+    this.origin = performance.now();
+    this.slowest = -1;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Waits for the operation in flight (its latency counts), then returns what was recorded since start(). */
+  async stop(): Promise<LatencySamples> {
+    this.running = false;
+    await this.loop;
+    return this.result;
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      const started = performance.now();
+      try {
+        await this.operation();
+        const ms = performance.now() - started;
+        this.result.samples.push(ms);
+        if (ms > this.slowest) {
+          this.slowest = ms;
+          this.result.slowestAtMs = started - this.origin;
+        }
+      } catch (error) {
+        this.result.errors += 1;
+        this.result.firstError ??= error instanceof Error ? error.message : String(error);
+      }
+      await sleep(this.intervalMs);
+    }
+  }
+}
+
+/** Samples process RSS (main thread + worker threads) every few ms; reports max minus the value at start. */
+export class RssProbe {
+  private before = 0;
+  private peak = 0;
+  private timer?: NodeJS.Timeout;
+
+  start(intervalMs = 5): void {
+    this.before = process.memoryUsage.rss();
+    this.peak = this.before;
+    this.timer = setInterval(() => this.sample(), intervalMs);
+  }
+
+  /** Growth in bytes: the highest sample (one taken now included) minus the first. */
+  stop(): number {
+    clearInterval(this.timer);
+    this.sample();
+    return this.peak - this.before;
+  }
+
+  private sample(): void {
+    this.peak = Math.max(this.peak, process.memoryUsage.rss());
+  }
+}
+
+export interface StallReport {
+  /** The longest gap between two ticks of a 1 ms interval timer, minus the 1 ms, and when it began. */
+  longestMs: number;
+  longestAtMs: number;
+  /** Main-thread garbage collections while it ran: the longest pause and how many took over 10 ms. */
+  gcMaxMs: number;
+  gcOver10ms: number;
+}
+
+/**
+ * Says when the event loop's longest stall happened (monitorEventLoopDelay only says how long), and whether the
+ * main thread's garbage collector could explain it.
+ */
+export class StallProbe {
+  private origin = 0;
+  private last = 0;
+  private report: StallReport = { longestMs: 0, longestAtMs: NaN, gcMaxMs: 0, gcOver10ms: 0 };
+  private timer?: NodeJS.Timeout;
+  private readonly gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      this.report.gcMaxMs = Math.max(this.report.gcMaxMs, entry.duration);
+      if (entry.duration > 10) {
+        this.report.gcOver10ms += 1;
+      }
+    }
+  });
+
+  start(): void {
+    this.origin = performance.now();
+    this.last = this.origin;
+    this.report = { longestMs: 0, longestAtMs: NaN, gcMaxMs: 0, gcOver10ms: 0 };
+    this.gc.observe({ entryTypes: ['gc'] });
+    this.timer = setInterval(() => this.tick(), 1);
+  }
+
+  stop(): StallReport {
+    clearInterval(this.timer);
+    this.tick();
+    // Entries already queued for the observer are delivered to it before disconnecting.
+    for (const entry of this.gc.takeRecords()) {
+      this.report.gcMaxMs = Math.max(this.report.gcMaxMs, entry.duration);
+      if (entry.duration > 10) {
+        this.report.gcOver10ms += 1;
+      }
+    }
+    this.gc.disconnect();
+    return this.report;
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    const gap = now - this.last - 1;
+    if (gap > this.report.longestMs) {
+      this.report.longestMs = gap;
+      this.report.longestAtMs = this.last - this.origin;
+    }
+    this.last = now;
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * Small, dependency-free helpers for bench/backup.bench.ts: argument parsing, statistics, child processes and the
+ * Markdown table. Nothing here knows about the app.
+ */
+import { spawn } from 'node:child_process';
+
+export interface BenchOptions {
+  /** Target database size in MiB. */
+  sizeMiB: number;
+  /** Working folder; undefined means a fresh folder under os.tmpdir(). */
+  dir?: string;
+  /** Leave the folder (database and backups folder) in place at the end. */
+  keep: boolean;
+  /** Timed runs per tool; the median is reported. */
+  runs: number;
+  /** Load the app from its TypeScript sources through ts-node instead of compiling it first (not like production). */
+  fromSource: boolean;
+}
+
+export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [--keep] [--runs <n>] [--from-source]
+
+  --size <MiB>     database size to build and back up (default 1024 = 1 GiB)
+  --dir <folder>   work here (created; must be empty or absent); default: a fresh folder under the OS temp dir
+  --keep           leave the folder (database, backups/) in place at the end; otherwise it is removed
+  --runs <n>       timed runs per tool, interleaved; the median is reported (default 3)
+  --from-source    run the app from src/*.ts through ts-node instead of compiling it to JS first; the snapshot
+                   worker then loads ts-node too (~0.2-0.3 s and ~60 MiB more per backup), unlike production`;
+
+export class UsageError extends Error {}
+
+function positiveNumber(flag: string, raw: string | undefined, integer: boolean): number {
+  if (raw === undefined || raw.startsWith('--')) {
+    throw new UsageError(`${flag} needs a value`);
+  }
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new UsageError(`${flag} must be a positive ${integer ? 'whole ' : ''}number, got "${raw}"`);
+  }
+  return value;
+}
+
+export function parseArgs(argv: readonly string[]): BenchOptions {
+  const options: BenchOptions = { sizeMiB: 1024, keep: false, runs: 3, fromSource: false };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let inline: string | undefined;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      inline = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const value = (): string | undefined => inline ?? argv[++i];
+    switch (arg) {
+      case '--size':
+        options.sizeMiB = positiveNumber('--size', value(), false);
+        if (options.sizeMiB < 1) {
+          throw new UsageError('--size must be at least 1 (MiB)');
+        }
+        break;
+      case '--dir': {
+        const dir = value();
+        if (dir === undefined || dir === '' || dir.startsWith('--')) {
+          throw new UsageError('--dir needs a folder');
+        }
+        options.dir = dir;
+        break;
+      }
+      case '--runs':
+        options.runs = positiveNumber('--runs', value(), true);
+        break;
+      case '--keep':
+        options.keep = true;
+        break;
+      case '--from-source':
+        options.fromSource = true;
+        break;
+      case '--help':
+      case '-h':
+        throw new UsageError('');
+      default:
+        throw new UsageError(`Unknown argument "${argv[i]}"`);
+    }
+  }
+  return options;
+}
+
+export function sortedCopy(values: readonly number[]): number[] {
+  return [...values].sort((a, b) => a - b);
+}
+
+/** Nearest-rank percentile (p in 0..100) of the values; NaN for none. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) {
+    return NaN;
+  }
+  const sorted = sortedCopy(values);
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(rank, sorted.length) - 1];
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) {
+    return NaN;
+  }
+  const sorted = sortedCopy(values);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+export function maxOf(values: readonly number[]): number {
+  return values.length === 0 ? NaN : Math.max(...values);
+}
+
+export function fixed(value: number, digits = 1): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
+}
+
+export const MIB = 1024 * 1024;
+/** Throughput is reported in MB/s with MB = 10^6 bytes. */
+export const MB = 1_000_000;
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export interface CommandResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** Wall time from spawn to exit, process start-up included. */
+  ms: number;
+}
+
+/** Runs a command without a shell (arguments are passed as is) and without blocking the event loop. */
+export function runCommand(command: string, args: readonly string[], discardStdout = false): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(command, args, { stdio: ['ignore', discardStdout ? 'ignore' : 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr, ms: performance.now() - started }));
+  });
+}
+
+/** Like runCommand, but a non-zero exit is an error naming the command and its stderr. */
+export async function mustRun(command: string, args: readonly string[], discardStdout = false): Promise<CommandResult> {
+  const result = await runCommand(command, args, discardStdout);
+  if (result.code !== 0) {
+    throw new Error(`${command} exited with ${result.code}: ${result.stderr.trim() || result.stdout.trim()}`);
+  }
+  return result;
+}
+
+export function markdownTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((h, col) => Math.max(h.length, ...rows.map((row) => (row[col] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    `| ${cells.map((cell, col) => (cell ?? '').padEnd(widths[col])).join(' | ')} |`;
+  return [line(header), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...rows.map(line)].join('\n');
+}
+
+/** Progress goes to stderr so that stdout carries only the report. */
+export function progress(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
