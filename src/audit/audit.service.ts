@@ -5,6 +5,7 @@ import { Clock } from '../common/clock';
 import type { RequestMeta } from '../common/request-meta';
 import type { AuthUser } from '../auth/auth-user';
 import { AuditEventEntity } from './audit-event.entity';
+import type { AuditEventDto } from './dto/audit-events.dto';
 import type { AuditQuery } from './audit-query';
 
 /** Who did it: a signed-in user, or a named system actor such as `scheduler`. */
@@ -19,18 +20,8 @@ export interface AuditRecord {
   meta?: Partial<RequestMeta>;
 }
 
-export interface AuditEventView {
-  id: number;
-  action: string;
-  actor: string;
-  actor_id: number | null;
-  target_type: string | null;
-  target_id: string | null;
-  detail: Record<string, unknown>;
-  ip_address: string | null;
-  user_agent: string | null;
-  created_at: number;
-}
+/** The API's shape of an event (snake_case, `detail` parsed). */
+export type AuditEventView = AuditEventDto;
 
 export const SYSTEM_ACTORS = {
   scheduler: { id: null, username: 'scheduler' },

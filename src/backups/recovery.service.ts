@@ -1,3 +1,4 @@
+import { type CarriedRows, readCarried, writeCarried } from './carried-state';
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
 import type { Readable } from 'node:stream';
 import type { ReadStream } from 'node:fs';
@@ -29,7 +30,6 @@ export const REQUIRED_TABLES = ['users', 'sessions', 'settings', 'audit_log', 's
  * files and runs that exist now, whatever the restored data says, so a restore keeps their live content: without
  * this, restoring an old backup would forget the checksums of every newer backup (and of the safety backup).
  */
-const CARRIED_TABLES = ['backup_manifests', 'scheduler_tasks'] as const;
 
 export type Checksum = 'match' | 'mismatch' | 'unknown';
 
@@ -52,8 +52,6 @@ export interface DrillOutcome {
   message: string;
   name: string | null;
 }
-
-type CarriedRows = Map<string, Array<Record<string, unknown>>>;
 
 /** A step of a restore failed after the live database may have changed; `stage` goes to the audit trail. */
 class RestoreStepError extends Error {
@@ -319,7 +317,7 @@ export class RecoveryService {
         rolled_back: false,
       });
     }
-    const carried = this.readCarried();
+    const carried = readCarried(this.db);
 
     // 3. The copy, migrations and the health check; any failure puts the safety backup back the same way.
     let pages = 0;
@@ -392,7 +390,7 @@ export class RecoveryService {
       throw new RestoreStepError('migrations', safeReason(error));
     }
     try {
-      this.writeCarried(carried);
+      writeCarried(this.db, carried);
     } catch (error) {
       throw new RestoreStepError('carry_over', safeReason(error));
     }
@@ -411,29 +409,6 @@ export class RecoveryService {
         throw new RestoreStepError('health', 'The restored database has no admin user');
       }
     }
-  }
-
-  private readCarried(): CarriedRows {
-    const rows: CarriedRows = new Map();
-    for (const table of CARRIED_TABLES) {
-      rows.set(table, this.db.prepare(`SELECT * FROM "${table}"`).all() as Array<Record<string, unknown>>);
-    }
-    return rows;
-  }
-
-  private writeCarried(carried: CarriedRows): void {
-    this.db.transaction(() => {
-      for (const [table, rows] of carried) {
-        this.db.prepare(`DELETE FROM "${table}"`).run();
-        for (const row of rows) {
-          const columns = Object.keys(row);
-          const sql =
-            `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(', ')}) ` +
-            `VALUES (${columns.map(() => '?').join(', ')})`;
-          this.db.prepare(sql).run(...columns.map((c) => row[c]));
-        }
-      }
-    })();
   }
 
   /** Whether the caller's own session cookie is missing (or expired) in the restored data. */

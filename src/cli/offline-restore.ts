@@ -17,14 +17,8 @@ import { CliError, errorMessage, errorReason, usageError } from './cli-error';
 import { DatabaseInUseError, DatabaseLock } from './database-lock';
 import { copyFileHashed, fsyncDir, fsyncFile, removeIfPresent, sqliteSidecars } from './file-copy';
 import { formatBytes } from './format';
-import {
-  type CarriedRows,
-  compareChecksum,
-  readCarried,
-  recordedSha256,
-  restoreProblems,
-  writeCarried,
-} from './restore-check';
+import { type CarriedRows, writeCarried } from '../backups/carried-state';
+import { compareChecksum, readCarriedFromFile, recordedSha256, restoreProblems } from './restore-check';
 import { Terminal } from './terminal';
 
 export interface RestoreOptions {
@@ -108,7 +102,7 @@ export class OfflineRestore {
     if (hadDatabase) {
       safety = await this.takeSafetyCopy(dbPath);
       signature = liveSignature(dbPath);
-      carried = readCarried(this.files.resolveInside(safety.name));
+      carried = readCarriedFromFile(this.files.resolveInside(safety.name));
     } else {
       this.terminal.out(`No database at ${dbPath}: nothing to keep a safety copy of`);
     }

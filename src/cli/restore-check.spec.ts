@@ -2,7 +2,8 @@ import Database from 'better-sqlite3';
 import type { Checksum } from '../backups/recovery.service';
 import type { InspectResult } from '../backups/snapshot';
 import { SCHEMA_VERSION } from '../database/migrations';
-import { compareChecksum, restoreProblems, writeCarried } from './restore-check';
+import { writeCarried } from '../backups/carried-state';
+import { compareChecksum, restoreProblems } from './restore-check';
 
 const SOUND: InspectResult = {
   ok: true,

@@ -1,3 +1,4 @@
+import { type CarriedRows, readCarried } from '../backups/carried-state';
 import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import { applicationProblem, type Checksum } from '../backups/recovery.service';
@@ -56,46 +57,12 @@ export function recordedSha256(dbPath: string, name: string): string | null {
   }
 }
 
-/**
- * Rows of the tables that describe the backups folder and the scheduler's runs (RecoveryService's carried tables),
- * read from the safety copy: they must survive a restore, or restoring an old backup would forget the checksums of
- * every newer backup. Read-only on a standalone rollback-journal file: no sidecar files are created.
- */
-export const CARRIED_TABLES = ['backup_manifests', 'scheduler_tasks'] as const;
-export type CarriedRows = Map<string, Record<string, unknown>[]>;
-
-export function readCarried(file: string): CarriedRows {
-  const rows: CarriedRows = new Map();
+/** The carried tables' rows of a database file, read-only (see carried-state.ts). */
+export function readCarriedFromFile(file: string): CarriedRows {
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
-    for (const table of CARRIED_TABLES) {
-      const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table);
-      if (exists !== undefined) {
-        rows.set(table, db.prepare(`SELECT * FROM "${table}"`).all() as Record<string, unknown>[]);
-      }
-    }
+    return readCarried(db);
   } finally {
     db.close();
   }
-  return rows;
-}
-
-/** Replaces the carried tables' rows in `db` (the restored, migrated database), in one transaction. */
-export function writeCarried(db: Database.Database, carried: CarriedRows): void {
-  db.transaction(() => {
-    for (const [table, rows] of carried) {
-      // Only columns the restored schema has: the live database may have been on a different migration.
-      const columns = new Set((db.pragma(`table_info("${table}")`) as { name: string }[]).map((c) => c.name));
-      if (columns.size === 0) {
-        continue;
-      }
-      db.prepare(`DELETE FROM "${table}"`).run();
-      for (const row of rows) {
-        const names = Object.keys(row).filter((c) => columns.has(c));
-        db.prepare(
-          `INSERT INTO "${table}" (${names.map((c) => `"${c}"`).join(', ')}) VALUES (${names.map(() => '?').join(', ')})`,
-        ).run(...names.map((c) => row[c]));
-      }
-    }
-  })();
 }
