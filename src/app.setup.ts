@@ -43,7 +43,13 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
   // X-Forwarded-For is believed only from proxies the operator named.
   app.set('trust proxy', config.trustedProxies.length > 0 ? config.trustedProxies : false);
   app.disable('x-powered-by');
-  app.use(helmet());
+  app.use(
+    helmet({
+      // Over plain HTTP on a host name (HOST=0.0.0.0 on a LAN), upgrade-insecure-requests makes browsers fetch
+      // Swagger UI's scripts and styles over https, which fails. Every resource is same-origin anyway.
+      contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+    }),
+  );
   app.use(cookieParser());
   app.useBodyParser('json', { limit: JSON_BODY_LIMIT });
   app.setGlobalPrefix('api', { exclude: ['metrics'] });

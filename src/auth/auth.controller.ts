@@ -15,6 +15,7 @@ import {
   ApiBadRequestResponse,
   ApiConflictResponse,
   ApiCreatedResponse,
+  ApiForbiddenResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
   ApiOperation,
@@ -77,6 +78,10 @@ export class AuthController {
   @Authenticated()
   @ApiOperation({ summary: 'End this session; its cookie stops working' })
   @ApiOkResponse({ type: SuccessResponseDto })
+  @ApiForbiddenResponse({
+    description: 'CSRF origin mismatch (a cookie request from another origin)',
+    type: ErrorResponseDto,
+  })
   async logout(
     @CurrentUser() user: AuthUser,
     @Req() req: Request,

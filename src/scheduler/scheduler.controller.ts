@@ -12,7 +12,7 @@ import { AdminOnly, CurrentUser } from '../auth/decorators';
 import { ErrorResponseDto } from '../common/error-response.dto';
 import { BackupsRateLimit } from '../common/rate-limit';
 import { requestMeta } from '../common/request-meta';
-import { SchedulerTasksDto, TriggerResultDto, TriggerTaskDto } from './dto/scheduler.dto';
+import { SchedulerTasksDto, TriggerFailureDto, TriggerResultDto, TriggerTaskDto } from './dto/scheduler.dto';
 import { SchedulerService } from './scheduler.service';
 
 @ApiTags('Scheduler')
@@ -34,7 +34,7 @@ export class SchedulerController {
   @ApiOperation({ summary: 'Run a scheduled task now; answers after the backup is made' })
   @ApiOkResponse({ type: TriggerResultDto })
   @ApiBadRequestResponse({ description: 'Unknown or missing task_id', type: ErrorResponseDto })
-  @ApiInternalServerErrorResponse({ description: '{ ok: false, error, message }: the backup failed' })
+  @ApiInternalServerErrorResponse({ description: 'The backup failed', type: TriggerFailureDto })
   trigger(@Body() body: TriggerTaskDto, @CurrentUser() user: AuthUser, @Req() req: Request): Promise<TriggerResultDto> {
     return this.scheduler.trigger(body.task_id, user, requestMeta(req));
   }

@@ -7,7 +7,7 @@ export const TASK_IDS = [AUTO_BACKUP_TASK, RESTORE_DRILL_TASK] as const;
 export class TaskResultDto {
   /** @example true */
   ok: boolean;
-  /** @example Backup mc-backup-2026-01-01_03-00-00.db created (4096000 bytes) */
+  @ApiProperty({ example: 'Backup mc-backup-2026-01-01_03-00-00.db created (4096000 bytes)' })
   message: string;
   /** Unix milliseconds. @example 1767236400812 */
   timestamp: number;
@@ -16,7 +16,7 @@ export class TaskResultDto {
 export class SchedulerTaskDto {
   /** `auto_backup` or `restore_drill`. @example auto_backup */
   id: string;
-  /** @example Automatic backup */
+  @ApiProperty({ example: 'Automatic backup' })
   name: string;
   /** Whether the task's setting is on (general.auto_backup, general.restore_drill). @example true */
   enabled: boolean;
@@ -43,6 +43,16 @@ export class TriggerTaskDto {
 export class TriggerResultDto {
   /** @example true */
   ok: boolean;
-  /** @example Backup mc-backup-2026-01-01_03-00-00.db created (4096000 bytes) */
+  @ApiProperty({ example: 'Backup mc-backup-2026-01-01_03-00-00.db created (4096000 bytes)' })
+  message: string;
+}
+
+/** The 500 body of POST /api/scheduler: the contract's `{ ok: false, ... }`. */
+export class TriggerFailureDto {
+  @ApiProperty({ example: false })
+  ok: boolean;
+  @ApiProperty({ example: 'Backup failed' })
+  error: string;
+  @ApiProperty({ example: 'Backup failed' })
   message: string;
 }

@@ -8,6 +8,7 @@ export class SettingDto {
   @ApiProperty({ example: '10' })
   value: string;
 
+  @ApiProperty({ example: 'How many backups to keep (uploads and safety backups are not counted)' })
   description: string;
 
   @ApiProperty({ example: 'general' })
@@ -21,7 +22,7 @@ export class SettingDto {
   @ApiProperty({ type: Number, nullable: true, example: null })
   updated_at: number | null;
 
-  /** True when no value is stored and the built-in default applies. */
+  /** True when no value is stored and the built-in default applies. @example true */
   is_default: boolean;
 }
 
