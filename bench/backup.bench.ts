@@ -237,6 +237,7 @@ interface LoadResult {
   db: LatencySamples;
   http: LatencySamples;
   rssGrowthBytes: number;
+  rssAnonGrowthBytes: number;
   stall: StallReport;
 }
 
@@ -260,6 +261,7 @@ async function underObservation<T>(
   const started = performance.now();
   let ms = NaN;
   let rssGrowthBytes = NaN;
+  let rssAnonGrowthBytes = NaN;
   let stallReport: StallReport;
   let value: T;
   try {
@@ -269,6 +271,7 @@ async function underObservation<T>(
     loop.disable();
     stallReport = stall.stop();
     rssGrowthBytes = rss.stop();
+    rssAnonGrowthBytes = rss.anonGrowth();
   }
   const [dbResult, httpResult] = writes
     ? await Promise.all([db.stop(), bench.httpWriter.end()])
@@ -282,6 +285,7 @@ async function underObservation<T>(
       db: dbResult,
       http: httpResult,
       rssGrowthBytes,
+      rssAnonGrowthBytes,
       stall: stallReport,
     },
   };
@@ -562,6 +566,7 @@ function report(bench: Bench, results: Results): string {
   const httpMax = worst('service-load', (l) => maxOf(l.http.samples));
   const rssAll = [...loads('service'), ...loads('service-load')].map((l) => l.rssGrowthBytes / MIB);
   const rssMiB = maxOf(rssAll);
+  const rssAnonMiB = maxOf([...loads('service'), ...loads('service-load')].map((l) => l.rssAnonGrowthBytes / MIB));
   const failed = loads('service-load').reduce((sum, l) => sum + l.db.errors + l.http.errors, 0);
   const listMedian = median(list.serviceMs);
   const listMax = maxOf(list.serviceMs);
@@ -598,6 +603,13 @@ function report(bench: Bench, results: Results): string {
       fixed(rssMiB),
       'MiB',
       ...target(rssMiB, TARGETS.rssMiB, 'MiB'),
+    ],
+    [
+      `RSS growth, anonymous memory only (no file-backed pages), worst of ${2 * n}`,
+      fixed(rssAnonMiB),
+      'MiB',
+      '(info: what the service allocated)',
+      '—',
     ],
     [
       `\`BackupsService.list()\` right after ${LIST_FILES} unknown backup files appeared (first call)`,

@@ -1,4 +1,5 @@
 /** Probes that watch the app while a backup runs. Used in the bench process and in bench/http-writer.ts. */
+import { readFileSync } from 'node:fs';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { sleep } from './bench-util';
 
@@ -66,15 +67,33 @@ export class LatencyProbe {
   }
 }
 
-/** Samples process RSS (main thread + worker threads) every few ms; reports max minus the value at start. */
+/** Anonymous resident memory (heap, buffers, SQLite caches), without file pages mapped in: Linux only, else NaN. */
+function rssAnonBytes(): number {
+  try {
+    const match = /^RssAnon:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return match ? Number(match[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Samples process RSS (main thread + worker threads) every few ms; reports max minus the value at start. Also the
+ * anonymous part alone: file pages mapped into the process (e.g. by SQLite's mmap_size) count in RSS although they
+ * are the kernel's page cache, not memory the service allocated; the two rows tell them apart.
+ */
 export class RssProbe {
   private before = 0;
   private peak = 0;
+  private anonBefore = 0;
+  private anonPeak = 0;
   private timer?: NodeJS.Timeout;
 
   start(intervalMs = 5): void {
     this.before = process.memoryUsage.rss();
     this.peak = this.before;
+    this.anonBefore = rssAnonBytes();
+    this.anonPeak = this.anonBefore;
     this.timer = setInterval(() => this.sample(), intervalMs);
   }
 
@@ -85,8 +104,14 @@ export class RssProbe {
     return this.peak - this.before;
   }
 
+  /** Growth of anonymous resident memory, in bytes (valid after stop()). */
+  anonGrowth(): number {
+    return this.anonPeak - this.anonBefore;
+  }
+
   private sample(): void {
     this.peak = Math.max(this.peak, process.memoryUsage.rss());
+    this.anonPeak = Math.max(this.anonPeak, rssAnonBytes());
   }
 }
 
