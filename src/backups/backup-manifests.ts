@@ -2,7 +2,7 @@ import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { In, Repository } from 'typeorm';
 import { Clock } from '../common/clock';
-import { BackupFiles } from './backup-files';
+import { BackupFiles, type SnapshotInfo } from './backup-files';
 import { BackupManifestEntity } from './backup-manifest.entity';
 import type { BackupKind } from './backup-name';
 
@@ -37,6 +37,20 @@ export class BackupManifests implements OnApplicationShutdown {
   }
 
   /** Inserts or replaces the whole manifest of `name`. */
+  /** The manifest of a snapshot this process just made: everything the worker learnt while checking the copy. */
+  recordSnapshot(snapshot: SnapshotInfo, kind: BackupKind): Promise<void> {
+    return this.record(snapshot.name, {
+      kind,
+      sha256: snapshot.sha256,
+      size: snapshot.size,
+      pageCount: snapshot.pages,
+      sqliteVersion: snapshot.sqliteVersion,
+      schemaVersion: snapshot.schemaVersion,
+      quickCheck: snapshot.quickCheck,
+      checkedAt: this.clock.nowSeconds(),
+    });
+  }
+
   async record(name: string, fields: Partial<ManifestFields> & { kind: BackupKind }): Promise<void> {
     await this.rows.upsert(
       {

@@ -124,16 +124,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
         });
         throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, BACKUP_FAILED);
       }
-      await this.manifests.record(snapshot.name, {
-        kind: request.kind,
-        sha256: snapshot.sha256,
-        size: snapshot.size,
-        pageCount: snapshot.pages,
-        sqliteVersion: snapshot.sqliteVersion,
-        schemaVersion: snapshot.schemaVersion,
-        quickCheck: snapshot.quickCheck,
-        checkedAt: this.clock.nowSeconds(),
-      });
+      await this.manifests.recordSnapshot(snapshot, request.kind);
       const durationMs = Math.round(snapshot.durationMs);
       const mbPerSecond = snapshot.size / 1024 / 1024 / Math.max(snapshot.durationMs / 1000, 0.001);
       this.logger.log(

@@ -300,16 +300,7 @@ export class RecoveryService {
     try {
       const safety = await this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now());
       safetyName = safety.name;
-      await this.manifests.record(safety.name, {
-        kind: 'safety',
-        sha256: safety.sha256,
-        size: safety.size,
-        pageCount: safety.pages,
-        sqliteVersion: safety.sqliteVersion,
-        schemaVersion: safety.schemaVersion,
-        quickCheck: safety.quickCheck,
-        checkedAt: this.clock.nowSeconds(),
-      });
+      await this.manifests.recordSnapshot(safety, 'safety');
     } catch (error) {
       this.logger.error(`Restore of ${name}: safety backup failed: ${describe(error)}`);
       await failed({ stage: 'safety_backup', reason: safeReason(error), rolled_back: false });

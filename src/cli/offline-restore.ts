@@ -119,16 +119,7 @@ export class OfflineRestore {
         writeCarried(app.get<SqliteHandle>(SQLITE_HANDLE), carried);
         const manifests = app.get(BackupManifests);
         if (safety !== null) {
-          await manifests.record(safety.name, {
-            kind: 'safety',
-            sha256: safety.sha256,
-            size: safety.size,
-            pageCount: safety.pages,
-            sqliteVersion: safety.sqliteVersion,
-            schemaVersion: safety.schemaVersion,
-            quickCheck: safety.quickCheck,
-            checkedAt: this.clock.nowSeconds(),
-          });
+          await manifests.recordSnapshot(safety, 'safety');
         }
         await manifests.patch(name, parseBackupName(name)?.kind ?? 'upload', {
           integrity: 'ok',
