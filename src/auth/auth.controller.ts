@@ -23,7 +23,7 @@ import {
   ApiTooManyRequestsResponse,
   ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
-import type { Request, Response } from 'express';
+import type { CookieOptions, Request, Response } from 'express';
 import { ApiError } from '../common/api-error';
 import { ErrorResponseDto } from '../common/error-response.dto';
 import { requestMeta } from '../common/request-meta';
@@ -63,13 +63,7 @@ export class AuthController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<UserResponseDto> {
     const { user, token } = await this.auth.login(body.username, body.password, requestMeta(req));
-    res.cookie(SESSION_COOKIE, token, {
-      httpOnly: true,
-      sameSite: 'strict',
-      secure: this.config.cookieSecure,
-      path: '/',
-      maxAge: SESSION_TTL_SECONDS * 1000,
-    });
+    res.cookie(SESSION_COOKIE, token, { ...this.cookieOptions(), maxAge: SESSION_TTL_SECONDS * 1000 });
     return { user: { id: user.id, username: user.username, role: user.role } };
   }
 
@@ -88,12 +82,7 @@ export class AuthController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<SuccessResponseDto> {
     await this.auth.logout(user, requestMeta(req));
-    res.clearCookie(SESSION_COOKIE, {
-      httpOnly: true,
-      sameSite: 'strict',
-      secure: this.config.cookieSecure,
-      path: '/',
-    });
+    res.clearCookie(SESSION_COOKIE, this.cookieOptions());
     return { success: true };
   }
 
@@ -150,5 +139,10 @@ export class AuthController {
   ): Promise<SuccessResponseDto> {
     await this.users.remove(id, actor, requestMeta(req));
     return { success: true };
+  }
+
+  /** The same attributes on set and clear, or browsers keep the old cookie. */
+  private cookieOptions(): CookieOptions {
+    return { httpOnly: true, sameSite: 'strict', secure: this.config.cookieSecure, path: '/' };
   }
 }
