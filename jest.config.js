@@ -20,6 +20,13 @@ module.exports = {
   testTimeout: 120000,
   projects: [
     { ...common, displayName: 'unit', rootDir: 'src', testRegex: '.*\\.spec\\.ts$' },
-    { ...common, displayName: 'e2e', rootDir: '.', testRegex: 'test/.*\\.e2e-spec\\.ts$' },
+    {
+      ...common,
+      displayName: 'e2e',
+      rootDir: '.',
+      testRegex: 'test/.*\\.e2e-spec\\.ts$',
+      // Fails any test in which this process opens the live database outside SQLite or loses its locks on it.
+      setupFilesAfterEnv: ['<rootDir>/test/helpers/live-db-tripwire.ts'],
+    },
   ],
 };

@@ -132,13 +132,18 @@ describe('Recovery (e2e)', () => {
         success: true,
         restored: made.name,
         safety_backup: expect.stringMatching(SAFETY_NAME),
-        // The session made after the backup is not in the restored data.
-        relogin_required: true,
+        // The caller is still an admin in the restored data: its session is carried over.
+        relogin_required: false,
+        settings_changed: [],
+        users_changed: true,
+        users_added: ['alice'],
+        users_removed: ['bob'],
       });
       // The very next request, same process, no restart.
       expect(await usernames(t)).toEqual(['admin', 'alice']);
-      await request(t.http).get('/api/auth/me').set('Cookie', cookieAfter).expect(401);
-      await request(t.http).get('/api/auth/me').set('Cookie', cookieBefore).expect(200);
+      await request(t.http).get('/api/auth/me').set('Cookie', cookieAfter).expect(200);
+      // A session older than the restore (in the backup's data) does not come back to life.
+      await request(t.http).get('/api/auth/me').set('Cookie', cookieBefore).expect(401);
 
       const safety = response.body.safety_backup as string;
       const listed = await listBackups(t);
@@ -160,12 +165,17 @@ describe('Recovery (e2e)', () => {
       // The manifests survive the restore (the old data did not know the safety backup or itself as verified).
       expect(listed.find((b) => b.name === made.name)?.verified_at).toEqual(expect.any(Number));
 
+      // A caller who is not an admin in the restored data must log in again, and its session is gone.
+      await api('post', '/api/auth/users').send({ username: 'carol', password: 'carol-password-123', role: 'admin' });
+      const carol = await loginCookie(t.http, 'carol', 'carol-password-123');
       const again = await request(t.http)
         .post('/api/backup/restore')
-        .set('Cookie', cookieBefore)
+        .set('Cookie', carol)
         .send({ name: made.name })
         .expect(200);
-      expect(again.body.relogin_required).toBe(false);
+      expect(again.body).toMatchObject({ relogin_required: true, users_removed: ['carol'], users_added: [] });
+      await request(t.http).get('/api/auth/me').set('Cookie', carol).expect(401);
+      await request(t.http).get('/api/auth/me').set('Cookie', cookieAfter).expect(401);
     });
 
     it('should refuse a backup with bytes overwritten in the middle, in verify and restore, and change nothing', async () => {

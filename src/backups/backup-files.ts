@@ -17,6 +17,7 @@ import {
   runInspectWorker,
   runRestoreWorker,
   runSnapshotWorker,
+  type RestoreOptions,
   type RestoreResult,
   type SnapshotOptions,
   type SnapshotResult,
@@ -342,8 +343,14 @@ export class BackupFiles {
   }
 
   /** Copies a backup's pages into the live database at `liveDbPath` (see RestoreJob in snapshot.ts). */
-  restoreInto(name: string, liveDbPath: string): Promise<RestoreResult> {
-    return runRestoreWorker(this.resolveInside(name), liveDbPath);
+  restoreInto(name: string, liveDbPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+    return runRestoreWorker(this.resolveInside(name), liveDbPath, options);
+  }
+
+  /** The same from a temp file of this folder (a backup's scratch copy, migrated to this build's schema). */
+  restoreTempInto(tmp: string, liveDbPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
+    this.assertTemp(tmp);
+    return runRestoreWorker(tmp, liveDbPath, options);
   }
 
   /**

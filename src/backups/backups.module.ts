@@ -7,6 +7,7 @@ import { BackupManifests } from './backup-manifests';
 import { BackupsController } from './backups.controller';
 import { BackupsService } from './backups.service';
 import { RecoveryService } from './recovery.service';
+import { RestoreRunner } from './restore-runner';
 
 @Module({
   imports: [TypeOrmModule.forFeature([BackupManifestEntity])],
@@ -15,12 +16,13 @@ import { RecoveryService } from './recovery.service';
     BackupsService,
     BackupManifests,
     RecoveryService,
+    RestoreRunner,
     {
       provide: BackupFiles,
       inject: [AppConfig],
       useFactory: (config: AppConfig) => new BackupFiles(config.backupsDir),
     },
   ],
-  exports: [BackupsService, BackupFiles, BackupManifests, RecoveryService],
+  exports: [BackupsService, BackupFiles, BackupManifests, RecoveryService, RestoreRunner],
 })
 export class BackupsModule {}

@@ -1,9 +1,7 @@
-import { type CarriedRows, readCarried, writeCarried } from './carried-state';
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
 import type { Readable } from 'node:stream';
 import type { ReadStream } from 'node:fs';
 import { Observable, Subject } from 'rxjs';
-import { DataSource } from 'typeorm';
 import { AuditActor, AuditService } from '../audit/audit.service';
 import { hashSessionToken } from '../auth/credentials';
 import { ApiError } from '../common/api-error';
@@ -17,10 +15,13 @@ import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
 import { BackupFiles, UploadInterruptedError, UploadTooLargeError } from './backup-files';
 import type { BackupManifestEntity } from './backup-manifest.entity';
 import { BackupManifests } from './backup-manifests';
-import { type BackupKind, SAFETY_PREFIX, UPLOAD_PREFIX, parseBackupName, validateBackupName } from './backup-name';
+import { type BackupKind, UPLOAD_PREFIX, parseBackupName, validateBackupName } from './backup-name';
 import { safeReason } from './backups.service';
 import type { RestoreResponseDto, UploadResponseDto, VerifyResultDto } from './dto/recovery.dto';
-import { type InspectResult, runInspectWorker } from './snapshot';
+import type { RestoreJournalEntry } from './restore-journal';
+import { RestoreRunner, RestoreStepError } from './restore-runner';
+import { sessionExists } from './restore-state';
+import type { InspectResult } from './snapshot';
 
 /** The tables that make a file this application's database (`migrations` is TypeORM's). */
 export const REQUIRED_TABLES = ['users', 'sessions', 'settings', 'audit_log', 'scheduler_tasks', 'migrations'];
@@ -53,17 +54,6 @@ export interface DrillOutcome {
   name: string | null;
 }
 
-/** A step of a restore failed after the live database may have changed; `stage` goes to the audit trail. */
-class RestoreStepError extends Error {
-  constructor(
-    readonly stage: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'RestoreStepError';
-  }
-}
-
 /**
  * Verify, download, upload and restore backups, and the restore drill.
  *
@@ -93,7 +83,7 @@ export class RecoveryService {
     private readonly events: OpsEvents,
     private readonly config: AppConfig,
     private readonly clock: Clock,
-    private readonly dataSource: DataSource,
+    private readonly runner: RestoreRunner,
     @Inject(SQLITE_HANDLE) private readonly db: SqliteHandle,
   ) {}
 
@@ -269,13 +259,9 @@ export class RecoveryService {
         detail: { name, ...detail },
         meta: request.meta,
       });
-      this.events.emit({
-        type: 'restore_failed',
-        name,
-        reason: String(detail.reason),
-        rolledBack: detail.rolled_back === true,
-      });
     };
+    const emitFailed = (reason: string, rolledBack: boolean): void =>
+      this.events.emit({ type: 'restore_failed', name, reason, rolledBack });
 
     // 1. Verify: nothing changes when the backup is not fit to become the live database.
     const manifest = await this.manifests.get(name);
@@ -292,56 +278,48 @@ export class RecoveryService {
         .patch(name, manifest?.kind ?? kindFromName(name), { integrity: check.integrity, verifiedAt: null })
         .catch(() => undefined);
       await failed({ stage: 'verify', reason: problem, integrity: check.integrity, checksum, rolled_back: false });
+      emitFailed(problem, false);
       throw new ApiError(HttpStatus.BAD_REQUEST, problem, { integrity: check.integrity, checksum });
     }
 
-    // 2. Safety backup of the live database, through the same snapshot path as every backup.
-    let safetyName: string;
+    // 2. Safety copy and page copy under the live write lock, then the bookkeeping and the health check; any failure
+    //    after the copy puts the safety copy back (RestoreRunner).
+    let done;
     try {
-      const safety = await this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now());
-      safetyName = safety.name;
-      await this.manifests.recordSnapshot(safety, 'safety');
-    } catch (error) {
-      this.logger.error(`Restore of ${name}: safety backup failed: ${describe(error)}`);
-      await failed({ stage: 'safety_backup', reason: safeReason(error), rolled_back: false });
-      throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, 'Restore failed: could not take a safety backup', {
-        rolled_back: false,
+      done = await this.runner.run({
+        name,
+        schemaVersion: check.schemaVersion,
+        actor: request.actor,
+        meta: request.meta,
+        caller: this.callerSession(request.sessionToken),
+        detail: { integrity: 'ok', checksum },
       });
-    }
-    const carried = readCarried(this.db);
-
-    // 3. The copy, migrations and the health check; any failure puts the safety backup back the same way.
-    let pages = 0;
-    try {
-      pages = (await this.copyIn(name, 'copy')).pages;
-      await this.afterCopy(carried, true);
     } catch (error) {
-      const stage = error instanceof RestoreStepError ? error.stage : 'copy';
-      this.logger.error(`Restore of ${name} failed at ${stage}: ${describe(error)}; rolling back to ${safetyName}`);
-      let rolledBack = false;
-      try {
-        await this.copyIn(safetyName, 'rollback');
-        await this.afterCopy(carried, false);
-        rolledBack = true;
-      } catch (rollbackError) {
-        this.logger.error(`ROLLBACK FAILED: restore ${safetyName} by hand: ${describe(rollbackError)}`);
+      const step =
+        error instanceof RestoreStepError ? error : new RestoreStepError('copy', safeReason(error), false, null);
+      this.logger.error(`Restore of ${name} failed at ${step.stage}: ${describe(error)}`);
+      if (!step.audited) {
+        await failed({
+          stage: step.stage,
+          reason: step.message,
+          rolled_back: step.rolledBack,
+          ...(step.safety ? { safety_backup: step.safety } : {}),
+        });
       }
-      await failed({
-        stage,
-        reason: error instanceof RestoreStepError ? error.message : safeReason(error),
-        rolled_back: rolledBack,
-        safety_backup: safetyName,
-      });
+      emitFailed(step.message, step.rolledBack);
+      if (step.safety === null) {
+        throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, `Restore failed: ${step.message}`, { rolled_back: false });
+      }
       throw new ApiError(
         HttpStatus.INTERNAL_SERVER_ERROR,
-        rolledBack
+        step.rolledBack
           ? 'Restore failed; the live database was rolled back to the safety backup'
           : 'Restore failed and the rollback failed: restore the safety backup by hand',
-        { rolled_back: rolledBack, safety_backup: safetyName },
+        { rolled_back: step.rolledBack, safety_backup: step.safety },
       );
     }
 
-    // 4. Done: everything below writes into the restored database.
+    // 3. Done: everything below writes into the restored database.
     const durationMs = performance.now() - started;
     await this.manifests
       .patch(name, manifest?.kind ?? kindFromName(name), {
@@ -350,67 +328,35 @@ export class RecoveryService {
         ...(manifest?.sha256 ? {} : { sha256: check.sha256, size: check.size }),
       })
       .catch((error: unknown) => this.logger.warn(`Could not update the manifest of ${name}: ${describe(error)}`));
-    const reloginRequired = this.reloginRequired(request.sessionToken);
-    await this.audit.record({
-      action: 'backup_restore',
-      actor: request.actor,
-      targetType: 'backup',
-      targetId: name,
-      detail: { name, safety_backup: safetyName, pages, duration_ms: Math.round(durationMs) },
-      meta: request.meta,
-    });
+    const reloginRequired =
+      request.sessionToken !== undefined && !sessionExists(this.db, hashSessionToken(request.sessionToken));
     this.events.emit({ type: 'restore_succeeded', name, durationMs });
-    this.logger.log(`Restored ${name} (${pages} pages) in ${Math.round(durationMs)} ms; safety backup ${safetyName}`);
+    this.logger.log(
+      `Restored ${name} (${done.pages} pages) in ${Math.round(durationMs)} ms; safety backup ${done.safety.name}`,
+    );
     this.restored.next({ name });
-    return { success: true, restored: name, safety_backup: safetyName, relogin_required: reloginRequired };
+    return {
+      success: true,
+      restored: name,
+      safety_backup: done.safety.name,
+      relogin_required: reloginRequired,
+      ...done.changes,
+    };
   }
 
-  private async copyIn(name: string, stage: string): Promise<{ pages: number }> {
-    try {
-      return await this.files.restoreInto(name, this.config.dbPath);
-    } catch (error) {
-      throw new RestoreStepError(stage, safeReason(error));
-    }
-  }
-
-  /** Migrations, the carried tables, then the health check (SELECT 1, quick_check, an admin). */
-  private async afterCopy(carried: CarriedRows, requireAdmin: boolean): Promise<void> {
-    try {
-      await this.dataSource.runMigrations({ transaction: 'each' });
-    } catch (error) {
-      throw new RestoreStepError('migrations', safeReason(error));
-    }
-    try {
-      writeCarried(this.db, carried);
-    } catch (error) {
-      throw new RestoreStepError('carry_over', safeReason(error));
-    }
-    try {
-      this.db.prepare('SELECT 1').get();
-    } catch {
-      throw new RestoreStepError('health', 'The database does not answer');
-    }
-    const quick = await runInspectWorker(this.config.dbPath, { integrity: 'quick', hash: false });
-    if (quick.integrity !== 'ok') {
-      throw new RestoreStepError('health', 'quick_check failed on the restored database');
-    }
-    if (requireAdmin) {
-      const row = this.db.prepare("SELECT count(*) AS n FROM users WHERE role = 'admin'").get() as { n: number };
-      if (Number(row.n) < 1) {
-        throw new RestoreStepError('health', 'The restored database has no admin user');
-      }
-    }
-  }
-
-  /** Whether the caller's own session cookie is missing (or expired) in the restored data. */
-  private reloginRequired(sessionToken: string | undefined): boolean {
+  /** The caller's live session, to carry across the restore (RestoreRunner re-issues it to a restored admin). */
+  private callerSession(sessionToken: string | undefined): RestoreJournalEntry['caller'] {
     if (sessionToken === undefined) {
-      return false;
+      return null;
     }
+    const tokenHash = hashSessionToken(sessionToken);
     const row = this.db
-      .prepare('SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?')
-      .get(hashSessionToken(sessionToken), this.clock.nowSeconds());
-    return row === undefined;
+      .prepare(
+        'SELECT u.username AS username, s.expires_at AS expiresAt FROM sessions s JOIN users u ON u.id = s.user_id ' +
+          'WHERE s.token_hash = ?',
+      )
+      .get(tokenHash) as { username: string; expiresAt: number } | undefined;
+    return row ? { username: row.username, tokenHash, expiresAt: Number(row.expiresAt) } : null;
   }
 
   // ---------------------------------------------------------------- drill

@@ -1,5 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { BackupsService } from './backups.service';
+import { RestoreRunner } from './restore-runner';
 
 /**
  * Start-up work that belongs to the service alone (AppModule provides it; the CLI does not): the service owns
@@ -7,9 +8,14 @@ import { BackupsService } from './backups.service';
  */
 @Injectable()
 export class BackupsServerStartup implements OnModuleInit {
-  constructor(private readonly backups: BackupsService) {}
+  constructor(
+    private readonly backups: BackupsService,
+    private readonly restores: RestoreRunner,
+  ) {}
 
-  onModuleInit(): Promise<void> {
-    return this.backups.removeLeftovers();
+  /** A restore cut short by a crash is finished or undone before anything else, then temp files are swept. */
+  async onModuleInit(): Promise<void> {
+    await this.restores.recover();
+    await this.backups.removeLeftovers();
   }
 }

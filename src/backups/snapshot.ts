@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 
 /**
  * Jobs for snapshot.worker.ts: SQLite work that may take long (copies, integrity_check, hashing) and therefore
@@ -33,6 +33,10 @@ export interface InspectJob {
 /**
  * Copies every page of `source` (a backup file, opened read-only) into `dest` (the live database) with SQLite's
  * online backup API, in one step under one write transaction on `dest`: either all of it commits or none does.
+ *
+ * With `handshake`, the worker stops once it holds `dest`'s write lock (before copying a page), posts `locked` on
+ * the job's port and waits for `proceed` or `abort`: the caller takes its safety copy in that window, when no
+ * other connection or process can commit to `dest`, so no acknowledged write falls between the two.
  */
 export interface RestoreJob {
   op: 'restore';
@@ -41,9 +45,27 @@ export interface RestoreJob {
   busyTimeoutMs: number;
   /** Give up when `dest` stays locked by another connection for this long. */
   maxWaitMs: number;
+  handshake: boolean;
+  /** Fault injection for the kill tests (MC_TEST_PAUSE_AT): the worker stops dead after committing the copy. */
+  pauseAfterCommit: boolean;
 }
 
-export type WorkerJob = SnapshotJob | InspectJob | RestoreJob;
+/**
+ * `PRAGMA quick_check` of a database that may be live, opened only through SQLite (read-only): never a raw read of
+ * the file, whose close would drop every SQLite lock this process holds on it.
+ */
+export interface ProbeJob {
+  op: 'probe';
+  file: string;
+}
+
+export interface ProbeResult {
+  ok: true;
+  integrity: string;
+  ms: number;
+}
+
+export type WorkerJob = SnapshotJob | InspectJob | RestoreJob | ProbeJob;
 
 export interface WorkerFailure {
   ok: false;
@@ -109,7 +131,9 @@ type ReplyOf<J extends WorkerJob> = J extends SnapshotJob
   ? SnapshotResult
   : J extends InspectJob
     ? InspectResult
-    : RestoreResult;
+    : J extends ProbeJob
+      ? ProbeResult
+      : RestoreResult;
 
 export interface SnapshotOptions {
   /** SQLite busy timeout for the worker's own connection to the source. */
@@ -138,7 +162,19 @@ const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 const DEFAULT_MAX_STEPS = 10;
 const DEFAULT_RESTORE_MAX_WAIT_MS = 30_000;
 
-function startWorker(job: WorkerJob): Worker {
+/**
+ * Under ts-jest only: the e2e suite's live-database tripwire (test/helpers/live-db-tripwire.ts) wraps fs in each
+ * worker too, so a raw open of the live database in a worker thread fails the operation that made it.
+ */
+function tripwire(): string {
+  // eslint-disable-next-line no-restricted-properties -- a test hook, not configuration; only on the .ts path
+  const file = process.env.MC_LIVE_DB_TRIPWIRE;
+  return file ? `require(${JSON.stringify(file)});` : '';
+}
+
+function startWorker(job: WorkerJob, port?: MessagePort): Worker {
+  const workerData = { job, port };
+  const transferList = port ? [port] : [];
   // Compiled: the .js sibling. Under ts-jest / ts-node this file is .ts and so is the worker, which then needs a
   // TypeScript loader of its own; registering it explicitly keeps that independent of the working directory.
   if (__filename.endsWith('.ts')) {
@@ -147,17 +183,22 @@ function startWorker(job: WorkerJob): Worker {
     const bootstrap =
       `require(${JSON.stringify(tsNode)}).register({ transpileOnly: true, skipProject: true, ` +
       `compilerOptions: { module: 'commonjs', target: 'es2022', esModuleInterop: true } });` +
+      tripwire() +
       `require(${JSON.stringify(workerFile)});`;
-    return new Worker(bootstrap, { eval: true, workerData: job });
+    return new Worker(bootstrap, { eval: true, workerData, transferList });
   }
-  return new Worker(path.join(__dirname, 'snapshot.worker.js'), { workerData: job });
+  return new Worker(path.join(__dirname, 'snapshot.worker.js'), { workerData, transferList });
 }
 
 /**
  * Runs one job in a fresh worker thread. Resolves only after the worker has exited, so nothing still holds a file
  * open when the caller publishes, removes or restores it.
  */
-export function runWorkerJob<J extends WorkerJob>(job: J, signal?: AbortSignal): Promise<ReplyOf<J>> {
+export function runWorkerJob<J extends WorkerJob>(
+  job: J,
+  signal?: AbortSignal,
+  port?: MessagePort,
+): Promise<ReplyOf<J>> {
   if (signal?.aborted) {
     return Promise.reject(new SnapshotError('Snapshot aborted', 'ABORT_ERR'));
   }
@@ -165,7 +206,7 @@ export function runWorkerJob<J extends WorkerJob>(job: J, signal?: AbortSignal):
     let reply: ReplyOf<J> | WorkerFailure | undefined;
     let failure: Error | undefined;
     let aborted = false;
-    const worker = startWorker(job);
+    const worker = startWorker(job, port);
 
     const onAbort = (): void => {
       aborted = true;
@@ -234,17 +275,66 @@ export function runInspectWorker(
   });
 }
 
+export interface RestoreOptions {
+  busyTimeoutMs?: number;
+  maxWaitMs?: number;
+  /**
+   * Runs while the worker holds `dest`'s write lock and before any page is copied (see RestoreJob). When it
+   * throws, nothing is copied, the lock is released and the restore rejects with that error.
+   */
+  whileLocked?: () => Promise<void>;
+  pauseAfterCommit?: boolean;
+}
+
 /** See {@link RestoreJob}. */
-export function runRestoreWorker(
+export async function runRestoreWorker(
   source: string,
   dest: string,
-  options: { busyTimeoutMs?: number; maxWaitMs?: number } = {},
+  options: RestoreOptions = {},
 ): Promise<RestoreResult> {
-  return runWorkerJob({
+  const job: RestoreJob = {
     op: 'restore',
     source: path.resolve(source),
     dest: path.resolve(dest),
     busyTimeoutMs: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
     maxWaitMs: options.maxWaitMs ?? DEFAULT_RESTORE_MAX_WAIT_MS,
+    handshake: options.whileLocked !== undefined,
+    pauseAfterCommit: options.pauseAfterCommit ?? false,
+  };
+  const whileLocked = options.whileLocked;
+  if (!whileLocked) {
+    return runWorkerJob(job);
+  }
+  const channel = new MessageChannel();
+  let lockedWorkFailure: unknown;
+  let lockedWorkRan = false;
+  channel.port1.on('message', (message: { type?: unknown }) => {
+    if (message.type !== 'locked' || lockedWorkRan) {
+      return;
+    }
+    lockedWorkRan = true;
+    whileLocked().then(
+      () => channel.port1.postMessage({ type: 'proceed' }),
+      (error: unknown) => {
+        lockedWorkFailure = error;
+        channel.port1.postMessage({ type: 'abort' });
+      },
+    );
   });
+  try {
+    const result = await runWorkerJob(job, undefined, channel.port2);
+    if (!lockedWorkRan) {
+      throw new SnapshotError('Restore worker never took the write lock');
+    }
+    return result;
+  } catch (error) {
+    throw lockedWorkFailure ?? error;
+  } finally {
+    channel.port1.close();
+  }
+}
+
+/** See {@link ProbeJob}. */
+export function runProbeWorker(file: string): Promise<ProbeResult> {
+  return runWorkerJob({ op: 'probe', file: path.resolve(file) });
 }

@@ -4,11 +4,13 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type {
   InspectJob,
   InspectResult,
+  ProbeJob,
+  ProbeResult,
   RestoreJob,
   RestoreResult,
   SnapshotJob,
@@ -262,51 +264,95 @@ function inspect(job: InspectJob): InspectResult {
 /**
  * Why this shape (measured, see RecoveryService): better-sqlite3 can only be the *source* of the backup API, and it
  * writes into a file path through a fresh connection of its own. Here the source is the backup file and the
- * destination is the live database's path. That second connection goes through SQLite's normal locking: it takes
- * the live database's write lock (WAL mode: the WAL write lock), copies every page in one step, and commits them as
- * one WAL transaction, bumping the schema cookie. Every other connection — TypeORM's live handle included — sees
- * the restored content at its next read transaction and reloads its schema; a failure before the commit leaves the
- * live database untouched. Main-thread readers keep reading the old snapshot while the copy runs.
+ * destination is the live database's path. That second connection goes through SQLite's normal locking: its first
+ * step (0 pages) takes the live database's write lock (WAL mode: the WAL write lock) and keeps it until the copy is
+ * done; the next step copies every page and commits them as one WAL transaction, bumping the schema cookie. Every
+ * other connection (TypeORM's live handle included) sees the restored content at its next read transaction and
+ * reloads its schema; a failure before the commit leaves the live database untouched. Readers keep reading the old
+ * snapshot while the copy runs; writers (this process's or another's) wait for the lock and land after the commit.
+ *
+ * Never opens `dest` outside SQLite: on POSIX, closing any descriptor of a file drops every lock the process holds
+ * on it (sqlite.org/howtocorrupt.html §2.2), which would leave the service's own connection unprotected.
  */
-async function restore(job: RestoreJob): Promise<RestoreResult> {
+async function restore(job: RestoreJob, port: MessagePort | undefined): Promise<RestoreResult> {
   const started = performance.now();
   let source: Database.Database | undefined;
   try {
     source = new Database(job.source, { readonly: true, fileMustExist: true });
+    source.pragma('trusted_schema = OFF');
     const pageSize = Number(source.pragma('page_size', { simple: true }));
-    const liveHeader = readHeader(job.dest);
-    if (liveHeader.length >= 100 && (liveHeader[18] === 2 || liveHeader[19] === 2)) {
-      // SQLite refuses to change a WAL database's page size (SQLITE_READONLY); say so plainly instead.
-      if (headerPageSize(liveHeader) !== pageSize) {
-        throw Object.assign(new Error('Backup page size differs from the live database'), { code: 'PAGE_SIZE' });
-      }
-    }
     const deadline = Date.now() + job.maxWaitMs;
-    let steps = 1;
-    const copyStarted = performance.now();
-    // The destination connection better-sqlite3 opens has no busy timeout: a step that finds the live database
-    // locked returns SQLITE_BUSY and lands here again. Wait a little and retry, up to maxWaitMs.
-    const progress = await source.backup(job.dest, {
-      progress: () => {
-        steps += 1;
-        if (steps > 2) {
+    let steps = 0;
+    let copyStarted = 0;
+    for (;;) {
+      let locked = false;
+      // The destination connection better-sqlite3 opens has no busy timeout. A first step that finds the live
+      // database locked returns SQLITE_BUSY before the page count is known, which better-sqlite3 reports as a
+      // finished backup of 0 pages: the handler never ran, so nothing was copied. Wait a little and start again.
+      const progress = await source.backup(job.dest, {
+        progress: () => {
+          steps += 1;
+          if (!locked) {
+            locked = true;
+            if (job.handshake) {
+              awaitGoAhead(port);
+            }
+            copyStarted = performance.now();
+            return ALL_PAGES;
+          }
+          // Only a busy commit lands here: the write lock is already ours.
           if (Date.now() > deadline) {
-            throw Object.assign(new Error('Restore did not start: the live database stayed locked'), {
+            throw Object.assign(new Error('Restore did not finish: the live database stayed busy'), {
               code: 'SQLITE_BUSY',
             });
           }
           sleepMs(20);
+          return ALL_PAGES;
+        },
+      });
+      if (locked) {
+        const copyMs = performance.now() - copyStarted;
+        if (job.pauseAfterCommit) {
+          // Fault injection for the kill tests: the copy is committed and nothing after it has run.
+          for (;;) {
+            sleepMs(60_000);
+          }
         }
-        return ALL_PAGES;
-      },
-    });
-    const copyMs = performance.now() - copyStarted;
-    closeQuietly(source);
-    source = undefined;
-    checkpoint(job.dest, job.busyTimeoutMs);
-    return { ok: true, pages: progress.totalPages, pageSize, steps, copyMs, totalMs: performance.now() - started };
+        closeQuietly(source);
+        source = undefined;
+        checkpoint(job.dest, job.busyTimeoutMs);
+        return { ok: true, pages: progress.totalPages, pageSize, steps, copyMs, totalMs: performance.now() - started };
+      }
+      if (Date.now() > deadline) {
+        throw Object.assign(new Error('Restore did not start: the live database stayed locked'), {
+          code: 'SQLITE_BUSY',
+        });
+      }
+      sleepMs(20);
+    }
   } finally {
     closeQuietly(source);
+  }
+}
+
+/**
+ * Tells the caller the write lock is held, then blocks this worker (not the service's event loop) until it answers.
+ * Throwing here makes better-sqlite3 finish the backup without committing: nothing was copied.
+ */
+function awaitGoAhead(port: MessagePort | undefined): void {
+  if (!port) {
+    throw new Error('Restore handshake without a port');
+  }
+  port.postMessage({ type: 'locked' });
+  for (;;) {
+    const received = receiveMessageOnPort(port);
+    if (received?.message.type === 'proceed') {
+      return;
+    }
+    if (received?.message.type === 'abort') {
+      throw new Error('Restore aborted before the copy');
+    }
+    sleepMs(2);
   }
 }
 
@@ -323,7 +369,26 @@ function checkpoint(file: string, busyTimeoutMs: number): void {
   }
 }
 
-async function run(job: WorkerJob): Promise<SnapshotWorkerReply | InspectResult | RestoreResult | WorkerFailure> {
+/** quick_check through a read-only SQLite connection only (see ProbeJob). */
+function probe(job: ProbeJob): ProbeResult {
+  const started = performance.now();
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(job.file, { readonly: true, fileMustExist: true, timeout: 5000 });
+    db.pragma('trusted_schema = OFF');
+    const first = db.pragma('quick_check(1)', { simple: true });
+    return { ok: true, integrity: typeof first === 'string' ? first : String(first), ms: performance.now() - started };
+  } catch (err) {
+    return { ok: true, integrity: sqliteMessage(err), ms: performance.now() - started };
+  } finally {
+    closeQuietly(db);
+  }
+}
+
+async function run(
+  job: WorkerJob,
+  port: MessagePort | undefined,
+): Promise<SnapshotWorkerReply | InspectResult | RestoreResult | ProbeResult | WorkerFailure> {
   switch (job.op) {
     case 'snapshot': {
       const started = performance.now();
@@ -357,7 +422,9 @@ async function run(job: WorkerJob): Promise<SnapshotWorkerReply | InspectResult 
     case 'inspect':
       return inspect(job);
     case 'restore':
-      return restore(job);
+      return restore(job, port);
+    case 'probe':
+      return probe(job);
     default:
       return { ok: false, message: 'Unknown snapshot worker operation' };
   }
@@ -373,8 +440,9 @@ function toFailure(err: unknown): WorkerFailure {
 }
 
 if (parentPort) {
-  const port = parentPort;
-  void run(workerData as WorkerJob)
+  const parent = parentPort;
+  const data = workerData as { job: WorkerJob; port?: MessagePort };
+  void run(data.job, data.port)
     .catch(toFailure)
-    .then((reply) => port.postMessage(reply));
+    .then((reply) => parent.postMessage(reply));
 }

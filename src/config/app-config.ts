@@ -1,6 +1,8 @@
 import * as path from 'node:path';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export const RESTORE_PAUSE_POINTS = ['locked', 'copying', 'copied', 'rolling_back', 'rollback_copied'] as const;
+export type RestorePausePoint = (typeof RESTORE_PAUSE_POINTS)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Thrown when a variable is missing or invalid; its message is the one line printed before exit. */
@@ -37,6 +39,11 @@ export class AppConfig {
   readonly trustedProxies: string[];
   /** How long SIGTERM waits for a running backup or restore before closing anyway. */
   readonly shutdownTimeoutMs: number;
+  /**
+   * Fault injection for the restore kill tests only (MC_TEST_PAUSE_AT): a restore that reaches this point stops
+   * there for good, so a test can SIGKILL the process at a known place. Unset in every real deployment.
+   */
+  readonly testPauseAt?: RestorePausePoint;
 
   constructor(values: Omit<AppConfig, never>) {
     Object.assign(this, values);
@@ -134,6 +141,11 @@ export function loadConfig(env: Env = process.env): AppConfig {
     }
   }
 
+  const testPauseAt = optional(env, 'MC_TEST_PAUSE_AT');
+  if (testPauseAt !== undefined && !(RESTORE_PAUSE_POINTS as readonly string[]).includes(testPauseAt)) {
+    throw new ConfigError('MC_TEST_PAUSE_AT', `must be one of ${RESTORE_PAUSE_POINTS.join(', ')}`);
+  }
+
   return new AppConfig({
     port,
     host,
@@ -149,5 +161,6 @@ export function loadConfig(env: Env = process.env): AppConfig {
     production,
     trustedProxies,
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 60_000, 0, 3_600_000),
+    testPauseAt: testPauseAt as RestorePausePoint | undefined,
   });
 }

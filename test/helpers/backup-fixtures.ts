@@ -35,7 +35,18 @@ export async function listBackups(t: TestApp): Promise<{ backups: ListedBackup[]
   return response.body as { backups: ListedBackup[]; dir: string };
 }
 
+/** SQLite's live files: never opened raw in this process (see live-db-tripwire.ts). */
+const LIVE_DATABASE_FILE = /^mission-control\.db(-wal|-shm|-journal)?$/;
+
 export function sha256(file: string): string {
+  if (LIVE_DATABASE_FILE.test(path.basename(file))) {
+    // Hashed by another process: closing a descriptor of the live database here would drop this process's locks.
+    const result = spawnSync('sha256sum', [file], { encoding: 'utf8' });
+    if (result.status !== 0) {
+      throw new Error(`sha256sum failed: ${result.stderr}`);
+    }
+    return result.stdout.split(' ')[0];
+  }
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 

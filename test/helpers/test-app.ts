@@ -7,6 +7,7 @@ import type { App } from 'supertest/types';
 import { DataSource } from 'typeorm';
 import { createApp } from '../../src/app.setup';
 import { loadConfig } from '../../src/config/app-config';
+import { unwatchLiveDatabase, watchLiveDatabase } from './live-db-tripwire';
 
 export const ADMIN = { username: 'admin', password: 'admin-password-123' };
 export const API_KEY = 'test-api-key-0123456789abcdef';
@@ -36,6 +37,7 @@ export async function startTestApp(env: Record<string, string> = {}, dir?: strin
   const app = await createApp(config);
   app.useLogger(['error']);
   await app.init();
+  watchLiveDatabase(dbPath);
   const http = app.getHttpServer() as App;
   return {
     app,
@@ -45,6 +47,7 @@ export async function startTestApp(env: Record<string, string> = {}, dir?: strin
     backupsDir: config.backupsDir,
     dataSource: app.get(DataSource),
     async close(options = {}) {
+      unwatchLiveDatabase(dbPath);
       await app.close();
       if (!options.keepFiles) {
         rmSync(folder, { recursive: true, force: true });

@@ -56,6 +56,17 @@ export class RestoreResponseDto {
    * whatever the restored data holds): it must log in again. @example false
    */
   relogin_required: boolean;
+  /**
+   * Settings whose value the restore changed (the restored data's values win).
+   * @example ["general.auto_backup", "general.backup_cron"]
+   */
+  settings_changed: string[];
+  /** Whether any account was added, removed, or had its role or password changed by the restore. @example true */
+  users_changed: boolean;
+  /** Accounts the restored data has and the replaced data did not. @example ["alice"] */
+  users_added: string[];
+  /** Accounts the replaced data had and the restored data does not. @example ["mallory"] */
+  users_removed: string[];
 }
 
 export class RestoreFailedDto {
