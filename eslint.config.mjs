@@ -28,6 +28,26 @@ export default tseslint.config(
         'error',
         { object: 'process', property: 'env', message: 'Read configuration through src/config only.' },
       ],
+      'no-restricted-syntax': [
+        'error',
+        {
+          // SQLite's howtocorrupt §2.2: closing any descriptor of the live database drops every lock this process
+          // holds on it. The live path may only be handed to SQLite (better-sqlite3, TypeORM, the snapshot worker).
+          selector:
+            'CallExpression[callee.property.name=/^(open|openSync|readFile|readFileSync|writeFile|writeFileSync|appendFile|appendFileSync|copyFile|copyFileSync|cp|cpSync|createReadStream|createWriteStream|truncate|truncateSync)$/] :matches(Identifier[name=/^(dbPath|liveDbPath|livePath)$/], MemberExpression[property.name=/^(dbPath|liveDbPath|livePath)$/])',
+          message: 'Never open the live database (or its -wal/-shm/-journal) outside SQLite: it drops its locks.',
+        },
+        {
+          // TypeORM shares one connection: an await inside a transaction lets other modules' writes join it and be
+          // rolled back with it. Use a synchronous better-sqlite3 transaction instead.
+          selector: "CallExpression[callee.property.name='transaction'] > :function[async=true]",
+          message: 'No async transactions on the shared connection: use db.transaction(() => ...)() with no await.',
+        },
+        {
+          selector: "CallExpression[callee.property.name='save']:not([arguments.1])",
+          message: 'Repository.save() opens an async transaction: pass { transaction: false }.',
+        },
+      ],
     },
   },
   {

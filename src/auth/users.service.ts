@@ -89,6 +89,7 @@ export class UsersService implements OnApplicationBootstrap {
     try {
       created = await this.users.save(
         this.users.create({ ...input, passwordHash, createdAt: this.clock.nowSeconds() }),
+        { transaction: false },
       );
     } catch (error) {
       // Two requests racing for one name: the UNIQUE index decides.

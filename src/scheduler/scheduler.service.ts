@@ -62,13 +62,16 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
       const stale = await this.state(id);
       if (stale.running) {
         // The process died mid-run: say so instead of showing "running" forever.
-        await this.tasks.save({
-          ...stale,
-          running: false,
-          lastResultOk: false,
-          lastResultMessage: 'Interrupted by a restart',
-          lastResultAt: this.clock.nowMs(),
-        });
+        await this.tasks.save(
+          {
+            ...stale,
+            running: false,
+            lastResultOk: false,
+            lastResultMessage: 'Interrupted by a restart',
+            lastResultAt: this.clock.nowMs(),
+          },
+          { transaction: false },
+        );
       }
     }
     const state = await this.state(AUTO_BACKUP_TASK);
@@ -169,7 +172,10 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
   private async runDrill(source: RunSource, actor?: AuditActor, meta?: RequestMeta): Promise<TriggerResultDto> {
     const runBy = actor ?? SYSTEM_ACTORS.scheduler;
     this.drillsInFlight++;
-    await this.tasks.save({ ...(await this.state(RESTORE_DRILL_TASK)), lastRun: this.clock.nowMs(), running: true });
+    await this.tasks.save(
+      { ...(await this.state(RESTORE_DRILL_TASK)), lastRun: this.clock.nowMs(), running: true },
+      { transaction: false },
+    );
     let outcome: { ok: boolean; message: string; name: string | null };
     try {
       outcome = await this.recovery.drill();
@@ -178,14 +184,17 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
     }
     const now = this.clock.nowMs();
     const state = await this.state(RESTORE_DRILL_TASK);
-    await this.tasks.save({
-      ...state,
-      running: this.drillsInFlight > 0,
-      lastResultOk: outcome.ok,
-      lastResultMessage: outcome.message,
-      lastResultAt: now,
-      lastSuccessAt: outcome.ok ? now : state.lastSuccessAt,
-    });
+    await this.tasks.save(
+      {
+        ...state,
+        running: this.drillsInFlight > 0,
+        lastResultOk: outcome.ok,
+        lastResultMessage: outcome.message,
+        lastResultAt: now,
+        lastSuccessAt: outcome.ok ? now : state.lastSuccessAt,
+      },
+      { transaction: false },
+    );
     await this.audit.record({
       action: RESTORE_DRILL_TASK,
       actor: runBy,
@@ -211,7 +220,10 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
   private async runAutoBackup(source: RunSource, actor?: AuditActor, meta?: RequestMeta): Promise<TriggerResultDto> {
     const runBy = actor ?? SYSTEM_ACTORS.scheduler;
     this.inFlight++;
-    await this.tasks.save({ ...(await this.state(AUTO_BACKUP_TASK)), lastRun: this.clock.nowMs(), running: true });
+    await this.tasks.save(
+      { ...(await this.state(AUTO_BACKUP_TASK)), lastRun: this.clock.nowMs(), running: true },
+      { transaction: false },
+    );
     let result: TriggerResultDto;
     try {
       const backup = await this.backups.create({ actor: runBy, kind: 'scheduled', meta, trigger: source });
@@ -226,14 +238,17 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
     }
     const now = this.clock.nowMs();
     const state = await this.state(AUTO_BACKUP_TASK);
-    await this.tasks.save({
-      ...state,
-      running: this.inFlight > 0,
-      lastResultOk: result.ok,
-      lastResultMessage: result.message,
-      lastResultAt: now,
-      lastSuccessAt: result.ok ? now : state.lastSuccessAt,
-    });
+    await this.tasks.save(
+      {
+        ...state,
+        running: this.inFlight > 0,
+        lastResultOk: result.ok,
+        lastResultMessage: result.message,
+        lastResultAt: now,
+        lastSuccessAt: result.ok ? now : state.lastSuccessAt,
+      },
+      { transaction: false },
+    );
     if (source !== 'trigger') {
       await this.audit.record({
         action: AUTO_BACKUP_TASK,

@@ -6,6 +6,7 @@ import { AuditService } from '../audit/audit.service';
 import type { AuthUser } from '../auth/auth-user';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
+import type { SqliteHandle } from '../database/sqlite-handle';
 import type { RequestMeta } from '../common/request-meta';
 import { SettingEntity } from './setting.entity';
 import {
@@ -126,9 +127,19 @@ export class SettingsService implements OnModuleDestroy {
     const now = this.clock.nowSeconds();
     const rows = validated.map(({ key, value }) => ({ key, value, updatedBy: actor.username, updatedAt: now }));
 
-    await this.settings.manager.transaction(async (manager) => {
-      await manager.upsert(SettingEntity, rows, ['key']);
-    });
+    // One synchronous SQLite transaction on the live connection: with no await inside, no other module's write
+    // can land in the middle of it and be rolled back with it (TypeORM shares this one connection).
+    const db = (this.settings.manager.connection.driver as unknown as { databaseConnection: SqliteHandle })
+      .databaseConnection;
+    const upsert = db.prepare(
+      'INSERT INTO settings (key, value, updated_by, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE ' +
+        'SET value = excluded.value, updated_by = excluded.updated_by, updated_at = excluded.updated_at',
+    );
+    db.transaction(() => {
+      for (const row of rows) {
+        upsert.run(row.key, row.value, row.updatedBy, row.updatedAt);
+      }
+    })();
 
     const detail: SettingsUpdateAuditDetail['changes'] = {};
     for (const { key, value } of validated) {
