@@ -169,9 +169,10 @@ export class RestoreRunner {
     this.logger.warn(`Found an unfinished restore of ${entry.name} (stage ${entry.stage}): finishing it`);
     const outcome = (result: RecoveryOutcome['result']): RecoveryOutcome => ({ name: entry.name, result });
     const safetyFile = entry.safety ? this.files.resolveInside(entry.safety) : null;
-    if (restoreRecorded(this.db, entry.id)) {
+    if (entry.stage === 'rolling_back' && restoreRecorded(this.db, entry.id, RESTORE_FAILED_EVENT)) {
+      // The rollback and its bookkeeping finished; only the journal was left.
       this.journal.clear();
-      return outcome('completed');
+      return outcome('rolled_back');
     }
     const committed =
       entry.stage === 'copied' ||

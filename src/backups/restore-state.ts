@@ -113,15 +113,12 @@ export function auditRowsSince(db: Database.Database, pre: LiveState): Row[] {
   );
 }
 
-/** Whether the audit event of restore `restoreId` is already in the database (a finish that ran before a crash). */
-export function restoreRecorded(db: Database.Database, restoreId: string): boolean {
+/** Whether restore `restoreId`'s `action` event is already in the database (a finish that ran before a crash). */
+export function restoreRecorded(db: Database.Database, restoreId: string, action: string): boolean {
   return (
     db
-      .prepare(
-        "SELECT 1 FROM audit_log WHERE action IN ('backup_restore', 'backup_restore_failed') " +
-          "AND json_extract(detail, '$.restore_id') = ?",
-      )
-      .get(restoreId) !== undefined
+      .prepare("SELECT 1 FROM audit_log WHERE action = ? AND json_extract(detail, '$.restore_id') = ?")
+      .get(action, restoreId) !== undefined
   );
 }
 
@@ -138,10 +135,9 @@ export function finishRestore(db: Database.Database, pre: LiveState, options: Fi
     if (!options.keepSessions) {
       replaceSessions(db, options);
     }
-    insertAudit(db, {
-      ...options.event,
-      detail: { ...options.event.detail, restore_id: options.restoreId },
-    });
+    if (!restoreRecorded(db, options.restoreId, options.event.action)) {
+      insertAudit(db, { ...options.event, detail: { ...options.event.detail, restore_id: options.restoreId } });
+    }
     return changesBetween(pre, readLiveState(db));
   })();
 }

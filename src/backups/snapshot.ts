@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import * as path from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 
@@ -214,7 +215,12 @@ export function runWorkerJob<J extends WorkerJob>(
     };
     signal?.addEventListener('abort', onAbort, { once: true });
 
-    worker.on('message', (msg: ReplyOf<J> | WorkerFailure) => {
+    worker.on('message', (msg: ReplyOf<J> | WorkerFailure | { type: 'paused' }) => {
+      if ('type' in msg) {
+        // MC_TEST_PAUSE_AT after a commit: the worker has stopped for good, for a kill test to find it there.
+        new Logger('RestoreRunner').warn('MC_TEST_PAUSE_AT: the restore stops after the copy committed');
+        return;
+      }
       reply = msg;
     });
     worker.on('error', (err: Error) => {

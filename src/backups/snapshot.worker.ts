@@ -314,6 +314,7 @@ async function restore(job: RestoreJob, port: MessagePort | undefined): Promise<
         const copyMs = performance.now() - copyStarted;
         if (job.pauseAfterCommit) {
           // Fault injection for the kill tests: the copy is committed and nothing after it has run.
+          parentPort?.postMessage({ type: 'paused' });
           for (;;) {
             sleepMs(60_000);
           }

@@ -1,0 +1,194 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { growDatabase, withDb } from './helpers/recovery-fixtures';
+
+/**
+ * SIGKILL in the middle of an online restore, at five known points (MC_TEST_PAUSE_AT stops the restore there for
+ * good), then a restart on the same files. Each time the restore journal must be finished or undone at start-up:
+ * the live database passes integrity_check and holds the old state or the restored one (never a mix), every audit
+ * event from before is still there plus the restore's outcome, no temporary file is left, and backups work.
+ */
+
+const API_KEY = 'restore-kill-key-0123456789';
+const ROOT = path.resolve(__dirname, '..');
+const ENTRY = path.join(__dirname, 'helpers', 'shutdown-entry.ts');
+const DB_BYTES = 48 * 1024 * 1024;
+
+interface Service {
+  proc: ChildProcess;
+  port: number;
+  output: () => string;
+}
+
+function startService(dbPath: string, env: Record<string, string> = {}): Promise<Service> {
+  let output = '';
+  const proc = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', ENTRY], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      MISSION_CONTROL_DB_PATH: dbPath,
+      AUTH_USER: 'admin',
+      AUTH_PASS: 'admin-password-123',
+      API_KEY,
+      LOG_LEVEL: 'info',
+      NODE_ENV: 'test',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  proc.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setInterval(() => {
+      const match = /LISTENING (\d+)/.exec(output);
+      if (match) {
+        clearInterval(timer);
+        resolve({ proc, port: Number(match[1]), output: () => output });
+      } else if (proc.exitCode !== null) {
+        clearInterval(timer);
+        reject(new Error(`service exited: ${output}`));
+      }
+    }, 50);
+  });
+}
+
+function call(
+  port: number,
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: route,
+        agent: false,
+        headers: { 'x-api-key': API_KEY, ...(payload ? { 'Content-Type': 'application/json' } : {}) },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+async function waitFor(what: string, probe: () => boolean, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > end) {
+      throw new Error(`timed out waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function kill(service: Service): Promise<void> {
+  if (service.proc.exitCode !== null || service.proc.signalCode !== null) {
+    return;
+  }
+  const exited = new Promise((resolve) => service.proc.on('exit', resolve));
+  service.proc.kill('SIGKILL');
+  await exited;
+}
+
+function usernames(dbPath: string): string[] {
+  return withDb(dbPath, (db) =>
+    (db.prepare('SELECT username FROM users ORDER BY username').all() as Array<{ username: string }>).map(
+      (r) => r.username,
+    ),
+  );
+}
+
+const CASES: Array<{ point: string; rollback: boolean; expected: 'old' | 'restored'; event: string }> = [
+  { point: 'locked', rollback: false, expected: 'old', event: 'backup_restore_failed' },
+  { point: 'copying', rollback: false, expected: 'old', event: 'backup_restore_failed' },
+  { point: 'copied', rollback: false, expected: 'restored', event: 'backup_restore' },
+  { point: 'rolling_back', rollback: true, expected: 'old', event: 'backup_restore_failed' },
+  { point: 'rollback_copied', rollback: true, expected: 'old', event: 'backup_restore_failed' },
+];
+
+describe('Restore killed at five points, then restarted (e2e, child processes)', () => {
+  let dir: string;
+  let services: Service[] = [];
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(tmpdir(), 'mc-restore-kill-'));
+  });
+
+  afterEach(async () => {
+    for (const service of services) {
+      await kill(service);
+    }
+    services = [];
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.each(CASES)('should recover from a SIGKILL at $point', async ({ point, rollback, expected, event }) => {
+    const dbPath = path.join(dir, 'mission-control.db');
+    const first = await startService(dbPath, { MC_TEST_PAUSE_AT: point });
+    services.push(first);
+    growDatabase(dbPath, DB_BYTES);
+    if (rollback) {
+      // A backup without an admin: copied in, refused by the health check, rolled back.
+      withDb(dbPath, (db) => db.prepare("UPDATE users SET role = 'viewer'").run());
+    }
+    const made = await call(first.port, 'POST', '/api/backup');
+    expect(made.status).toBe(200);
+    const name = (made.body.backup as { name: string }).name;
+    if (rollback) {
+      withDb(dbPath, (db) => db.prepare("UPDATE users SET role = 'admin'").run());
+    }
+    // After the backup: a user the backup does not have, and its audit event.
+    expect(
+      (
+        await call(first.port, 'POST', '/api/auth/users', {
+          username: 'later',
+          password: 'later-password-1',
+          role: 'viewer',
+        })
+      ).status,
+    ).toBe(201);
+    const before = withDb(dbPath, (db) => db.prepare('SELECT * FROM audit_log ORDER BY id').all());
+
+    void call(first.port, 'POST', '/api/backup/restore', { name }).catch(() => undefined);
+    await waitFor(`the restore to stop at ${point}`, () => /MC_TEST_PAUSE_AT: the restore stops/.test(first.output()));
+    await kill(first);
+
+    const second = await startService(dbPath);
+    services.push(second);
+    const journal = path.join(dir, '.mission-control.db.restore-journal.json');
+    expect(fs.existsSync(journal)).toBe(false);
+    const integrity = spawnSync('sqlite3', [dbPath, 'PRAGMA integrity_check'], { encoding: 'utf8' });
+    expect(integrity.stdout.trim()).toBe('ok');
+    expect(usernames(dbPath)).toEqual(expected === 'old' ? ['admin', 'later'] : ['admin']);
+    const after = withDb(dbPath, (db) => db.prepare('SELECT * FROM audit_log ORDER BY id').all());
+    for (const row of before) {
+      expect(after).toContainEqual(row);
+    }
+    const outcome = withDb(dbPath, (db) =>
+      db
+        .prepare('SELECT action, detail FROM audit_log WHERE action IN (?, ?)')
+        .all('backup_restore', 'backup_restore_failed'),
+    ) as Array<{ action: string; detail: string }>;
+    expect(outcome).toHaveLength(1);
+    expect(outcome[0].action).toBe(event);
+    // The manifests of the backups made before are carried whatever happened.
+    const manifest = withDb(dbPath, (db) => db.prepare('SELECT sha256 FROM backup_manifests WHERE name = ?').get(name));
+    expect(manifest).toEqual({ sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(fs.readdirSync(path.join(dir, 'backups')).filter((f) => f.startsWith('.mc-tmp-'))).toEqual([]);
+    expect((await call(second.port, 'POST', '/api/backup')).status).toBe(200);
+  });
+});
