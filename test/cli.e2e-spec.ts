@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import request from 'supertest';
+import { sha256 } from './helpers/backup-fixtures';
 import { buildCli, runCli, runNpmCli } from './helpers/cli-runner';
 import { API_KEY, createUser, startTestApp, type TestApp } from './helpers/test-app';
 
@@ -44,8 +44,9 @@ function cli(dbPath: string, ...args: string[]): ReturnType<typeof runCli> {
   return runCli(mainJs, dbPath, args);
 }
 
+/** Hashed by another process when it is a live database file (see live-db-tripwire.ts). */
 function fileSha(file: string): string {
-  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  return sha256(file);
 }
 
 function backupsIn(dir: string): string[] {

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { buildCli } from './helpers/cli-runner';
 import { growDatabase, withDb } from './helpers/recovery-fixtures';
 
 /**
@@ -189,6 +190,115 @@ describe('Restore killed at five points, then restarted (e2e, child processes)',
     const manifest = withDb(dbPath, (db) => db.prepare('SELECT sha256 FROM backup_manifests WHERE name = ?').get(name));
     expect(manifest).toEqual({ sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(fs.readdirSync(path.join(dir, 'backups')).filter((f) => f.startsWith('.mc-tmp-'))).toEqual([]);
+    expect((await call(second.port, 'POST', '/api/backup')).status).toBe(200);
+  });
+
+  /** What a restart must show after any kill: the journal gone, a whole database, the audit kept, no leftovers. */
+  async function expectRecovered(
+    dbPath: string,
+    before: unknown[],
+    expected: 'old' | 'restored',
+    event: string,
+  ): Promise<Service> {
+    const service = await startService(dbPath);
+    services.push(service);
+    expect(fs.existsSync(path.join(dir, '.mission-control.db.restore-journal.json'))).toBe(false);
+    const integrity = spawnSync('sqlite3', [dbPath, 'PRAGMA integrity_check'], { encoding: 'utf8' });
+    expect(integrity.stdout.trim()).toBe('ok');
+    expect(usernames(dbPath)).toEqual(expected === 'old' ? ['admin', 'later'] : ['admin']);
+    const after = withDb(dbPath, (db) => db.prepare('SELECT * FROM audit_log ORDER BY id').all());
+    for (const row of before) {
+      expect(after).toContainEqual(row);
+    }
+    const outcome = withDb(dbPath, (db) =>
+      db.prepare("SELECT action FROM audit_log WHERE action IN ('backup_restore', 'backup_restore_failed')").all(),
+    );
+    expect(outcome).toEqual([{ action: event }]);
+    expect(fs.readdirSync(dir).filter((f) => f.includes('.restore-'))).toEqual([]);
+    expect(fs.readdirSync(path.join(dir, 'backups')).filter((f) => f.startsWith('.mc-tmp-'))).toEqual([]);
+    expect((await call(service.port, 'POST', '/api/backup')).status).toBe(200);
+    return service;
+  }
+
+  describe('offline CLI restore', () => {
+    let mainJs: string;
+    let outDir: string;
+
+    beforeAll(() => {
+      ({ mainJs, outDir } = buildCli());
+    });
+
+    afterAll(() => {
+      fs.rmSync(outDir, { recursive: true, force: true });
+    });
+
+    it.each([
+      { point: 'locked', expected: 'old' as const, event: 'backup_restore_failed' },
+      { point: 'copying', expected: 'old' as const, event: 'backup_restore_failed' },
+      { point: 'copied', expected: 'restored' as const, event: 'backup_restore' },
+    ])('should recover from a SIGKILL of the CLI at $point', async ({ point, expected, event }) => {
+      const dbPath = path.join(dir, 'mission-control.db');
+      const first = await startService(dbPath);
+      services.push(first);
+      growDatabase(dbPath, DB_BYTES);
+      const made = await call(first.port, 'POST', '/api/backup');
+      const name = (made.body.backup as { name: string }).name;
+      await call(first.port, 'POST', '/api/auth/users', {
+        username: 'later',
+        password: 'later-password-1',
+        role: 'viewer',
+      });
+      await kill(first);
+      const before = withDb(dbPath, (db) => db.prepare('SELECT * FROM audit_log ORDER BY id').all());
+
+      let output = '';
+      const cli = spawn(process.execPath, [mainJs, 'backups', 'restore', name, '--yes'], {
+        cwd: ROOT,
+        env: {
+          PATH: process.env.PATH ?? '',
+          NODE_PATH: path.join(ROOT, 'node_modules'),
+          MISSION_CONTROL_DB_PATH: dbPath,
+          LOG_LEVEL: 'warn',
+          MC_TEST_PAUSE_AT: point,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      cli.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      cli.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      const exited = new Promise((resolve) => cli.on('exit', resolve));
+      await waitFor(`the CLI restore to stop at ${point}`, () => /MC_TEST_PAUSE_AT: the restore stops/.test(output));
+      cli.kill('SIGKILL');
+      await exited;
+      await expectRecovered(dbPath, before, expected, event);
+    });
+  });
+
+  it('should keep every acknowledged write through a restore, foreign readers and a SIGKILL', async () => {
+    const dbPath = path.join(dir, 'mission-control.db');
+    const first = await startService(dbPath);
+    services.push(first);
+    const made = await call(first.port, 'POST', '/api/backup');
+    const name = (made.body.backup as { name: string }).name;
+    expect((await call(first.port, 'POST', '/api/backup/restore', { name })).status).toBe(200);
+    // Another process opens and closes the database four times: it must not think it is the last user.
+    for (let i = 0; i < 4; i++) {
+      expect(spawnSync('sqlite3', [dbPath, 'SELECT count(*) FROM users']).status).toBe(0);
+    }
+    const acknowledged: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const username = `acked-${i}`;
+      const created = await call(first.port, 'POST', '/api/auth/users', {
+        username,
+        password: 'acked-password-1',
+        role: 'viewer',
+      });
+      expect(created.status).toBe(201);
+      acknowledged.push(username);
+    }
+    await kill(first);
+    const second = await startService(dbPath);
+    services.push(second);
+    expect(usernames(dbPath)).toEqual([...acknowledged, 'admin'].sort());
     expect((await call(second.port, 'POST', '/api/backup')).status).toBe(200);
   });
 });

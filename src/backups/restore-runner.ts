@@ -152,7 +152,7 @@ export class RestoreRunner {
       throw new RestoreStepError('copy', 'the restore worker never took the write lock', false, null);
     }
     entry = this.journal.advance(entry, { stage: 'copied' });
-    const changes = await this.finishOrRollBack(entry, pre, { pages, ...request.detail }, request.meta);
+    const changes = await this.finish(entry, pre, { pages, ...request.detail }, request.meta);
     return { safety, pages, changes };
   }
 
@@ -197,14 +197,18 @@ export class RestoreRunner {
       return outcome(rolledBack ? 'rolled_back' : 'rollback_failed');
     }
     try {
-      await this.finishOrRollBack(entry, pre, { recovered_at_startup: true }, {});
+      await this.finish(entry, pre, { recovered_at_startup: true }, {});
       return outcome('completed');
     } catch {
       return outcome(this.journal.read() === null ? 'rolled_back' : 'rollback_failed');
     }
   }
 
-  private async finishOrRollBack(
+  /**
+   * After the copy committed (online) or the file was swapped in (offline): the bookkeeping in one transaction, then
+   * the health check; a failure puts the safety copy back by the same page copy and throws RestoreStepError.
+   */
+  async finish(
     entry: RestoreJournalEntry,
     pre: LiveState,
     detail: Record<string, unknown>,
@@ -320,7 +324,7 @@ export class RestoreRunner {
     return Number(this.db.pragma('schema_version', { simple: true }));
   }
 
-  private async pauseAt(point: RestorePausePoint): Promise<void> {
+  async pauseAt(point: RestorePausePoint): Promise<void> {
     if (this.config.testPauseAt === point) {
       this.logger.warn(`MC_TEST_PAUSE_AT: the restore stops at ${point}`);
       await new Promise<never>(() => undefined);
@@ -361,7 +365,7 @@ function isEventOf(row: Record<string, unknown>, restoreId: string): boolean {
 }
 
 /** The manifest row of the safety copy, carried into the restored data with the others. */
-function safetyManifestRow(safety: SnapshotInfo, now: number): Record<string, unknown> {
+export function safetyManifestRow(safety: SnapshotInfo, now: number): Record<string, unknown> {
   return {
     name: safety.name,
     kind: 'safety',

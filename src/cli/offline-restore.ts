@@ -3,22 +3,22 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { AuditService } from '../audit/audit.service';
 import { BackupFiles, type SnapshotInfo } from '../backups/backup-files';
 import { BackupManifests } from '../backups/backup-manifests';
 import { parseBackupName, SAFETY_PREFIX, validateBackupName } from '../backups/backup-name';
 import { type InspectResult, runInspectWorker } from '../backups/snapshot';
 import { Clock } from '../common/clock';
 import { AppConfig } from '../config/app-config';
-import { SQLITE_HANDLE, type SqliteHandle } from '../database/sqlite-handle';
 import { AppSession } from './app-session';
 import { CLI_ACTOR } from './cli-actor';
 import { CliError, errorMessage, errorReason, usageError } from './cli-error';
 import { DatabaseInUseError, DatabaseLock } from './database-lock';
 import { copyFileHashed, fsyncDir, fsyncFile, removeIfPresent, sqliteSidecars } from './file-copy';
 import { formatBytes } from './format';
-import { type CarriedRows, writeCarried } from '../backups/carried-state';
-import { compareChecksum, readCarriedFromFile, recordedSha256, restoreProblems } from './restore-check';
+import { newRestoreId, RestoreJournal, type RestoreJournalEntry } from '../backups/restore-journal';
+import { RestoreRunner, safetyManifestRow } from '../backups/restore-runner';
+import { type LiveState, maxAuditIdOfFile, readLiveStateFromFile } from '../backups/restore-state';
+import { compareChecksum, recordedSha256, restoreProblems } from './restore-check';
 import { Terminal } from './terminal';
 
 export interface RestoreOptions {
@@ -96,55 +96,94 @@ export class OfflineRestore {
       }
     }
 
-    let safety: SnapshotInfo | null = null;
-    let carried: CarriedRows = new Map();
-    let signature: LiveSignature | null = null;
-    if (hadDatabase) {
-      safety = await this.takeSafetyCopy(dbPath);
-      signature = liveSignature(dbPath);
-      carried = readCarriedFromFile(this.files.resolveInside(safety.name));
-    } else {
-      this.terminal.out(`No database at ${dbPath}: nothing to keep a safety copy of`);
+    // A restore of our own that a crash cut short comes first: finish or undo it (see RestoreRunner.recover).
+    const journal = new RestoreJournal(dbPath);
+    if (hadDatabase && journal.read() !== null) {
+      this.terminal.out('Finishing an earlier restore that was interrupted…');
+      await this.session.run((app) => app.get(RestoreRunner).recover());
     }
 
-    await this.swapIn(backupPath, `Restoring ${name}`, sha256, signature);
+    let entry: RestoreJournalEntry = {
+      id: newRestoreId(),
+      mode: 'offline',
+      name,
+      stage: 'started',
+      startedAt: this.clock.nowSeconds(),
+      actor: { id: CLI_ACTOR.id, username: CLI_ACTOR.username },
+      safety: null,
+      cookieBefore: null,
+      swapTemp: null,
+      reason: null,
+      caller: null,
+      copiedAuditSeq: maxAuditIdOfFile(backupPath),
+    };
+    journal.write(entry);
+    let safety: SnapshotInfo | null = null;
+    let pre: LiveState | null = null;
+    let signature: LiveSignature | null = null;
+    try {
+      await this.pause('locked');
+      if (hadDatabase) {
+        safety = await this.takeSafetyCopy(dbPath);
+        signature = liveSignature(dbPath);
+        pre = readLiveStateFromFile(this.files.resolveInside(safety.name));
+        pre.carried.get('backup_manifests')?.push(safetyManifestRow(safety, this.clock.nowSeconds()));
+      } else {
+        this.terminal.out(`No database at ${dbPath}: nothing to keep a safety copy of`);
+      }
+      await this.swapIn(backupPath, `Restoring ${name}`, sha256, signature, async (tmp) => {
+        entry = journal.advance(entry, { stage: 'swapping', safety: safety?.name ?? null, swapTemp: tmp });
+        await this.pause('copying');
+      });
+    } catch (error) {
+      // Nothing was swapped in: the database is what it was.
+      journal.clear();
+      throw error;
+    }
+    entry = journal.advance(entry, { stage: 'copied' });
     this.terminal.out(`Replaced ${dbPath} with ${name}`);
+    await this.pause('copied');
 
     const safetyBackup = safety?.name ?? null;
     const durationMs = performance.now() - started;
+    const detail = { sha256, schema_version: check.schemaVersion, duration_ms: Math.round(durationMs) };
     try {
       // Booting runs the migrations on the restored file, as the service's next start would; then the same
-      // bookkeeping as the online restore, written into the restored database.
+      // bookkeeping as the online restore (carried tables, the audit log kept whole, no old session survives).
       await this.session.run(async (app) => {
-        writeCarried(app.get<SqliteHandle>(SQLITE_HANDLE), carried);
-        const manifests = app.get(BackupManifests);
-        if (safety !== null) {
-          await manifests.recordSnapshot(safety, 'safety');
+        const runner = app.get(RestoreRunner);
+        if (pre === null) {
+          journal.clear();
+        } else {
+          await runner.finish(entry, pre, detail, {});
         }
-        await manifests.patch(name, parseBackupName(name)?.kind ?? 'upload', {
+        await app.get(BackupManifests).patch(name, parseBackupName(name)?.kind ?? 'upload', {
           integrity: 'ok',
           verifiedAt: this.clock.nowSeconds(),
           ...(check.recorded === null ? { sha256, size: check.size } : {}),
         });
-        await app.get(AuditService).record({
-          action: 'backup_restore',
-          actor: CLI_ACTOR,
-          targetType: 'backup',
-          targetId: name,
-          detail: {
-            name,
-            safety_backup: safetyBackup,
-            offline: true,
-            sha256,
-            schema_version: check.schemaVersion,
-            duration_ms: Math.round(durationMs),
-          },
-        });
       });
     } catch (error) {
-      await this.rollBack(safetyBackup, error);
+      const unfinished = journal.read();
+      if (unfinished !== null && safetyBackup !== null) {
+        // The app could not even open the restored file: put the safety copy back by a file swap, then let the
+        // journal's recovery audit it (it copies the safety copy in once more, which changes nothing).
+        journal.advance(unfinished, { stage: 'rolling_back', reason: errorMessage(error) });
+        await this.rollBack(safetyBackup, error);
+      }
+      throw new CliError(
+        `Restore failed and was rolled back to the safety copy ${safetyBackup ?? '(none)'} (${errorMessage(error)})`,
+      );
     }
     return { name, safetyBackup, sha256, durationMs };
+  }
+
+  /** MC_TEST_PAUSE_AT (kill tests only): stop here for good. */
+  private async pause(point: 'locked' | 'copying' | 'copied'): Promise<void> {
+    if (this.config.testPauseAt === point) {
+      this.terminal.err(`MC_TEST_PAUSE_AT: the restore stops at ${point}`);
+      await new Promise<never>(() => undefined);
+    }
   }
 
   /** Full integrity_check and sha256 in the backups' inspect worker, then the online restore's rules. */
@@ -202,6 +241,7 @@ export class OfflineRestore {
     label: string,
     expectedSha256: string | null,
     signature: LiveSignature | null,
+    beforeRename: (tmp: string) => Promise<void> = () => Promise.resolve(),
   ): Promise<void> {
     const dbPath = this.config.dbPath;
     const tmp = path.join(path.dirname(dbPath), `.${path.basename(dbPath)}.restore-${randomBytes(8).toString('hex')}`);
@@ -240,6 +280,7 @@ export class OfflineRestore {
         }
         // After the safety copy has their content and before the rename: no moment where they sit beside the
         // restored file, where SQLite would take them for its own and replay them onto it.
+        await beforeRename(tmp);
         for (const sidecar of sqliteSidecars(dbPath)) {
           await removeIfPresent(sidecar);
         }
@@ -292,6 +333,7 @@ export class OfflineRestore {
     this.terminal.err(`The restored database could not be opened by the app (${errorMessage(cause)}); rolling back`);
     try {
       await this.swapIn(this.files.resolveInside(safetyBackup), `Rolling back to ${safetyBackup}`, null, null);
+      await this.session.run((app) => app.get(RestoreRunner).recover());
     } catch (error) {
       throw new CliError(
         `Rollback failed (${errorReason(error)}): put ${safetyBackup} back by hand with this same command ` +

@@ -1,4 +1,3 @@
-import { type CarriedRows, readCarried } from '../backups/carried-state';
 import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import { applicationProblem, type Checksum } from '../backups/recovery.service';
@@ -54,15 +53,5 @@ export function recordedSha256(dbPath: string, name: string): string | null {
     } catch {
       // Only a lookup: nothing to report.
     }
-  }
-}
-
-/** The carried tables' rows of a database file, read-only (see carried-state.ts). */
-export function readCarriedFromFile(file: string): CarriedRows {
-  const db = new Database(file, { readonly: true, fileMustExist: true });
-  try {
-    return readCarried(db);
-  } finally {
-    db.close();
   }
 }
