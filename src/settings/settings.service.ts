@@ -135,11 +135,16 @@ export class SettingsService implements OnModuleDestroy {
       'INSERT INTO settings (key, value, updated_by, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE ' +
         'SET value = excluded.value, updated_by = excluded.updated_by, updated_at = excluded.updated_at',
     );
-    db.transaction(() => {
-      for (const row of rows) {
-        upsert.run(row.key, row.value, row.updatedBy, row.updatedAt);
-      }
-    })();
+    try {
+      db.transaction(() => {
+        for (const row of rows) {
+          upsert.run(row.key, row.value, row.updatedBy, row.updatedAt);
+        }
+      })();
+    } catch (error) {
+      this.logger.error(`Could not store settings ${rows.map((r) => r.key).join(', ')}: ${String(error)}`);
+      throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, 'Could not save the settings; nothing was changed');
+    }
 
     const detail: SettingsUpdateAuditDetail['changes'] = {};
     for (const { key, value } of validated) {
