@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { buildCli } from './helpers/cli-runner';
@@ -15,8 +16,16 @@ import { growDatabase, withDb } from './helpers/recovery-fixtures';
 
 const API_KEY = 'restore-kill-key-0123456789';
 const ROOT = path.resolve(__dirname, '..');
-const ENTRY = path.join(__dirname, 'helpers', 'shutdown-entry.ts');
-const DB_BYTES = 48 * 1024 * 1024;
+const DB_BYTES = 24 * 1024 * 1024;
+let build: { mainJs: string; outDir: string };
+
+beforeAll(() => {
+  build = buildCli();
+});
+
+afterAll(() => {
+  fs.rmSync(build.outDir, { recursive: true, force: true });
+});
 
 interface Service {
   proc: ChildProcess;
@@ -24,13 +33,28 @@ interface Service {
   output: () => string;
 }
 
-function startService(dbPath: string, env: Record<string, string> = {}): Promise<Service> {
+/** A free loopback port (the service itself must be given one: its log format is not an interface). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The real src/main.ts, compiled once (buildCli), started as the service is in production. */
+async function startService(dbPath: string, env: Record<string, string> = {}): Promise<Service> {
   let output = '';
-  const proc = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', ENTRY], {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [path.join(build.outDir, 'main.js')], {
     cwd: ROOT,
     env: {
-      ...process.env,
-      PORT: '0',
+      PATH: process.env.PATH ?? '',
+      NODE_PATH: path.join(ROOT, 'node_modules'),
+      PORT: String(port),
       HOST: '127.0.0.1',
       MISSION_CONTROL_DB_PATH: dbPath,
       AUTH_USER: 'admin',
@@ -44,18 +68,21 @@ function startService(dbPath: string, env: Record<string, string> = {}): Promise
   });
   proc.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   proc.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setInterval(() => {
-      const match = /LISTENING (\d+)/.exec(output);
-      if (match) {
-        clearInterval(timer);
-        resolve({ proc, port: Number(match[1]), output: () => output });
-      } else if (proc.exitCode !== null) {
-        clearInterval(timer);
-        reject(new Error(`service exited: ${output}`));
-      }
-    }, 50);
-  });
+  const service = { proc, port, output: () => output };
+  const end = Date.now() + 60_000;
+  for (;;) {
+    if (proc.exitCode !== null) {
+      throw new Error(`service exited: ${output}`);
+    }
+    const health = await call(port, 'GET', '/api/health').catch(() => null);
+    if (health !== null) {
+      return service;
+    }
+    if (Date.now() > end) {
+      throw new Error(`service did not answer: ${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 function call(
@@ -221,17 +248,6 @@ describe('Restore killed at five points, then restarted (e2e, child processes)',
   }
 
   describe('offline CLI restore', () => {
-    let mainJs: string;
-    let outDir: string;
-
-    beforeAll(() => {
-      ({ mainJs, outDir } = buildCli());
-    });
-
-    afterAll(() => {
-      fs.rmSync(outDir, { recursive: true, force: true });
-    });
-
     it.each([
       { point: 'locked', expected: 'old' as const, event: 'backup_restore_failed' },
       { point: 'copying', expected: 'old' as const, event: 'backup_restore_failed' },
@@ -252,7 +268,7 @@ describe('Restore killed at five points, then restarted (e2e, child processes)',
       const before = withDb(dbPath, (db) => db.prepare('SELECT * FROM audit_log ORDER BY id').all());
 
       let output = '';
-      const cli = spawn(process.execPath, [mainJs, 'backups', 'restore', name, '--yes'], {
+      const cli = spawn(process.execPath, [build.mainJs, 'backups', 'restore', name, '--yes'], {
         cwd: ROOT,
         env: {
           PATH: process.env.PATH ?? '',
