@@ -195,29 +195,7 @@ describe('Restore killed at five points, then restarted (e2e, child processes)',
     await waitFor(`the restore to stop at ${point}`, () => /MC_TEST_PAUSE_AT: the restore stops/.test(first.output()));
     await kill(first);
 
-    const second = await startService(dbPath);
-    services.push(second);
-    const journal = path.join(dir, '.mission-control.db.restore-journal.json');
-    expect(fs.existsSync(journal)).toBe(false);
-    const integrity = spawnSync('sqlite3', [dbPath, 'PRAGMA integrity_check'], { encoding: 'utf8' });
-    expect(integrity.stdout.trim()).toBe('ok');
-    expect(usernames(dbPath)).toEqual(expected === 'old' ? ['admin', 'later'] : ['admin']);
-    const after = withDb(dbPath, (db) => db.prepare('SELECT * FROM audit_log ORDER BY id').all());
-    for (const row of before) {
-      expect(after).toContainEqual(row);
-    }
-    const outcome = withDb(dbPath, (db) =>
-      db
-        .prepare('SELECT action, detail FROM audit_log WHERE action IN (?, ?)')
-        .all('backup_restore', 'backup_restore_failed'),
-    ) as Array<{ action: string; detail: string }>;
-    expect(outcome).toHaveLength(1);
-    expect(outcome[0].action).toBe(event);
-    // The manifests of the backups made before are carried whatever happened.
-    const manifest = withDb(dbPath, (db) => db.prepare('SELECT sha256 FROM backup_manifests WHERE name = ?').get(name));
-    expect(manifest).toEqual({ sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
-    expect(fs.readdirSync(path.join(dir, 'backups')).filter((f) => f.startsWith('.mc-tmp-'))).toEqual([]);
-    expect((await call(second.port, 'POST', '/api/backup')).status).toBe(200);
+    await expectRecovered(dbPath, before, expected, event, name);
   });
 
   /** What a restart must show after any kill: the journal gone, a whole database, the audit kept, no leftovers. */
@@ -226,6 +204,7 @@ describe('Restore killed at five points, then restarted (e2e, child processes)',
     before: unknown[],
     expected: 'old' | 'restored',
     event: string,
+    backupName: string,
   ): Promise<Service> {
     const service = await startService(dbPath);
     services.push(service);
@@ -241,6 +220,11 @@ describe('Restore killed at five points, then restarted (e2e, child processes)',
       db.prepare("SELECT action FROM audit_log WHERE action IN ('backup_restore', 'backup_restore_failed')").all(),
     );
     expect(outcome).toEqual([{ action: event }]);
+    // The manifest of the backup made before is carried whatever happened.
+    const manifest = withDb(dbPath, (db) =>
+      db.prepare('SELECT sha256 FROM backup_manifests WHERE name = ?').get(backupName),
+    );
+    expect(manifest).toEqual({ sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(fs.readdirSync(dir).filter((f) => f.includes('.restore-'))).toEqual([]);
     expect(fs.readdirSync(path.join(dir, 'backups')).filter((f) => f.startsWith('.mc-tmp-'))).toEqual([]);
     expect((await call(service.port, 'POST', '/api/backup')).status).toBe(200);
@@ -285,7 +269,7 @@ describe('Restore killed at five points, then restarted (e2e, child processes)',
       await waitFor(`the CLI restore to stop at ${point}`, () => /MC_TEST_PAUSE_AT: the restore stops/.test(output));
       cli.kill('SIGKILL');
       await exited;
-      await expectRecovered(dbPath, before, expected, event);
+      await expectRecovered(dbPath, before, expected, event, name);
     });
   });
 
