@@ -1,9 +1,11 @@
+import { HttpStatus } from '@nestjs/common';
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, createWriteStream, type Dirent, type ReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { ApiError } from '../common/api-error';
 import {
   type BackupKind,
   compareNewestFirst,
@@ -64,12 +66,34 @@ export class UploadInterruptedError extends Error {
   }
 }
 
+/**
+ * The named backup is not (or no longer) a regular file of the folder: it was deleted, or replaced by something
+ * that is not a backup, between the caller's check and the work. An ApiError, so every route answers 404 for it
+ * (issue 10, finding 8: a verify racing a delete answered 500), and the CLI prints the message.
+ */
+export class BackupNotFoundError extends ApiError {
+  constructor() {
+    super(HttpStatus.NOT_FOUND, 'Backup not found');
+    this.name = 'BackupNotFoundError';
+  }
+}
+
+/** Error codes that mean "no such backup file": gone, a symlink, or not a regular file. */
+const GONE_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EISDIR', 'NOT_REGULAR', 'ENXIO']);
+
+function isGone(err: unknown): boolean {
+  return GONE_CODES.has(errCode(err) ?? '');
+}
+
 export class InvalidBackupNameError extends Error {
   constructor(reason: string) {
     super(reason);
     this.name = 'InvalidBackupNameError';
   }
 }
+
+/** How every existing file of the folder is opened for reading: never blocking, never through a symlink. */
+export const READ_REGULAR_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW;
 
 const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
@@ -291,7 +315,9 @@ export class BackupFiles {
 
   /** sha256 and size of a backup, streamed (1 MiB reads), never following a symlink. */
   async hash(name: string): Promise<{ sha256: string; size: number }> {
-    const { stream, size } = await this.openForRead(name);
+    const { stream, size } = await this.openForRead(name).catch((err: unknown) => {
+      throw isGone(err) ? new BackupNotFoundError() : err;
+    });
     const hash = createHash('sha256');
     await pipeline(stream, hash);
     return { sha256: hash.digest('hex'), size };
@@ -305,7 +331,7 @@ export class BackupFiles {
     try {
       return await this.openForRead(name);
     } catch (err) {
-      if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EISDIR', 'NOT_REGULAR'].includes(errCode(err) ?? '')) {
+      if (isGone(err)) {
         return null;
       }
       throw err;
@@ -314,7 +340,9 @@ export class BackupFiles {
 
   private async openForRead(name: string): Promise<{ stream: ReadStream; size: number }> {
     const full = this.resolveInside(name);
-    const handle = await fsp.open(full, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO under a backup's name would otherwise block this open (and a thread of libuv's pool with
+    // it) until something writes to it; five of them starve every file operation of the process (issue 10, #4).
+    const handle = await fsp.open(full, READ_REGULAR_FLAGS);
     try {
       const st = await handle.stat();
       if (!st.isFile()) {
@@ -327,9 +355,23 @@ export class BackupFiles {
     }
   }
 
-  /** What a backup is (see runInspectWorker), in a worker thread. */
-  inspect(name: string, options: { integrity: IntegrityLevel; hash: boolean }): Promise<InspectResult> {
-    return runInspectWorker(this.resolveInside(name), options);
+  /**
+   * What a backup is (see runInspectWorker), in a worker thread. {@link BackupNotFoundError} when the file is gone
+   * or is not a regular file, whenever that is found out (a delete can land while the worker runs).
+   */
+  async inspect(name: string, options: { integrity: IntegrityLevel; hash: boolean }): Promise<InspectResult> {
+    const full = this.resolveInside(name);
+    let result: InspectResult;
+    try {
+      result = await runInspectWorker(full, options);
+    } catch (err) {
+      throw isGone(err) ? new BackupNotFoundError() : err;
+    }
+    if (!result.opened && (await this.statBackup(name)) === null) {
+      // SQLite could not open it because it went away, not because it is broken.
+      throw new BackupNotFoundError();
+    }
+    return result;
   }
 
   /** Same for a temp file of this folder (an upload, a drill's scratch copy). */
@@ -343,6 +385,7 @@ export class BackupFiles {
 
   /** Copies a backup's pages into the live database at `liveDbPath` (see RestoreJob in snapshot.ts). */
   restoreInto(name: string, liveDbPath: string): Promise<RestoreResult> {
+    // (No BackupNotFoundError mapping here: a restore's copy failing is the restore's business, with its rollback.)
     return runRestoreWorker(this.resolveInside(name), liveDbPath);
   }
 
