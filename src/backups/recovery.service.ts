@@ -1,6 +1,8 @@
 import { type CarriedRows, readCarried, writeCarried } from './carried-state';
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
+import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
+import { continueIfExpected, discardRestOfBody } from '../common/http-body';
 import type { ReadStream } from 'node:fs';
 import { Observable, Subject } from 'rxjs';
 import { DataSource } from 'typeorm';
@@ -177,7 +179,11 @@ export class RecoveryService {
         detail: { hint, reason, size: size ?? null },
         meta,
       });
-      // A refused upload may still be streaming in: close the connection after answering instead of reading on.
+      // A refused upload may still be streaming in: answer, keep discarding what still comes (bounded) so the answer
+      // is read rather than lost to a reset, then close the connection.
+      if (status === HttpStatus.PAYLOAD_TOO_LARGE && isHttpRequest(body)) {
+        discardRestOfBody(body);
+      }
       const headers: Record<string, string> = status === HttpStatus.PAYLOAD_TOO_LARGE ? { Connection: 'close' } : {};
       throw new ApiError(status, error, status === HttpStatus.PAYLOAD_TOO_LARGE ? { max_bytes: cap } : {}, headers);
     };
@@ -186,6 +192,10 @@ export class RecoveryService {
       return refuse(HttpStatus.PAYLOAD_TOO_LARGE, 'Upload exceeds MAX_UPLOAD_BYTES', 'too_large');
     }
     let received: { tmp: string; size: number };
+    if (isHttpRequest(body)) {
+      // Authenticated, and the declared size fits: now the client may send the body (Expect: 100-continue).
+      continueIfExpected(body);
+    }
     try {
       received = await this.files.receiveUpload(body, cap);
     } catch (error) {
@@ -565,6 +575,10 @@ export function applicationProblem(check: InspectResult): string | null {
 }
 
 const MAX_PROBLEMS_SHOWN = 10;
+
+function isHttpRequest(body: Readable): body is IncomingMessage {
+  return 'socket' in body && 'headers' in body;
+}
 
 function safeHint(raw: unknown): string | null {
   return typeof raw === 'string' && /^[A-Za-z0-9._ -]{1,255}$/.test(raw) ? raw : null;
