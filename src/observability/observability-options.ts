@@ -24,8 +24,8 @@ export interface ObservabilityOptions {
   freeDiskBytes?: (dir: string) => Promise<number>;
   /** Body idle timeout and the bounds of discarding a refused body (see configureHttpBodies). */
   httpBody?: HttpBodyOptions;
-  /** The database probe's schedule (quick_check, deleted -wal/-shm); see DatabaseProbe. */
-  databaseProbe?: { intervalMs?: number };
+  /** The database probe's schedule (deleted -wal/-shm scan, quick_check); see DatabaseProbe. */
+  databaseProbe?: { scanIntervalMs?: number; quickCheckIntervalMs?: number; firstQuickCheckMs?: number };
 }
 
 export const OBSERVABILITY_OPTIONS = Symbol('OBSERVABILITY_OPTIONS');
