@@ -2,9 +2,9 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { getStorageToken, ThrottlerStorageService } from '@nestjs/throttler';
 import request from 'supertest';
 import { auditEvents, folderEntries, inBackups, makeBackup } from './helpers/recovery-fixtures';
+import { freshRateLimits } from './helpers/rate-limit';
 import { API_KEY, type TestApp } from './helpers/test-app';
 import { startObservabilityApp, type ObservabilityApp } from './helpers/observability-app';
 
@@ -43,9 +43,7 @@ describe('Hostile uploads: oversize bodies and slow clients (e2e)', () => {
 
   /** The backups rate limit (10 a minute) is not under test here: start every request with a fresh budget. */
   function freshBudget(): void {
-    const storage = o.app.get<ThrottlerStorageService>(getStorageToken());
-    storage.storage.clear();
-    (storage as unknown as { hitExpirations: Map<string, unknown> }).hitExpirations.clear();
+    freshRateLimits(o.app);
   }
 
   function curl(file: string, chunked: boolean): Promise<Outcome & { exit: number }> {

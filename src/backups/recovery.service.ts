@@ -221,6 +221,9 @@ export class RecoveryService {
         applicationProblem(check) ??
         (check.pageSize !== livePageSize
           ? `The database's page size (${check.pageSize} bytes) differs from the live database's (${livePageSize} bytes), so it could never be restored`
+          : null) ??
+        (check.admins === null || check.admins < 1
+          ? 'The database has no admin user, so it could never be restored (nobody could manage the service)'
           : null);
       if (problem) {
         const reason = check.integrity === 'ok' ? 'incompatible' : (check.integrity ?? 'invalid');
