@@ -181,5 +181,29 @@ describe('Health under hostile conditions (e2e)', () => {
     list.mockRestore();
     // Generous: the same work either way; only a per-file cost could make it several times slower.
     expect(full).toBeLessThan(empty * 3 + 2);
+
+    // GET /api/backup with 1,000 files: once the folder has settled, an unchanged folder is not read again.
+    const listNames = async (): Promise<string[]> =>
+      (
+        (await request(o!.http).get('/api/backup').set('x-api-key', API_KEY).expect(200)).body.backups as Array<{
+          name: string;
+        }>
+      ).map((b) => b.name);
+    expect(await listNames()).toHaveLength(1001);
+    await until(async () => {
+      const before = files.scans;
+      await listNames();
+      return files.scans === before;
+    }, 'a trusted listing');
+    const scans = files.scans;
+    for (let i = 0; i < 30; i++) {
+      expect(await listNames()).toHaveLength(1001);
+    }
+    expect(files.scans).toBe(scans);
+    // A file copied in by hand shows at once, and one deleted by hand disappears.
+    fs.linkSync(inBackups(t, made.name), inBackups(t, 'by-hand.db'));
+    expect(await listNames()).toContain('by-hand.db');
+    fs.unlinkSync(inBackups(t, 'mc-backup-2025-01-01_00-00-00.db'));
+    expect(await listNames()).not.toContain('mc-backup-2025-01-01_00-00-00.db');
   });
 });
