@@ -9,7 +9,7 @@ import { BackupsServerStartup } from './backups/server-startup';
 import { AuthenticationGuard } from './auth/guards/authentication.guard';
 import { CsrfGuard } from './auth/guards/csrf.guard';
 import { RolesGuard } from './auth/guards/roles.guard';
-import { AvailabilityGuard } from './common/availability';
+import { AvailabilityGuard, RestoreInProgressGuard } from './common/availability';
 import { CommonModule } from './common/common.module';
 import { HttpExceptionFilter } from './common/http-exception.filter';
 import { BACKUPS_RATE_LIMIT, BACKUPS_THROTTLER, RateLimitGuard } from './common/rate-limit';
@@ -45,11 +45,13 @@ export class AppModule {
       ],
       providers: [
         BackupsServerStartup,
-        // Order matters: is the service taking work, who you are, what you may do, forgery, how often.
+        // Order matters: is the service shutting down, who you are, what you may do, forgery, is a restore running
+        // (only those who may call learn that), how often.
         { provide: APP_GUARD, useClass: AvailabilityGuard },
         { provide: APP_GUARD, useClass: AuthenticationGuard },
         { provide: APP_GUARD, useClass: RolesGuard },
         { provide: APP_GUARD, useClass: CsrfGuard },
+        { provide: APP_GUARD, useClass: RestoreInProgressGuard },
         { provide: APP_GUARD, useClass: RateLimitGuard },
         { provide: APP_FILTER, useClass: HttpExceptionFilter },
       ],

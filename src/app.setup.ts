@@ -8,6 +8,7 @@ import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import { API_KEY_SECURITY, BEARER_SECURITY, SESSION_COOKIE } from './auth/decorators';
 import { AppConfig } from './config/app-config';
+import { configureHttpBodies } from './common/http-body';
 import { MetricsService } from './observability/metrics.service';
 import { ObservabilityOptions, ObservabilityOptionsModule } from './observability/observability-options';
 
@@ -33,13 +34,15 @@ export async function createApp(
   // Nest's own and every service's Logger now write through pino; replay what start-up buffered.
   app.useLogger(app.get(Logger));
   app.flushLogs();
-  configureApp(app, config);
+  configureApp(app, config, options);
   return app;
 }
 
-export function configureApp(app: NestExpressApplication, config: AppConfig): void {
+export function configureApp(app: NestExpressApplication, config: AppConfig, options: ObservabilityOptions = {}): void {
   // First, so every request is timed, including ones refused by later middleware.
   app.use(app.get(MetricsService).httpMiddleware);
+  // Body idle timeout instead of a total request timeout; 100-continue decided by the upload route itself.
+  app.use(configureHttpBodies(app.getHttpServer(), options.httpBody));
   // X-Forwarded-For is believed only from proxies the operator named.
   app.set('trust proxy', config.trustedProxies.length > 0 ? config.trustedProxies : false);
   app.disable('x-powered-by');

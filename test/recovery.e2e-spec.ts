@@ -411,6 +411,7 @@ describe('Recovery (e2e)', () => {
           created_at: expect.any(Number),
           kind: 'upload',
         },
+        foreign_tables: [],
       });
       const name = response.body.backup.name as string;
       expect(fs.statSync(inBackups(t, name)).mode & 0o777).toBe(0o600);

@@ -22,15 +22,25 @@ export class AuthService {
     password: string,
     meta: RequestMeta,
   ): Promise<{ user: PublicUser; token: string; expiresAt: number }> {
-    const blocked = this.loginThrottle.assertAllowed(meta.ip);
-    if (blocked) {
-      throw LoginThrottle.tooMany(blocked.retryAfterSeconds);
+    // Reserved before the hash, settled after it: parallel attempts cannot all pass a check made before any failed.
+    const attempt = await this.loginThrottle.reserve(meta.ip);
+    if ('retryAfterSeconds' in attempt) {
+      throw LoginThrottle.tooMany(attempt.retryAfterSeconds);
     }
-    const user = await this.users.findByUsername(username);
-    // Hash even for unknown names so the response time does not tell which names exist.
-    const valid = await verifyPassword(password, user?.passwordHash ?? DUMMY_PASSWORD_HASH);
+    const { reservation } = attempt;
+    let user: Awaited<ReturnType<UsersService['findByUsername']>>;
+    let valid: boolean;
+    try {
+      user = await this.users.findByUsername(username);
+      // Hash even for unknown names so the response time does not tell which names exist.
+      valid = await verifyPassword(password, user?.passwordHash ?? DUMMY_PASSWORD_HASH);
+    } catch (error) {
+      // Not an answer about the password: give the slot back.
+      reservation.succeeded();
+      throw error;
+    }
     if (!user || !valid) {
-      await this.loginThrottle.recordFailure(meta.ip);
+      reservation.failed();
       await this.audit.record({
         action: 'login_failed',
         actor: { id: user?.id ?? null, username: username.slice(0, 64) },
@@ -41,6 +51,7 @@ export class AuthService {
       });
       throw new ApiError(HttpStatus.UNAUTHORIZED, 'Invalid credentials');
     }
+    reservation.succeeded();
     const { token, expiresAt } = await this.sessions.create(user, meta);
     await this.audit.record({
       action: 'login',

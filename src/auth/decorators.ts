@@ -20,6 +20,21 @@ export const BEARER_SECURITY = 'bearer';
 /** Opts a route out of the global authentication guard. */
 export const Public = () => SetMetadata(IS_PUBLIC, true);
 
+export const IS_OPTIONAL_AUTH = 'mc:optional-auth';
+
+/**
+ * A public route that still learns who calls when credentials come with the request (`@CurrentUser()` is then set,
+ * else undefined); wrong or missing credentials are not an error. Health uses it to show details to admins only.
+ */
+export const OptionalAuth = () =>
+  applyDecorators(
+    SetMetadata(IS_PUBLIC, true),
+    SetMetadata(IS_OPTIONAL_AUTH, true),
+    ApiCookieAuth(SESSION_COOKIE),
+    ApiSecurity(API_KEY_SECURITY),
+    ApiSecurity(BEARER_SECURITY),
+  );
+
 /** The lowest role that may call the route (viewer < operator < admin), with its Swagger notes. */
 export function Roles(role: Role) {
   return applyDecorators(

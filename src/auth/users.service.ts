@@ -34,6 +34,17 @@ export class UsersService implements OnApplicationBootstrap {
 
   /** First start: create the configured admin, or `admin` with a random password printed once. */
   async onApplicationBootstrap(): Promise<void> {
+    try {
+      await this.createFirstAdmin();
+    } catch (error) {
+      // A damaged live schema must not stop start-up: health reports it, and the CLI can restore a backup.
+      this.logger.error(
+        `Could not check for a first admin at start-up: ${error instanceof Error ? error.name : 'error'}`,
+      );
+    }
+  }
+
+  private async createFirstAdmin(): Promise<void> {
     if ((await this.users.count()) > 0) {
       return;
     }

@@ -1,9 +1,11 @@
+import { HttpStatus } from '@nestjs/common';
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, createWriteStream, type Dirent, type ReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { ApiError } from '../common/api-error';
 import {
   type BackupKind,
   compareNewestFirst,
@@ -65,6 +67,25 @@ export class UploadInterruptedError extends Error {
   }
 }
 
+/**
+ * The named backup is not (or no longer) a regular file of the folder: it was deleted, or replaced by something
+ * that is not a backup, between the caller's check and the work. An ApiError, so every route answers 404 for it
+ * (issue 10, finding 8: a verify racing a delete answered 500), and the CLI prints the message.
+ */
+export class BackupNotFoundError extends ApiError {
+  constructor() {
+    super(HttpStatus.NOT_FOUND, 'Backup not found');
+    this.name = 'BackupNotFoundError';
+  }
+}
+
+/** Error codes that mean "no such backup file": gone, a symlink, or not a regular file. */
+const GONE_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EISDIR', 'NOT_REGULAR', 'ENXIO']);
+
+function isGone(err: unknown): boolean {
+  return GONE_CODES.has(errCode(err) ?? '');
+}
+
 export class InvalidBackupNameError extends Error {
   constructor(reason: string) {
     super(reason);
@@ -72,7 +93,12 @@ export class InvalidBackupNameError extends Error {
   }
 }
 
+/** How every existing file of the folder is opened for reading: never blocking, never through a symlink. */
+export const READ_REGULAR_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW;
+
 const DIR_MODE = 0o700;
+/** A cached listing is trusted once the folder's last change is this much older than the listing. */
+const LISTING_TRUST_AFTER_MS = 1000;
 const FILE_MODE = 0o600;
 const STAT_CONCURRENCY = 64;
 /** Far above anything one second can produce; only guards against looping forever on a broken filesystem. */
@@ -111,6 +137,9 @@ export class BackupFiles {
   /** Temp files of snapshots running in this process, so removeLeftovers cannot pull one from under them. */
   private readonly active = new Set<string>();
   private readonly root: string;
+  private listing: { stamp: string; files: BackupFileInfo[]; trusted: boolean } | null = null;
+  private folderMtimeMs = 0;
+  private scanCount = 0;
 
   constructor(readonly dir: string) {
     this.root = path.resolve(dir);
@@ -177,7 +206,47 @@ export class BackupFiles {
     return removed;
   }
 
+  /**
+   * The backup files, newest first. Cached (issue 10, finding 5: 10,000 GET /api/backup with 1,000 files took 403 s,
+   * an lstat and a name parse per file per call): reused while the folder's mtime and ctime are unchanged, which any
+   * create, delete or rename in it changes. Only trusted when the listing was taken over a second after the folder's
+   * last change (a change within the same timestamp tick could otherwise go unseen), and dropped on every change
+   * this process makes. A file rewritten in place keeps its entry (backups are never rewritten).
+   */
   async list(): Promise<BackupFileInfo[]> {
+    const stamp = await this.folderStamp();
+    const cached = this.listing;
+    if (cached && stamp !== null && cached.stamp === stamp && cached.trusted) {
+      return [...cached.files];
+    }
+    const wallAtMs = Date.now();
+    const files = await this.scan();
+    this.listing =
+      stamp === null ? null : { stamp, files, trusted: wallAtMs - this.folderMtimeMs > LISTING_TRUST_AFTER_MS };
+    return [...files];
+  }
+
+  /** How many times the folder was actually read and every file stat'ed (a test counts them). */
+  get scans(): number {
+    return this.scanCount;
+  }
+
+  private async folderStamp(): Promise<string | null> {
+    try {
+      const st = await fsp.stat(this.root, { bigint: true });
+      this.folderMtimeMs = Number(st.mtimeNs / 1_000_000n);
+      return `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
+    } catch {
+      return null;
+    }
+  }
+
+  private invalidate(): void {
+    this.listing = null;
+  }
+
+  private async scan(): Promise<BackupFileInfo[]> {
+    this.scanCount += 1;
     const entries = await this.readEntries();
     // Node resolves an unknown dirent type with lstat, so a symlink or folder is never isFile() here.
     const candidates = entries.filter((e) => e.isFile() && validateBackupName(e.name).ok);
@@ -236,6 +305,7 @@ export class BackupFiles {
     try {
       // unlink never follows a symlink and refuses a folder, so a swap after the lstat cannot reach further.
       await fsp.unlink(full);
+      this.invalidate();
     } catch (err) {
       if (errCode(err) === 'ENOENT') {
         return 'absent';
@@ -292,7 +362,9 @@ export class BackupFiles {
 
   /** sha256 and size of a backup, streamed (1 MiB reads), never following a symlink. */
   async hash(name: string): Promise<{ sha256: string; size: number }> {
-    const { stream, size } = await this.openForRead(name);
+    const { stream, size } = await this.openForRead(name).catch((err: unknown) => {
+      throw isGone(err) ? new BackupNotFoundError() : err;
+    });
     const hash = createHash('sha256');
     await pipeline(stream, hash);
     return { sha256: hash.digest('hex'), size };
@@ -306,7 +378,7 @@ export class BackupFiles {
     try {
       return await this.openForRead(name);
     } catch (err) {
-      if (['ENOENT', 'ELOOP', 'ENOTDIR', 'EISDIR', 'NOT_REGULAR'].includes(errCode(err) ?? '')) {
+      if (isGone(err)) {
         return null;
       }
       throw err;
@@ -315,7 +387,9 @@ export class BackupFiles {
 
   private async openForRead(name: string): Promise<{ stream: ReadStream; size: number }> {
     const full = this.resolveInside(name);
-    const handle = await fsp.open(full, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO under a backup's name would otherwise block this open (and a thread of libuv's pool with
+    // it) until something writes to it; five of them starve every file operation of the process (issue 10, #4).
+    const handle = await fsp.open(full, READ_REGULAR_FLAGS);
     try {
       const st = await handle.stat();
       if (!st.isFile()) {
@@ -328,9 +402,23 @@ export class BackupFiles {
     }
   }
 
-  /** What a backup is (see runInspectWorker), in a worker thread. */
-  inspect(name: string, options: { integrity: IntegrityLevel; hash: boolean }): Promise<InspectResult> {
-    return runInspectWorker(this.resolveInside(name), options);
+  /**
+   * What a backup is (see runInspectWorker), in a worker thread. {@link BackupNotFoundError} when the file is gone
+   * or is not a regular file, whenever that is found out (a delete can land while the worker runs).
+   */
+  async inspect(name: string, options: { integrity: IntegrityLevel; hash: boolean }): Promise<InspectResult> {
+    const full = this.resolveInside(name);
+    let result: InspectResult;
+    try {
+      result = await runInspectWorker(full, options);
+    } catch (err) {
+      throw isGone(err) ? new BackupNotFoundError() : err;
+    }
+    if (!result.opened && (await this.statBackup(name)) === null) {
+      // SQLite could not open it because it went away, not because it is broken.
+      throw new BackupNotFoundError();
+    }
+    return result;
   }
 
   /** Same for a temp file of this folder (an upload, a drill's scratch copy). */
@@ -491,6 +579,7 @@ export class BackupFiles {
       const final = this.resolveInside(name);
       try {
         await fsp.link(tmp, final);
+        this.invalidate();
       } catch (err) {
         if (errCode(err) === 'EEXIST') {
           continue;

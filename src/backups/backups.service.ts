@@ -41,9 +41,14 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
   /** The folder exists with mode 0700, and temp files of a backup killed mid-copy are gone. */
   async onModuleInit(): Promise<void> {
     await this.files.ensureDir();
-    const swept = await this.manifests.sweep(new Set((await this.files.list()).map((f) => f.name)));
-    if (swept > 0) {
-      this.logger.log(`Forgot ${swept} manifest(s) of backups no longer on disk`);
+    try {
+      const swept = await this.manifests.sweep(new Set((await this.files.list()).map((f) => f.name)));
+      if (swept > 0) {
+        this.logger.log(`Forgot ${swept} manifest(s) of backups no longer on disk`);
+      }
+    } catch (error) {
+      // A damaged live schema (no backup_manifests) must not stop start-up: health reports it (issue 10, item 2).
+      this.logger.error(`Could not sweep the backup manifests at start-up: ${safeReason(error)}`);
     }
   }
 

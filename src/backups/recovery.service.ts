@@ -1,5 +1,7 @@
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
+import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
+import { continueIfExpected, discardRestOfBody } from '../common/http-body';
 import type { ReadStream } from 'node:fs';
 import { Observable, Subject } from 'rxjs';
 import { AuditActor, AuditService } from '../audit/audit.service';
@@ -167,7 +169,11 @@ export class RecoveryService {
         detail: { hint, reason, size: size ?? null },
         meta,
       });
-      // A refused upload may still be streaming in: close the connection after answering instead of reading on.
+      // A refused upload may still be streaming in: answer, keep discarding what still comes (bounded) so the answer
+      // is read rather than lost to a reset, then close the connection.
+      if (status === HttpStatus.PAYLOAD_TOO_LARGE && isHttpRequest(body)) {
+        discardRestOfBody(body);
+      }
       const headers: Record<string, string> = status === HttpStatus.PAYLOAD_TOO_LARGE ? { Connection: 'close' } : {};
       throw new ApiError(status, error, status === HttpStatus.PAYLOAD_TOO_LARGE ? { max_bytes: cap } : {}, headers);
     };
@@ -176,6 +182,10 @@ export class RecoveryService {
       return refuse(HttpStatus.PAYLOAD_TOO_LARGE, 'Upload exceeds MAX_UPLOAD_BYTES', 'too_large');
     }
     let received: { tmp: string; size: number };
+    if (isHttpRequest(body)) {
+      // Authenticated, and the declared size fits: now the client may send the body (Expect: 100-continue).
+      continueIfExpected(body);
+    }
     try {
       received = await this.files.receiveUpload(body, cap);
     } catch (error) {
@@ -194,10 +204,22 @@ export class RecoveryService {
         return await refuse(HttpStatus.BAD_REQUEST, 'Upload is empty', 'empty', 0);
       }
       const check = await this.files.inspectTemp(tmp, { integrity: 'full', hash: true, makeStandalone: true });
-      const problem = applicationProblem(check);
+      // A page size other than the live database's can never be restored into it (SQLite cannot change the page
+      // size of a WAL database): refuse it now rather than at restore time.
+      const livePageSize = Number(this.db.pragma('page_size', { simple: true }));
+      const problem =
+        applicationProblem(check) ??
+        (check.pageSize !== livePageSize
+          ? `The database's page size (${check.pageSize} bytes) differs from the live database's (${livePageSize} bytes), so it could never be restored`
+          : null) ??
+        (check.admins === null || check.admins < 1
+          ? 'The database has no admin user, so it could never be restored (nobody could manage the service)'
+          : null);
       if (problem) {
-        return await refuse(HttpStatus.BAD_REQUEST, problem, check.integrity ?? 'invalid', size);
+        const reason = check.integrity === 'ok' ? 'incompatible' : (check.integrity ?? 'invalid');
+        return await refuse(HttpStatus.BAD_REQUEST, problem, reason, size);
       }
+      const foreignTables = check.schemaCheck?.foreignTables ?? [];
       const now = this.clock.now();
       const name = await this.files.publishTemp(tmp, UPLOAD_PREFIX, now);
       const nowSeconds = Math.floor(now.getTime() / 1000);
@@ -218,13 +240,21 @@ export class RecoveryService {
         actor,
         targetType: 'backup',
         targetId: name,
-        detail: { name, size: check.size, sha256: check.sha256, hint, converted_from_wal: check.converted },
+        detail: {
+          name,
+          size: check.size,
+          sha256: check.sha256,
+          hint,
+          converted_from_wal: check.converted,
+          foreign_tables: foreignTables,
+        },
         meta,
       });
       const createdAtMs = parseBackupName(name)?.createdAtMs ?? now.getTime();
       return {
         success: true,
         backup: { name, size: check.size, created_at: Math.floor(createdAtMs / 1000), kind: 'upload' },
+        foreign_tables: foreignTables,
       };
     } catch (error) {
       if (error instanceof ApiError) {
@@ -457,7 +487,10 @@ function compareChecksum(manifest: BackupManifestEntity | null, sha256: string |
   return manifest.sha256 === sha256 ? 'match' : 'mismatch';
 }
 
-/** Why a file cannot become this application's database, or null when it can. Messages never quote the file. */
+/**
+ * Why a file cannot become this application's database, or null when it can. Used by upload and restore (online and
+ * CLI). Messages never quote the file's content, only the names of offending schema objects, sanitized.
+ */
 export function applicationProblem(check: InspectResult): string | null {
   if (!check.opened) {
     return check.integrity === 'database file is truncated'
@@ -467,6 +500,9 @@ export function applicationProblem(check: InspectResult): string | null {
   if (check.integrity !== 'ok') {
     return 'The database is corrupt (integrity_check failed)';
   }
+  if (check.encoding !== null && check.encoding.toUpperCase() !== 'UTF-8') {
+    return `The database uses ${check.encoding.replace(/[^A-Za-z0-9-]/g, '')} text encoding; this application only restores UTF-8 databases`;
+  }
   const missing = REQUIRED_TABLES.filter((table) => !check.tables.includes(table));
   if (missing.length > 0 || check.schemaVersion === null) {
     return 'Not a Mission Control database: application tables are missing';
@@ -474,7 +510,23 @@ export function applicationProblem(check: InspectResult): string | null {
   if (check.schemaVersion > SCHEMA_VERSION) {
     return 'The database comes from a newer version of this application';
   }
+  // Every InspectResult of a file with a migration version carries its schema verdict (runInspectWorker); one
+  // without it was never compared, and an unchecked schema never becomes the live database.
+  if (check.schemaCheck === null) {
+    return 'The database schema could not be checked';
+  }
+  if (check.schemaCheck.problems.length > 0) {
+    const shown = check.schemaCheck.problems.slice(0, MAX_PROBLEMS_SHOWN);
+    const more = check.schemaCheck.problems.length - shown.length;
+    return `The database schema is not this application's: ${shown.join('; ')}${more > 0 ? `; and ${more} more` : ''}`;
+  }
   return null;
+}
+
+const MAX_PROBLEMS_SHOWN = 10;
+
+function isHttpRequest(body: Readable): body is IncomingMessage {
+  return 'socket' in body && 'headers' in body;
 }
 
 function safeHint(raw: unknown): string | null {

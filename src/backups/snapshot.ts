@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import * as path from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { checkSchema, type SchemaObject, type SchemaVerdict } from './schema-check';
 
 /**
  * Jobs for snapshot.worker.ts: SQLite work that may take long (copies, integrity_check, hashing) and therefore
@@ -112,6 +113,15 @@ export interface InspectResult {
   schemaVersion: number | null;
   /** Names of real tables (views and the like are not counted). */
   tables: string[];
+  /** Every row of the file's sqlite_schema (read, never run). */
+  schema: SchemaObject[];
+  /** PRAGMA encoding (`UTF-8`, `UTF-16le`, `UTF-16be`); null when the file did not open. */
+  encoding: string | null;
+  /**
+   * The schema compared with the one this application creates at the file's migration version (schema-check.ts);
+   * null when the file has no migration version to compare at (not opened, or not this application's).
+   */
+  schemaCheck: SchemaVerdict | null;
   /** `users` rows with role admin; null when there is no readable users table. */
   admins: number | null;
   /** The file was in WAL mode and has been switched to rollback-journal mode. */
@@ -268,17 +278,21 @@ export function runSnapshotWorker(
 }
 
 /** See {@link InspectJob}. Never rejects for a broken file (that is `opened: false`), only for a worker failure. */
-export function runInspectWorker(
+export async function runInspectWorker(
   file: string,
   options: { integrity: IntegrityLevel; hash: boolean; makeStandalone?: boolean },
 ): Promise<InspectResult> {
-  return runWorkerJob({
+  const result = await runWorkerJob({
     op: 'inspect',
     file: path.resolve(file),
     integrity: options.integrity,
     hash: options.hash,
     makeStandalone: options.makeStandalone ?? false,
   });
+  if (result.opened && result.schemaVersion !== null) {
+    result.schemaCheck = await checkSchema(result.schema, result.schemaVersion);
+  }
+  return result;
 }
 
 export interface RestoreOptions {

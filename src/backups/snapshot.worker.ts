@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import type { SchemaObject } from './schema-check';
 import type {
   InspectJob,
   InspectResult,
@@ -96,7 +97,7 @@ function makeStandalone(dest: string): CopyFacts {
 }
 
 function fsyncFile(file: string): number {
-  const fd = fs.openSync(file, 'r');
+  const fd = openRegularFile(file);
   try {
     fs.fsyncSync(fd);
     return fs.fstatSync(fd).size;
@@ -107,7 +108,7 @@ function fsyncFile(file: string): number {
 
 function sha256File(file: string): string {
   const hash = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
+  const fd = openRegularFile(file);
   try {
     const buffer = Buffer.allocUnsafe(HASH_CHUNK);
     for (;;) {
@@ -123,12 +124,30 @@ function sha256File(file: string): string {
   return hash.digest('hex');
 }
 
-function readHeader(file: string): Buffer {
-  const fd = fs.openSync(file, 'r');
+/**
+ * Opens a file for reading without ever blocking (a FIFO under a backup's name would block a plain open until a
+ * writer appears) and without following a symlink, and proves it a regular file through the same descriptor.
+ */
+function openRegularFile(file: string): number {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  try {
+    if (!fs.fstatSync(fd).isFile()) {
+      throw Object.assign(new Error('Not a regular file'), { code: 'NOT_REGULAR' });
+    }
+    return fd;
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+/** The first 100 bytes and the size of a file of the backups folder (never the live database: see inspect). */
+function readRegularHeader(file: string): { header: Buffer; size: number } {
+  const fd = openRegularFile(file);
   try {
     const header = Buffer.alloc(100);
     const n = fs.readSync(fd, header, 0, 100, 0);
-    return header.subarray(0, n);
+    return { header: header.subarray(0, n), size: fs.fstatSync(fd).size };
   } finally {
     fs.closeSync(fd);
   }
@@ -146,6 +165,16 @@ function headerSqliteVersion(header: Buffer): string | null {
     return null;
   }
   return `${Math.floor(n / 1_000_000)}.${Math.floor((n % 1_000_000) / 1000)}.${n % 1000}`;
+}
+
+/**
+ * A foreign file is untrusted: SQLite's defensive mode (better-sqlite3 turns SQLITE_DBCONFIG_DEFENSIVE on at every
+ * open unless unsafeMode is asked for; this says so explicitly) and trusted_schema=OFF, so no function of the file's
+ * views, triggers or defaults can run during the checks.
+ */
+function defensive(db: Database.Database): void {
+  db.unsafeMode(false);
+  db.pragma('trusted_schema = OFF');
 }
 
 function hasTable(db: Database.Database, name: string): boolean {
@@ -169,9 +198,11 @@ function sqliteMessage(err: unknown): string {
  */
 function inspect(job: InspectJob): InspectResult {
   const started = performance.now();
+  // Non-blocking, no symlinks, regular files only: a FIFO or a device under a backup's name fails here at once.
+  const { header, size } = readRegularHeader(job.file);
   const result: InspectResult = {
     ok: true,
-    size: fs.statSync(job.file).size,
+    size,
     opened: false,
     integrity: null,
     sha256: null,
@@ -180,6 +211,9 @@ function inspect(job: InspectJob): InspectResult {
     sqliteVersion: null,
     schemaVersion: null,
     tables: [],
+    schema: [],
+    encoding: null,
+    schemaCheck: null,
     admins: null,
     converted: false,
     ms: 0,
@@ -192,7 +226,6 @@ function inspect(job: InspectJob): InspectResult {
     return result;
   };
 
-  const header = readHeader(job.file);
   if (header.length < 100 || !header.subarray(0, 16).equals(SQLITE_MAGIC)) {
     result.integrity = 'file is not a database';
     return finish();
@@ -217,7 +250,7 @@ function inspect(job: InspectJob): InspectResult {
     const isWal = header[18] === 2 || header[19] === 2;
     if (isWal && job.makeStandalone) {
       db = new Database(job.file, { fileMustExist: true });
-      db.pragma('trusted_schema = OFF');
+      defensive(db);
       if (db.pragma('journal_mode = DELETE', { simple: true }) !== 'delete') {
         throw new Error('could not switch the file to rollback-journal mode');
       }
@@ -226,8 +259,7 @@ function inspect(job: InspectJob): InspectResult {
       result.converted = true;
     }
     db = new Database(job.file, { readonly: true, fileMustExist: true });
-    // A foreign file's schema is untrusted: never run its functions from views, triggers or defaults.
-    db.pragma('trusted_schema = OFF');
+    defensive(db);
     result.pageCount = Number(db.pragma('page_count', { simple: true }));
     result.opened = true;
     if (job.integrity !== 'none') {
@@ -235,9 +267,14 @@ function inspect(job: InspectJob): InspectResult {
       const first = db.pragma(pragma, { simple: true });
       result.integrity = typeof first === 'string' ? first : String(first);
     }
-    result.tables = (
-      db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>
-    ).map((row) => row.name);
+    // Reading sqlite_schema runs nothing of the file's; the comparison with this application's schema is the
+    // caller's (schema-check.ts).
+    result.schema = db.prepare('SELECT type, name, tbl_name, sql FROM sqlite_schema').all() as SchemaObject[];
+    result.tables = result.schema
+      .filter((row) => row.type === 'table')
+      .map((row) => row.name)
+      .sort();
+    result.encoding = String(db.pragma('encoding', { simple: true }));
     if (result.tables.includes(MIGRATIONS_TABLE)) {
       result.schemaVersion = migrationVersion(db);
     }
@@ -255,8 +292,7 @@ function inspect(job: InspectJob): InspectResult {
     closeQuietly(db);
   }
   if (result.converted) {
-    fsyncFile(job.file);
-    result.size = fs.statSync(job.file).size;
+    result.size = fsyncFile(job.file);
   }
   return finish();
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 
 const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -17,8 +18,12 @@ export async function copyFileHashed(
   dest: string,
   onProgress: (done: number, total: number) => void = () => undefined,
 ): Promise<CopyResult> {
-  const input = await fsp.open(source, 'r');
+  // Never blocking (a FIFO in place of the backup would hang here), never through a symlink, regular files only.
+  const input = await fsp.open(source, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW);
   try {
+    if (!(await input.stat()).isFile()) {
+      throw new Error('The backup is not a regular file');
+    }
     const output = await fsp.open(dest, 'r+');
     try {
       const total = (await input.stat()).size;

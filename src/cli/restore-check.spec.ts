@@ -16,6 +16,9 @@ const SOUND: InspectResult = {
   sqliteVersion: '3.50.0',
   schemaVersion: SCHEMA_VERSION,
   tables: ['users', 'sessions', 'settings', 'audit_log', 'scheduler_tasks', 'migrations'],
+  schema: [],
+  encoding: 'UTF-8',
+  schemaCheck: { problems: [], foreignTables: [] },
   admins: 1,
   converted: false,
   ms: 1,
@@ -34,6 +37,14 @@ describe('restore checks', () => {
       ['a newer schema', { ...SOUND, schemaVersion: SCHEMA_VERSION + 1 }, 'unknown', /newer/],
       ['no admin', { ...SOUND, admins: 0 }, 'unknown', /admin/],
       ['a foreign database', { ...SOUND, tables: ['marker'] }, 'unknown', /Not a Mission Control/],
+      [
+        'a trigger the application does not create',
+        { ...SOUND, schemaCheck: { problems: ['trigger "t" is not created by this application'], foreignTables: [] } },
+        'unknown',
+        /schema is not this application's: trigger "t"/,
+      ],
+      ['an unchecked schema', { ...SOUND, schemaCheck: null }, 'unknown', /could not be checked/],
+      ['UTF-16 text', { ...SOUND, encoding: 'UTF-16le' }, 'unknown', /UTF-16le/],
     ] as [string, InspectResult, Checksum, RegExp][])('should refuse %s', (_label, check, checksum, reason) => {
       expect(restoreProblems(check, checksum).join('; ')).toMatch(reason);
     });

@@ -21,21 +21,33 @@ export class ServiceState {
 }
 
 /**
- * Global, first: while a restore replaces the live database, changes would be lost or land in the wrong data,
- * so mutating requests get 503 with Retry-After; while shutting down, every request but health does.
+ * Global, first: while shutting down, every request but health gets 503 (authenticated or not: the process is going
+ * away, and a load balancer drains on it).
  */
 @Injectable()
 export class AvailabilityGuard implements CanActivate {
-  constructor(
-    private readonly lock: OperationLock,
-    private readonly state: ServiceState,
-  ) {}
+  constructor(private readonly state: ServiceState) {}
 
   canActivate(context: ExecutionContext): boolean {
     const req = context.switchToHttp().getRequest<Request>();
     if (this.state.shuttingDown && !req.path.endsWith('/health')) {
       throw unavailable('The service is shutting down');
     }
+    return true;
+  }
+}
+
+/**
+ * Global, after authentication, roles and CSRF (issue 10, finding 9: anonymous callers must learn nothing, a 401 is
+ * all they get): while a restore replaces the live database, changes would be lost or land in the wrong data, so
+ * mutating requests get 503 with Retry-After. Before the rate limit, so a refused request spends no budget.
+ */
+@Injectable()
+export class RestoreInProgressGuard implements CanActivate {
+  constructor(private readonly lock: OperationLock) {}
+
+  canActivate(context: ExecutionContext): boolean {
+    const req = context.switchToHttp().getRequest<Request>();
     if (this.lock.running === 'restore' && MUTATING.has(req.method)) {
       throw unavailable('A restore is in progress: try again shortly');
     }

@@ -1,14 +1,31 @@
-import { Global, Module } from '@nestjs/common';
+import { Global, Logger, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { DataSource } from 'typeorm';
+import { DataSource, type DataSourceOptions } from 'typeorm';
 import { AppConfig } from '../config/app-config';
 import { MIGRATIONS } from './migrations';
 import { SQLITE_HANDLE, SqliteHandle } from './sqlite-handle';
 
 /** How long a statement waits for another connection's write lock before failing with SQLITE_BUSY. */
 export const BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * Start-up must never fail on a damaged or foreign live schema (issue 10, finding 2): the service then stays up to
+ * report it (health, the log) and the CLI restore keeps working. A failed migration is logged here; HealthModule's
+ * LiveSchema compares the live schema with this build's and reports what is wrong.
+ */
+async function runMigrationsSurviving(dataSource: DataSource): Promise<void> {
+  try {
+    await dataSource.runMigrations({ transaction: 'each' });
+  } catch (error) {
+    new Logger('DatabaseModule').error(
+      `Migrations failed; the service starts anyway and reports the database schema in /api/health: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+    );
+  }
+}
 
 @Global()
 @Module({
@@ -29,10 +46,17 @@ export const BUSY_TIMEOUT_MS = 5000;
           autoLoadEntities: true,
           synchronize: false,
           migrations: MIGRATIONS,
-          migrationsRun: true,
+          // Run by dataSourceFactory below, which survives a failure: see there.
+          migrationsRun: false,
           migrationsTransactionMode: 'each' as const,
           logging: false,
         };
+      },
+      dataSourceFactory: async (options?: DataSourceOptions) => {
+        const dataSource = new DataSource(options!);
+        await dataSource.initialize();
+        await runMigrationsSurviving(dataSource);
+        return dataSource;
       },
     }),
   ],

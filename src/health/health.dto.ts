@@ -13,9 +13,12 @@ export class HealthResponseDto {
   status: 'ok' | 'degraded' | 'error';
   @ApiProperty({
     description:
-      'database (503 when down), disk (free space beside the backups), last_backup (age when auto-backup is on)',
+      'database (503 when down, its scheduled quick_check failed or its -wal/-shm was deleted; degraded when the ' +
+      'live schema is not this application’s), disk (free space beside the backups), last_backup (degraded after ' +
+      'a failed attempt until the next success, or when too old with auto-backup on). Anonymous callers and ' +
+      'non-admins get `{ status }` per check; admins also the details shown here.',
     example: {
-      database: { status: 'up' },
+      database: { status: 'up', schema_version: 1766000000000, quick_check: 'ok', quick_check_at: 1767236000 },
       disk: { status: 'up', free_bytes: 52_000_000_000, required_bytes: 2_097_152, last_backup_size_bytes: 1_048_576 },
       last_backup: {
         status: 'up',
@@ -23,6 +26,7 @@ export class HealthResponseDto {
         last_success_at: 1767236400,
         age_seconds: 3600,
         max_age_seconds: 93600,
+        last_failure_at: null,
       },
     },
   })

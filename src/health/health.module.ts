@@ -1,12 +1,17 @@
 import { Module } from '@nestjs/common';
-import { TerminusModule } from '@nestjs/terminus';
-import { ObservabilityModule } from '../observability/observability.module';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { BackupsModule } from '../backups/backups.module';
+import { SchedulerTaskEntity } from '../scheduler/scheduler-task.entity';
+import { BackupHealthState } from './backup-health-state';
+import { DatabaseProbe } from './database-probe';
 import { HealthController } from './health.controller';
 import { HealthService } from './health.service';
+import { LiveSchema } from './live-schema';
 
 @Module({
-  imports: [TerminusModule.forRoot({ errorLogStyle: 'json' }), ObservabilityModule],
+  imports: [BackupsModule, TypeOrmModule.forFeature([SchedulerTaskEntity])],
   controllers: [HealthController],
-  providers: [HealthService],
+  providers: [HealthService, BackupHealthState, DatabaseProbe, LiveSchema],
+  exports: [HealthService],
 })
 export class HealthModule {}

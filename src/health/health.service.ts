@@ -1,14 +1,19 @@
-import { HttpStatus, Inject, Injectable, Optional, ServiceUnavailableException } from '@nestjs/common';
-import { HealthCheckResult, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
+import { HttpStatus, Inject, Injectable, Optional } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
 import * as fsp from 'node:fs/promises';
+import { Repository } from 'typeorm';
 import { ServiceState } from '../common/availability';
 import { Clock } from '../common/clock';
 import { AppConfig } from '../config/app-config';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
-import { BackupStatus, BackupStatusSnapshot } from '../observability/backup-status';
 import { OBSERVABILITY_OPTIONS, ObservabilityOptions } from '../observability/observability-options';
+import { AUTO_BACKUP_TASK } from '../scheduler/schedule-timing';
+import { SchedulerTaskEntity } from '../scheduler/scheduler-task.entity';
 import { SettingsService } from '../settings/settings.service';
+import { BackupHealthState } from './backup-health-state';
+import { DatabaseProbe } from './database-probe';
 import type { HealthCheckDto, HealthResponseDto } from './health.dto';
+import { LiveSchema } from './live-schema';
 
 /** With auto-backup on, a last success older than this is `degraded` (a daily job plus two hours of slack). */
 export const MAX_BACKUP_AGE_SECONDS = 26 * 60 * 60;
@@ -20,141 +25,177 @@ export interface HealthReport {
   body: HealthResponseDto;
 }
 
+/** One indicator's verdict. `down` makes the whole answer 503 `error`; `degraded` makes a 200 `degraded`. */
+export interface IndicatorResult {
+  status: 'up' | 'degraded' | 'down';
+  message?: string;
+  /** Shown to admins only (sizes, times, file names); anonymous callers see the status alone. */
+  details?: Record<string, unknown>;
+}
+
+export type Indicator = () => IndicatorResult | Promise<IndicatorResult>;
+
 async function statfsFreeBytes(dir: string): Promise<number> {
   const stats = await fsp.statfs(dir);
   return stats.bavail * stats.bsize;
 }
 
 /**
- * GET /api/health on terminus. The database decides between 200 and 503; disk space and backup age can only
- * make a 200 `degraded` (terminus knows up and down only, so those indicators report up with a `degraded`
- * flag that is folded into the status here). While shutting down: 503, so a load balancer drains.
+ * GET /api/health. Every call costs the same whatever the number of backups (issue 10, finding 5): a read of the
+ * live database, two indexed rows (the auto-backup setting and the scheduler's state), one statfs, and state kept
+ * current by events (BackupHealthState) and a scheduled probe (DatabaseProbe, LiveSchema). Nothing lists the backups
+ * folder or runs a quick_check per call.
+ *
+ * Adding an indicator: one more entry in `indicators` (a name and a function returning an IndicatorResult).
  */
 @Injectable()
 export class HealthService {
   private readonly freeDiskBytes: (dir: string) => Promise<number>;
+  private readonly indicators: ReadonlyArray<[string, Indicator]>;
 
   constructor(
-    private readonly health: HealthCheckService,
-    private readonly indicators: HealthIndicatorService,
     @Inject(SQLITE_HANDLE) private readonly db: SqliteHandle,
+    @InjectRepository(SchedulerTaskEntity) private readonly tasks: Repository<SchedulerTaskEntity>,
     private readonly settings: SettingsService,
-    private readonly backups: BackupStatus,
+    private readonly backups: BackupHealthState,
+    private readonly probe: DatabaseProbe,
+    private readonly schema: LiveSchema,
     private readonly state: ServiceState,
     private readonly config: AppConfig,
     private readonly clock: Clock,
     @Optional() @Inject(OBSERVABILITY_OPTIONS) options?: ObservabilityOptions,
   ) {
     this.freeDiskBytes = options?.freeDiskBytes ?? statfsFreeBytes;
+    this.indicators = [
+      ['database', () => this.database()],
+      ['disk', () => this.disk()],
+      ['last_backup', () => this.lastBackup()],
+    ];
   }
 
-  async check(): Promise<HealthReport> {
+  /** `detailed`: the caller is an admin and may see sizes, times and messages; everyone else sees statuses. */
+  async check(detailed = false): Promise<HealthReport> {
     if (this.state.shuttingDown) {
       return shuttingDown();
     }
-    // One read of the folder and scheduler state for both indicators; null when it fails (database down).
-    const status = this.backups.read().catch(() => null);
-    let result: HealthCheckResult;
+    const results = await Promise.all(
+      this.indicators.map(async ([name, indicator]): Promise<[string, IndicatorResult]> => {
+        try {
+          return [name, await indicator()];
+        } catch {
+          return [name, { status: 'degraded', message: 'The check itself failed' }];
+        }
+      }),
+    );
+    const checks: Record<string, HealthCheckDto> = {};
+    for (const [name, result] of results) {
+      checks[name] = detailed
+        ? { status: result.status, ...(result.message ? { message: result.message } : {}), ...result.details }
+        : { status: result.status };
+    }
+    const statuses = results.map(([, result]) => result.status);
+    if (statuses.includes('down')) {
+      return { httpStatus: HttpStatus.SERVICE_UNAVAILABLE, body: { status: 'error', checks } };
+    }
+    return { httpStatus: HttpStatus.OK, body: { status: statuses.includes('degraded') ? 'degraded' : 'ok', checks } };
+  }
+
+  /** A real read through the live connection, plus what the scheduled probe and the schema check found. */
+  private database(): IndicatorResult {
     try {
-      result = await this.health.check([
-        () => this.database(),
-        async () => this.disk(await status),
-        async () => this.lastBackup(await status),
-      ]);
-    } catch (error) {
-      if (!(error instanceof ServiceUnavailableException)) {
-        throw error;
-      }
-      const failed = error.getResponse() as HealthCheckResult;
-      if (failed.status === 'shutting_down') {
-        return shuttingDown();
-      }
+      this.db.prepare('SELECT count(*) AS n FROM sqlite_schema').get();
+    } catch {
+      return { status: 'down', message: 'The database does not answer' };
+    }
+    const probe = this.probe.state;
+    const details = {
+      schema_version: this.schema.version,
+      quick_check: probe.quickCheck,
+      quick_check_at: probe.quickCheckAt,
+      ...(probe.deletedFiles.length > 0 ? { deleted_files: probe.deletedFiles } : {}),
+    };
+    if (probe.status === 'error') {
+      return { status: 'down', message: probe.message ?? 'The database probe failed', details };
+    }
+    if (this.schema.problems.length > 0) {
       return {
-        httpStatus: HttpStatus.SERVICE_UNAVAILABLE,
-        body: { status: 'error', checks: toChecks(failed.details) },
+        status: 'degraded',
+        message: `The live database's schema is not this application's: ${this.schema.problems.slice(0, 10).join('; ')}`,
+        details,
       };
     }
-    const checks = toChecks(result.details);
-    const degraded = Object.values(checks).some((check) => check.status === 'degraded');
-    return { httpStatus: HttpStatus.OK, body: { status: degraded ? 'degraded' : 'ok', checks } };
+    return { status: 'up', details };
   }
 
-  private database() {
-    const indicator = this.indicators.check('database');
-    try {
-      this.db.prepare('SELECT 1').get();
-      return indicator.up();
-    } catch {
-      return indicator.down({ message: 'The database does not answer' });
-    }
-  }
-
-  private async disk(status: BackupStatusSnapshot | null) {
-    const indicator = this.indicators.check('disk');
+  private async disk(): Promise<IndicatorResult> {
     let free: number;
     try {
       free = await this.freeDiskBytes(this.config.backupsDir);
     } catch {
-      return indicator.up({ degraded: true, message: 'Could not measure free disk space beside the backups' });
+      return { status: 'degraded', message: 'Could not measure free disk space beside the backups' };
     }
-    const lastSize = status?.lastBackupSize ?? 0;
+    const lastSize = this.backups.lastBackupSize ?? 0;
     const required = DISK_HEADROOM_FACTOR * lastSize;
     const degraded = free < required;
-    return indicator.up({
-      degraded,
+    return {
+      status: degraded ? 'degraded' : 'up',
       ...(degraded ? { message: 'Free disk space is under twice the size of the last backup' } : {}),
-      free_bytes: free,
-      required_bytes: required,
-      last_backup_size_bytes: status?.lastBackupSize ?? null,
-    });
+      details: { free_bytes: free, required_bytes: required, last_backup_size_bytes: this.backups.lastBackupSize },
+    };
   }
 
-  private async lastBackup(status: BackupStatusSnapshot | null) {
-    const indicator = this.indicators.check('last_backup');
+  private async lastBackup(): Promise<IndicatorResult> {
     let autoBackup: boolean;
+    let task: SchedulerTaskEntity | null;
     try {
-      autoBackup = await this.settings.getBoolean('general.auto_backup');
+      [autoBackup, task] = await Promise.all([
+        this.settings.getBoolean('general.auto_backup'),
+        this.tasks.findOneBy({ id: AUTO_BACKUP_TASK }),
+      ]);
     } catch {
-      return indicator.up({ degraded: true, message: 'Could not read the backup state' });
+      return { status: 'degraded', message: 'Could not read the backup state' };
     }
-    if (status === null) {
-      return indicator.up({ degraded: true, auto_backup: autoBackup, message: 'Could not read the backup state' });
-    }
-    const lastSuccessAt = status.lastSuccessMs === null ? null : Math.floor(status.lastSuccessMs / 1000);
+    const successes = [task?.lastSuccessAt ?? null, this.backups.lastOwnBackupMs].filter(
+      (value): value is number => value !== null,
+    );
+    const lastSuccessMs = successes.length > 0 ? Math.max(...successes) : null;
+    const lastSuccessAt = lastSuccessMs === null ? null : Math.floor(lastSuccessMs / 1000);
     const age = lastSuccessAt === null ? null : Math.max(0, this.clock.nowSeconds() - lastSuccessAt);
-    const tooOld = age === null || age > MAX_BACKUP_AGE_SECONDS;
-    const degraded = autoBackup && tooOld;
-    return indicator.up({
-      degraded,
-      ...(degraded
-        ? {
-            message:
-              lastSuccessAt === null
-                ? 'Auto-backup is on but no backup has succeeded yet'
-                : 'Auto-backup is on but the last successful backup is over 26 hours old',
-          }
-        : {}),
+    // The most recent attempt failed, until the next success: in this process (events), or a scheduled run
+    // recorded before a restart.
+    const failure =
+      this.backups.lastFailure ??
+      (task?.lastResultOk === false && task.lastResultAt !== null && task.lastResultAt > (lastSuccessMs ?? 0)
+        ? { at: Math.floor(task.lastResultAt / 1000), reason: 'scheduled backup failed' }
+        : null);
+    const details = {
       auto_backup: autoBackup,
       last_success_at: lastSuccessAt,
       age_seconds: age,
       max_age_seconds: MAX_BACKUP_AGE_SECONDS,
-    });
+      last_failure_at: failure?.at ?? null,
+    };
+    if (failure) {
+      return { status: 'degraded', message: 'The most recent backup attempt failed', details };
+    }
+    if (autoBackup && (age === null || age > MAX_BACKUP_AGE_SECONDS)) {
+      return {
+        status: 'degraded',
+        message:
+          lastSuccessAt === null
+            ? 'Auto-backup is on but no backup has succeeded yet'
+            : 'Auto-backup is on but the last successful backup is over 26 hours old',
+        details,
+      };
+    }
+    return { status: 'up', details };
   }
 }
 
+/** Said to everyone: a load balancer or an operator needs nothing more to understand it. */
 function shuttingDown(): HealthReport {
   return {
     httpStatus: HttpStatus.SERVICE_UNAVAILABLE,
     body: { status: 'error', checks: { service: { status: 'down', message: 'The service is shutting down' } } },
   };
-}
-
-/** Terminus details to our checks: the `degraded` flag becomes the status, and is not repeated. */
-function toChecks(details: HealthCheckResult['details']): Record<string, HealthCheckDto> {
-  const checks: Record<string, HealthCheckDto> = {};
-  for (const [key, value] of Object.entries(details)) {
-    const { degraded, status, ...rest } = value as { degraded?: unknown; status: 'up' | 'down' };
-    checks[key] = { ...rest, status: degraded === true ? 'degraded' : status };
-  }
-  return checks;
 }

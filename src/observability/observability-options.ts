@@ -1,5 +1,6 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import type { DestinationStream } from 'pino';
+import type { HttpBodyOptions } from '../common/http-body';
 
 /** How failure alerts are delivered; production uses {@link DEFAULT_ALERT_DELIVERY}. */
 export interface AlertDeliveryOptions {
@@ -21,6 +22,10 @@ export interface ObservabilityOptions {
   alertDelivery?: Partial<AlertDeliveryOptions>;
   /** Free bytes available to an unprivileged writer in `dir`; defaults to `fs.statfs`. */
   freeDiskBytes?: (dir: string) => Promise<number>;
+  /** Body idle timeout and the bounds of discarding a refused body (see configureHttpBodies). */
+  httpBody?: HttpBodyOptions;
+  /** The database probe's schedule (deleted -wal/-shm scan, quick_check); see DatabaseProbe. */
+  databaseProbe?: { scanIntervalMs?: number; quickCheckIntervalMs?: number; firstQuickCheckMs?: number };
 }
 
 export const OBSERVABILITY_OPTIONS = Symbol('OBSERVABILITY_OPTIONS');

@@ -45,7 +45,15 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    await this.applySchedule();
+    try {
+      await this.bootstrap();
+    } catch (error) {
+      // A damaged live schema must not stop start-up: health reports it, and a restore brings the tables back.
+      this.logger.error(`Scheduler start-up failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  private async bootstrap(): Promise<void> {
     // general.backup_cron re-times the job at once, no restart needed.
     this.settingsSubscription = this.settings.changes$.subscribe((change) => {
       if (change.key === 'general.backup_cron') {
@@ -58,6 +66,8 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
         this.logger.error(`Could not re-apply the schedule after a restore: ${String(error)}`),
       );
     });
+    // After the subscriptions: should the live tables be damaged, a restore still re-applies the schedule.
+    await this.applySchedule();
     for (const id of [AUTO_BACKUP_TASK, RESTORE_DRILL_TASK]) {
       const stale = await this.state(id);
       if (stale.running) {

@@ -42,6 +42,12 @@ export class UploadResponseDto {
   /** @example true */
   success: boolean;
   backup: UploadedBackupDto;
+  /**
+   * Tables in the file that this application does not create (another program's, kept with their data; nothing
+   * executable may be attached to them). @example ["inventory"]
+   */
+  @ApiProperty({ type: [String], example: ['inventory'] })
+  foreign_tables: string[];
 }
 
 export class RestoreResponseDto {

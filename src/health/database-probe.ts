@@ -1,0 +1,185 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy, Optional } from '@nestjs/common';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { Clock } from '../common/clock';
+import { AppConfig } from '../config/app-config';
+import { OBSERVABILITY_OPTIONS, ObservabilityOptions } from '../observability/observability-options';
+import type { ProbeJob, ProbeReply } from './database-probe.worker';
+
+/** How often the cheap probe (deleted -wal/-shm) runs. */
+export const DEFAULT_SCAN_INTERVAL_MS = 10_000;
+/** How often the quick_check runs (about 1.3 s of a worker thread per GiB), and the first one after start. */
+export const DEFAULT_QUICK_CHECK_INTERVAL_MS = 10 * 60_000;
+export const DEFAULT_FIRST_QUICK_CHECK_MS = 60_000;
+
+export interface ProbeState {
+  /** `error` when the last probe found the database unsafe; `pending` before the first quick_check. */
+  status: 'ok' | 'error' | 'pending';
+  message: string | null;
+  /** Unix seconds of the last quick_check, and its verdict. */
+  quickCheckAt: number | null;
+  quickCheck: string | null;
+  /** Files of the live database the process still has open although they were deleted from the folder. */
+  deletedFiles: string[];
+}
+
+/**
+ * The database's part of health that is too costly per request (issue 8, item 3), run on a schedule and read by
+ * every health call: a quick_check in a worker thread on its own SQLite connection, and a scan of /proc/self/fd
+ * (readlink only, nothing is opened) for the live database's -wal/-shm shown as "(deleted)": another process removed
+ * them under the service, and from then on its writes go to a file nobody else sees.
+ */
+@Injectable()
+export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger(DatabaseProbe.name);
+  private readonly scanIntervalMs: number;
+  private readonly quickCheckIntervalMs: number;
+  private readonly firstQuickCheckMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private nextQuickCheckMs = 0;
+  private running: Promise<void> | null = null;
+  private stopped = false;
+  private quickCheckError: string | null = null;
+  private current: ProbeState = {
+    status: 'pending',
+    message: null,
+    quickCheckAt: null,
+    quickCheck: null,
+    deletedFiles: [],
+  };
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly clock: Clock,
+    @Optional() @Inject(OBSERVABILITY_OPTIONS) options?: ObservabilityOptions,
+  ) {
+    this.scanIntervalMs = options?.databaseProbe?.scanIntervalMs ?? DEFAULT_SCAN_INTERVAL_MS;
+    this.quickCheckIntervalMs = options?.databaseProbe?.quickCheckIntervalMs ?? DEFAULT_QUICK_CHECK_INTERVAL_MS;
+    this.firstQuickCheckMs = options?.databaseProbe?.firstQuickCheckMs ?? DEFAULT_FIRST_QUICK_CHECK_MS;
+  }
+
+  get state(): ProbeState {
+    return this.current;
+  }
+
+  onApplicationBootstrap(): void {
+    this.nextQuickCheckMs = this.clock.nowMs() + this.firstQuickCheckMs;
+    this.scanDeleted();
+    this.timer = setInterval(() => void this.tick(), this.scanIntervalMs);
+    this.timer.unref();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One round: the fd scan always, the quick_check when it is due. Never overlaps itself. */
+  tick(): Promise<void> {
+    this.running ??= this.round().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private async round(): Promise<void> {
+    this.scanDeleted();
+    if (this.stopped || this.clock.nowMs() < this.nextQuickCheckMs) {
+      return;
+    }
+    this.nextQuickCheckMs = this.clock.nowMs() + this.quickCheckIntervalMs;
+    try {
+      const reply = await runProbeWorker({ dbPath: path.resolve(this.config.dbPath), busyTimeoutMs: 5000 });
+      this.current = { ...this.current, quickCheckAt: this.clock.nowSeconds(), quickCheck: reply.quickCheck };
+      this.quickCheckError = reply.ok ? null : `quick_check of the live database failed: ${reply.quickCheck}`;
+      if (!reply.ok) {
+        this.logger.error(this.quickCheckError);
+      }
+    } catch (error) {
+      this.logger.warn(`Database probe could not run: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    this.update();
+  }
+
+  /** readlink on every descriptor of this process; Linux only (elsewhere the scan finds nothing). */
+  scanDeleted(): void {
+    const live = path.resolve(this.config.dbPath);
+    const watched = new Set([live, `${live}-wal`, `${live}-shm`, `${live}-journal`]);
+    const deleted = new Set<string>();
+    let fds: string[];
+    try {
+      fds = fs.readdirSync('/proc/self/fd');
+    } catch {
+      return;
+    }
+    for (const fd of fds) {
+      let target: string;
+      try {
+        target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const suffix = ' (deleted)';
+      if (target.endsWith(suffix) && watched.has(target.slice(0, -suffix.length))) {
+        deleted.add(path.basename(target.slice(0, -suffix.length)));
+      }
+    }
+    const deletedFiles = [...deleted].sort();
+    if (deletedFiles.length > 0 && this.current.deletedFiles.length === 0) {
+      this.logger.error(
+        `The service has ${deletedFiles.join(', ')} open, but they were deleted from the folder (another process ` +
+          'removed them): writes may be lost. Restart the service.',
+      );
+    }
+    this.current = { ...this.current, deletedFiles };
+    this.update();
+  }
+
+  private update(): void {
+    const deleted = this.current.deletedFiles;
+    const message =
+      deleted.length > 0
+        ? `${deleted.join(', ')} open in the service ${deleted.length > 1 ? 'were' : 'was'} deleted by another process: writes may be lost; restart the service`
+        : this.quickCheckError;
+    const status = message !== null ? 'error' : this.current.quickCheckAt === null ? 'pending' : 'ok';
+    this.current = { ...this.current, status, message };
+  }
+}
+
+function startWorker(job: ProbeJob): Worker {
+  // As in snapshot.ts: the .js sibling when compiled, ts-node registered explicitly under ts-jest / ts-node.
+  if (__filename.endsWith('.ts')) {
+    const workerFile = path.join(__dirname, 'database-probe.worker.ts');
+    const tsNode = require.resolve('ts-node');
+    const bootstrap =
+      `require(${JSON.stringify(tsNode)}).register({ transpileOnly: true, skipProject: true, ` +
+      `compilerOptions: { module: 'commonjs', target: 'es2022', esModuleInterop: true } });` +
+      `require(${JSON.stringify(workerFile)});`;
+    return new Worker(bootstrap, { eval: true, workerData: job });
+  }
+  return new Worker(path.join(__dirname, 'database-probe.worker.js'), { workerData: job });
+}
+
+/** Runs one probe in a fresh worker thread; resolves after the worker has exited (its connection is closed). */
+export function runProbeWorker(job: ProbeJob): Promise<ProbeReply> {
+  return new Promise((resolve, reject) => {
+    let reply: ProbeReply | undefined;
+    let failure: Error | undefined;
+    const worker = startWorker(job);
+    worker.on('message', (message: ProbeReply) => {
+      reply = message;
+    });
+    worker.on('error', (error: Error) => {
+      failure ??= error;
+    });
+    worker.on('exit', (code) => {
+      if (reply) {
+        resolve(reply);
+      } else {
+        reject(failure ?? new Error(`Database probe worker exited with code ${code} without a result`));
+      }
+    });
+  });
+}
