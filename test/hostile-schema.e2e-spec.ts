@@ -104,7 +104,8 @@ describe('Hostile backups: schema, page size, encoding (e2e)', () => {
 
     // The live rows change, then the restore of the upload brings them back.
     await t.dataSource.query("DELETE FROM inventory WHERE item = 'nut'");
-    await api('post', '/api/backup/restore').send({ name: uploaded.body.backup.name }).expect(200);
+    const restored = await api('post', '/api/backup/restore').send({ name: uploaded.body.backup.name }).expect(200);
+    expect(restored.body.foreign_tables).toEqual(['inventory']);
     const rows = await t.dataSource.query<Array<{ item: string }>>('SELECT item FROM inventory ORDER BY id');
     expect(rows.map((r) => r.item)).toEqual(['bolt', 'nut', 'washer']);
     // And the service's own backup of it still uploads: what it makes, it takes back.

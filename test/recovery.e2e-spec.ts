@@ -138,6 +138,7 @@ describe('Recovery (e2e)', () => {
         users_changed: true,
         users_added: ['alice'],
         users_removed: ['bob'],
+        foreign_tables: [],
       });
       // The very next request, same process, no restart.
       expect(await usernames(t)).toEqual(['admin', 'alice']);

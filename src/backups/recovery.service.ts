@@ -371,6 +371,7 @@ export class RecoveryService {
       safety_backup: done.safety.name,
       relogin_required: reloginRequired,
       ...done.changes,
+      foreign_tables: check.schemaCheck?.foreignTables ?? [],
     };
   }
 

@@ -73,6 +73,11 @@ export class RestoreResponseDto {
   users_added: string[];
   /** Accounts the replaced data had and the restored data does not. @example ["mallory"] */
   users_removed: string[];
+  /**
+   * Tables in the restored data that this application does not create (kept with their rows; nothing executable
+   * may be attached to them). @example ["inventory"]
+   */
+  foreign_tables: string[];
 }
 
 export class RestoreFailedDto {
