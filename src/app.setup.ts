@@ -10,6 +10,7 @@ import { API_KEY_SECURITY, BEARER_SECURITY, SESSION_COOKIE } from './auth/decora
 import { AppConfig } from './config/app-config';
 import { MetricsService } from './observability/metrics.service';
 import { ObservabilityOptions, ObservabilityOptionsModule } from './observability/observability-options';
+import { QuietStartupLogger } from './observability/quiet-startup-logger';
 
 export const JSON_BODY_LIMIT = '256kb';
 
@@ -31,7 +32,7 @@ export async function createApp(
     { bodyParser: false, bufferLogs: true },
   );
   // Nest's own and every service's Logger now write through pino; replay what start-up buffered.
-  app.useLogger(app.get(Logger));
+  app.useLogger(new QuietStartupLogger(app.get(Logger)));
   app.flushLogs();
   configureApp(app, config);
   return app;

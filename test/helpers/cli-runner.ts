@@ -50,13 +50,13 @@ export function runCli(mainJs: string, dbPath: string, args: string[], env: Reco
   return { status: result.status, stdout: result.stdout, stderr: result.stderr, ms: Date.now() - started };
 }
 
-/** `npm run cli -- …`, exactly as an operator types it (ts-node, no build). */
+/** `npm run cli -- …`, exactly as an operator types it (dist/cli/main.js, built first when missing or stale). */
 export function runNpmCli(dbPath: string, args: string[]): CliRun {
   const started = Date.now();
   const result = spawnSync('npm', ['run', '--silent', 'cli', '--', ...args], {
     cwd: ROOT,
     encoding: 'utf8',
-    timeout: 60_000,
+    timeout: 180_000,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       PATH: process.env.PATH ?? '',
