@@ -31,13 +31,20 @@ export function buildCli(): { mainJs: string; outDir: string } {
 }
 
 /** Runs the compiled CLI as a real process with only the environment the test gives it (and no terminal). */
-export function runCli(mainJs: string, dbPath: string, args: string[], env: Record<string, string> = {}): CliRun {
+export function runCli(
+  mainJs: string,
+  dbPath: string,
+  args: string[],
+  env: Record<string, string> = {},
+  input?: string,
+): CliRun {
   const started = Date.now();
   const result = spawnSync(process.execPath, [mainJs, ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 60_000,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    input,
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     env: {
       PATH: process.env.PATH ?? '',
       // The build lives outside the project, so its requires need to be pointed at our node_modules.
