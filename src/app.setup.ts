@@ -8,6 +8,7 @@ import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import { API_KEY_SECURITY, BEARER_SECURITY, SESSION_COOKIE } from './auth/decorators';
 import { AppConfig } from './config/app-config';
+import { requireJsonBody } from './common/json-only';
 import { createValidationPipe } from './common/validation';
 import { MetricsService } from './observability/metrics.service';
 import { ObservabilityOptions, ObservabilityOptionsModule } from './observability/observability-options';
@@ -54,6 +55,7 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
   );
   app.use(cookieParser());
   app.useBodyParser('json', { limit: JSON_BODY_LIMIT });
+  app.use(requireJsonBody);
   app.setGlobalPrefix('api', { exclude: ['metrics'] });
   app.useGlobalPipes(createValidationPipe());
   SwaggerModule.setup('api/docs', app, () => buildOpenApiDocument(app), {

@@ -36,7 +36,11 @@ export async function startupSummary(app: INestApplication, config: AppConfig): 
   ];
 }
 
-export async function logStartupSummary(app: INestApplication, config: AppConfig, logger: LoggerService): Promise<void> {
+export async function logStartupSummary(
+  app: INestApplication,
+  config: AppConfig,
+  logger: LoggerService,
+): Promise<void> {
   for (const line of await startupSummary(app, config)) {
     logger.log(line);
   }

@@ -220,7 +220,8 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
       if (!(error instanceof ApiError)) {
         this.logger.error(`Automatic backup failed: ${error instanceof Error ? error.stack : String(error)}`);
       }
-      result = { ok: false, message: 'Backup failed' };
+      const reason = error instanceof ApiError ? (error.getResponse() as { message?: unknown }).message : undefined;
+      result = { ok: false, message: typeof reason === 'string' ? `Backup failed: ${reason}` : 'Backup failed' };
     } finally {
       this.inFlight--;
     }
