@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import cookieParser from 'cookie-parser';
+import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
@@ -51,8 +52,18 @@ export function configureApp(app: NestExpressApplication, config: AppConfig): vo
       // Over plain HTTP on a host name (HOST=0.0.0.0 on a LAN), upgrade-insecure-requests makes browsers fetch
       // Swagger UI's scripts and styles over https, which fails. Every resource is same-origin anyway.
       contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+      // HSTS over plain http is meaningless at best; see below.
+      strictTransportSecurity: false,
     }),
   );
+  // HSTS only when the client reached us over https (req.secure honours X-Forwarded-Proto from TRUSTED_PROXIES
+  // only), or when the operator declared an https deployment with MC_COOKIE_SECURE.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (req.secure || config.cookieSecure) {
+      res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+    }
+    next();
+  });
   app.use(cookieParser());
   app.useBodyParser('json', { limit: JSON_BODY_LIMIT });
   app.use(requireJsonBody);
