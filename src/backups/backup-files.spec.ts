@@ -214,6 +214,34 @@ describe('BackupFiles.snapshot', () => {
   );
 
   it(
+    'never overwrites a file that takes the chosen name after the scan (a real collision at publish time)',
+    async () => {
+      source = openWalDb(sourcePath);
+      await fs.mkdir(backupsDir);
+      const files = new BackupFiles(backupsDir);
+      // Another writer takes the very name the scan found free, between the scan and the publish: the link must
+      // fail on it and move on. Publishing by delete-then-link (or rename) would replace these bytes.
+      const seams = files as unknown as { highestSeq: (prefix: string, now: Date) => Promise<number> };
+      const scan = seams.highestSeq.bind(files);
+      let planted = '';
+      seams.highestSeq = async (prefix, now) => {
+        const highest = await scan(prefix, now);
+        planted = path.join(backupsDir, formatBackupName(prefix, now, highest + 1));
+        await fs.writeFile(planted, 'precious bytes');
+        return highest;
+      };
+
+      const result = await files.snapshot(sourcePath, BACKUP_PREFIX, NOW);
+
+      expect(path.basename(planted)).toBe('mc-backup-2026-01-01_03-00-00.db');
+      expect(await fs.readFile(planted, 'utf8')).toBe('precious bytes');
+      expect(result.name).toBe('mc-backup-2026-01-01_03-00-00-2.db');
+      expect((await fs.stat(path.join(backupsDir, result.name))).size).toBe(result.size);
+    },
+    SLOW,
+  );
+
+  it(
     'leaves nothing behind when the source is not a database',
     async () => {
       await fs.writeFile(sourcePath, 'this is not a database, just text that is long enough to have a header');
