@@ -181,8 +181,16 @@ describe('Backups (e2e)', () => {
       const started = Date.now();
       const backup = await createBackup();
       const finished = Date.now();
-      // Let the writer run on a little after the backup, then stop it.
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Let the writer commit at least one more row after the backup (a condition, not a fixed wait), then stop it.
+      for (const end = Date.now() + 20_000; Date.now() < end;) {
+        const [after] = await t.dataSource.query<Array<{ n: number }>>(
+          'SELECT count(*) AS n FROM writer_rows WHERE at > ?',
+          [finished],
+        );
+        if (after.n > 0) {
+          break;
+        }
+      }
       const result = await writer.stop();
 
       expect(result.errors).toBe('');

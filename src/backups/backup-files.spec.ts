@@ -286,16 +286,45 @@ describe('BackupFiles.snapshot', () => {
     SLOW,
   );
 
-  it('leaves nothing behind when aborted', async () => {
-    source = openWalDb(sourcePath);
-    const files = new BackupFiles(backupsDir);
-    await files.ensureDir();
-    const controller = new AbortController();
-    const pending = files.snapshot(sourcePath, BACKUP_PREFIX, NOW, { signal: controller.signal });
-    controller.abort();
-    await expect(pending).rejects.toThrow('Snapshot aborted');
-    expect(await fs.readdir(backupsDir)).toEqual([]);
-  });
+  it(
+    'leaves nothing behind when aborted while the worker is copying',
+    async () => {
+      // Large enough (about 64 MB) that the copy is still running when the abort comes.
+      source = openWalDb(sourcePath);
+      const fill = source.prepare('INSERT INTO items(label, pad) VALUES (?, randomblob(65536))');
+      source.transaction(() => {
+        for (let i = 0; i < 1000; i++) {
+          fill.run(`row ${i}`);
+        }
+      })();
+      const files = new BackupFiles(backupsDir);
+      await files.ensureDir();
+      const controller = new AbortController();
+      let settled = false;
+      const pending = files.snapshot(sourcePath, BACKUP_PREFIX, NOW, { signal: controller.signal });
+      pending.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      // Abort only once the worker has written pages into the temp file: the abort must stop a running copy.
+      const copying = async (): Promise<boolean> => {
+        for (const name of await fs.readdir(backupsDir)) {
+          if (name.startsWith('.mc-tmp-') && (await fs.stat(path.join(backupsDir, name))).size > 0) {
+            return true;
+          }
+        }
+        return false;
+      };
+      while (!settled && !(await copying())) {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(settled).toBe(false);
+      controller.abort();
+      await expect(pending).rejects.toThrow('Snapshot aborted');
+      expect(await fs.readdir(backupsDir)).toEqual([]);
+    },
+    SLOW,
+  );
 
   // Permissions do not bind root (CI runs as root): there the test is reported as skipped, never passed unseen.
   (process.getuid?.() === 0 ? it.skip : it)(
