@@ -10,6 +10,7 @@ import { AppModule } from './app.module';
 import { API_KEY_SECURITY, BEARER_SECURITY, SESSION_COOKIE } from './auth/decorators';
 import { AppConfig } from './config/app-config';
 import { requireJsonBody } from './common/json-only';
+import { documentErrorExamples, packageVersion } from './common/openapi-errors';
 import { createValidationPipe } from './common/validation';
 import { MetricsService } from './observability/metrics.service';
 import { ObservabilityOptions, ObservabilityOptionsModule } from './observability/observability-options';
@@ -83,10 +84,18 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
         'Every backup route is admin only. Authenticate with the mc-session cookie (POST /api/auth/login) ' +
         'or the API key (x-api-key header, or Authorization: Bearer).',
     )
-    .setVersion('1.0')
+    .setVersion(packageVersion())
+    // Swagger UI lists tags in this order: what the service is for first.
+    .addTag('Backups', 'Create, list, verify, download, upload, restore and delete backups')
+    .addTag('Scheduler', 'The automatic backup and the restore drill')
+    .addTag('Settings', 'Retention, schedule, alerts')
+    .addTag('Audit', 'Who did what, when')
+    .addTag('Auth', 'Log in, log out, users and passwords')
+    .addTag('Health', 'For load balancers and monitors (no authentication)')
+    .addTag('Metrics', 'Prometheus text format')
     .addCookieAuth(SESSION_COOKIE, { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE }, SESSION_COOKIE)
     .addApiKey({ type: 'apiKey', in: 'header', name: 'x-api-key' }, API_KEY_SECURITY)
     .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'The API key as a bearer token' }, BEARER_SECURITY)
     .build();
-  return SwaggerModule.createDocument(app, options);
+  return documentErrorExamples(SwaggerModule.createDocument(app, options));
 }
