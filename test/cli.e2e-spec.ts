@@ -141,7 +141,7 @@ describe('mission-control-backups CLI', () => {
       expect(run.stderr.replace(/^Building \(.*\) …\n/, '')).toBe('');
       expect(run.status).toBe(0);
       expect(JSON.parse(run.stdout)).toEqual({ backups: [], dir: expect.stringMatching(/backups$/) });
-    });
+    }, 180_000); // a fresh checkout builds dist/ first (tens of seconds on a busy machine)
   });
 
   describe('users reset-password', () => {
