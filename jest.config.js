@@ -9,7 +9,8 @@ const common = {
   transform: {
     '^.+\\.ts$': ['ts-jest', { diagnostics: false, astTransformers: { before: [swaggerPlugin] } }],
   },
-  testEnvironment: 'node',
+  // Node, plus: the app's logs during a test are printed only when that test fails (test/jest-environment.js).
+  testEnvironment: require('path').join(__dirname, 'test/jest-environment.js'),
 };
 /**
  * Jest reads `testTimeout` only at the top level (a project-level key is silently ignored), so the e2e budget is

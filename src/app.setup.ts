@@ -1,16 +1,21 @@
-import { INestApplication, Module, ValidationPipe } from '@nestjs/common';
+import { INestApplication, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import cookieParser from 'cookie-parser';
+import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import { API_KEY_SECURITY, BEARER_SECURITY, SESSION_COOKIE } from './auth/decorators';
 import { AppConfig } from './config/app-config';
 import { configureHttpBodies } from './common/http-body';
+import { requireJsonBody } from './common/json-only';
+import { documentErrorExamples, packageVersion } from './common/openapi-errors';
+import { createValidationPipe } from './common/validation';
 import { MetricsService } from './observability/metrics.service';
 import { ObservabilityOptions, ObservabilityOptionsModule } from './observability/observability-options';
+import { QuietStartupLogger } from './observability/quiet-startup-logger';
 
 export const JSON_BODY_LIMIT = '256kb';
 
@@ -32,7 +37,7 @@ export async function createApp(
     { bodyParser: false, bufferLogs: true },
   );
   // Nest's own and every service's Logger now write through pino; replay what start-up buffered.
-  app.useLogger(app.get(Logger));
+  app.useLogger(new QuietStartupLogger(app.get(Logger)));
   app.flushLogs();
   configureApp(app, config, options);
   return app;
@@ -51,14 +56,23 @@ export function configureApp(app: NestExpressApplication, config: AppConfig, opt
       // Over plain HTTP on a host name (HOST=0.0.0.0 on a LAN), upgrade-insecure-requests makes browsers fetch
       // Swagger UI's scripts and styles over https, which fails. Every resource is same-origin anyway.
       contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+      // HSTS over plain http is meaningless at best; see below.
+      strictTransportSecurity: false,
     }),
   );
+  // HSTS only when the client reached us over https (req.secure honours X-Forwarded-Proto from TRUSTED_PROXIES
+  // only), or when the operator declared an https deployment with MC_COOKIE_SECURE.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (req.secure || config.cookieSecure) {
+      res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+    }
+    next();
+  });
   app.use(cookieParser());
   app.useBodyParser('json', { limit: JSON_BODY_LIMIT });
+  app.use(requireJsonBody);
   app.setGlobalPrefix('api', { exclude: ['metrics'] });
-  app.useGlobalPipes(
-    new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }),
-  );
+  app.useGlobalPipes(createValidationPipe());
   SwaggerModule.setup('api/docs', app, () => buildOpenApiDocument(app), {
     jsonDocumentUrl: 'api/docs-json',
     swaggerOptions: { persistAuthorization: true },
@@ -73,10 +87,18 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
         'Every backup route is admin only. Authenticate with the mc-session cookie (POST /api/auth/login) ' +
         'or the API key (x-api-key header, or Authorization: Bearer).',
     )
-    .setVersion('1.0')
+    .setVersion(packageVersion())
+    // Swagger UI lists tags in this order: what the service is for first.
+    .addTag('Backups', 'Create, list, verify, download, upload, restore and delete backups')
+    .addTag('Scheduler', 'The automatic backup and the restore drill')
+    .addTag('Settings', 'Retention, schedule, alerts')
+    .addTag('Audit', 'Who did what, when')
+    .addTag('Auth', 'Log in, log out, users and passwords')
+    .addTag('Health', 'For load balancers and monitors (no authentication)')
+    .addTag('Metrics', 'Prometheus text format')
     .addCookieAuth(SESSION_COOKIE, { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE }, SESSION_COOKIE)
     .addApiKey({ type: 'apiKey', in: 'header', name: 'x-api-key' }, API_KEY_SECURITY)
     .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'The API key as a bearer token' }, BEARER_SECURITY)
     .build();
-  return SwaggerModule.createDocument(app, options);
+  return documentErrorExamples(SwaggerModule.createDocument(app, options));
 }

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { createApp } from './app.setup';
 import { AppConfig, ConfigError, loadConfig } from './config/app-config';
 import { installGracefulShutdown } from './lifecycle/graceful-shutdown';
+import { logStartupSummary } from './lifecycle/startup-summary';
 
 async function bootstrap(): Promise<void> {
   let config: AppConfig;
@@ -18,11 +19,7 @@ async function bootstrap(): Promise<void> {
   const app = await createApp(config);
   installGracefulShutdown(app, config);
   await app.listen(config.port, config.host);
-  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
-  const url = `http://${shownHost}:${config.port}`;
-  const logger = new Logger('Bootstrap');
-  logger.log(`Mission Control Backups listening on ${url} (database ${config.dbPath})`);
-  logger.log(`Log in through Swagger UI at ${url}/api/docs (POST /api/auth/login), or with curl`);
+  await logStartupSummary(app, config, new Logger('Startup'));
 }
 
 bootstrap().catch((error: unknown) => {

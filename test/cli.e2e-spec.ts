@@ -135,12 +135,70 @@ describe('mission-control-backups CLI', () => {
       expect(audit.map((a) => a.action)).toEqual(['backup_create', 'backup_create', 'backup_prune']);
     });
 
-    it('should work through `npm run cli` (ts-node, no build)', async () => {
+    it('should work through `npm run cli` (the compiled CLI, rebuilt only when dist/ is stale)', async () => {
       const { dbPath } = await preparedDatabase();
       const run = runNpmCli(dbPath, ['backups', 'list', '--json']);
-      expect(run.stderr).toBe('');
+      // A checkout whose dist/ is stale builds first, saying so on stderr; stdout stays the JSON alone.
+      expect(run.stderr.replace(/^Building \(.*\) …\n/, '')).toBe('');
       expect(run.status).toBe(0);
       expect(JSON.parse(run.stdout)).toEqual({ backups: [], dir: expect.stringMatching(/backups$/) });
+    }, 180_000); // a fresh checkout builds dist/ first (tens of seconds on a busy machine)
+  });
+
+  describe('users reset-password', () => {
+    it("should set a new random password (printed once), end the user's sessions and audit it", async () => {
+      const { dbPath } = await preparedDatabase(async (t) => {
+        await request(t.http).post('/api/auth/login').send({ username: 'admin', password: 'admin-password-123' });
+      });
+      expect(query(dbPath, 'SELECT id FROM sessions')).toHaveLength(1);
+      const run = cli(dbPath, 'users', 'reset-password', 'admin');
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      const password = /New password for "admin": (\S+)/.exec(run.stdout)?.[1] ?? '';
+      expect(password.length).toBeGreaterThanOrEqual(20);
+      expect(run.stdout).toContain('1 session(s) ended');
+      expect(query(dbPath, 'SELECT id FROM sessions')).toHaveLength(0);
+      expect(
+        query<{ actor: string; detail: string }>(
+          dbPath,
+          "SELECT actor, detail FROM audit_log WHERE action = 'password_reset'",
+        ),
+      ).toEqual([{ actor: 'cli', detail: expect.stringContaining('"username":"admin"') }]);
+
+      // The new password works, the old one does not (AUTH_USER/AUTH_PASS only matter when there is no user).
+      const t = await startTestApp({}, path.dirname(dbPath));
+      running.push(t);
+      await request(t.http)
+        .post('/api/auth/login')
+        .send({ username: 'admin', password: 'admin-password-123' })
+        .expect(401);
+      await request(t.http).post('/api/auth/login').send({ username: 'admin', password }).expect(200);
+    });
+
+    it('should take the password from stdin with --password-stdin, apply the 12-character rule, and name unknown users', async () => {
+      const { dbPath } = await preparedDatabase();
+      const set = runCli(
+        mainJs,
+        dbPath,
+        ['users', 'reset-password', 'admin', '--password-stdin'],
+        {},
+        'chosen-passphrase-1\n',
+      );
+      expect({ status: set.status, stderr: set.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(set.stdout).not.toContain('chosen-passphrase-1');
+      const short = runCli(mainJs, dbPath, ['users', 'reset-password', 'admin', '--password-stdin'], {}, 'short\n');
+      expect(short.status).toBe(2);
+      expect(short.stderr).toContain('the password must have 12-1024 characters');
+      const ghost = cli(dbPath, 'users', 'reset-password', 'ghost');
+      expect(ghost.status).toBe(1);
+      expect(ghost.stderr).toContain('No user named "ghost"');
+
+      const t = await startTestApp({}, path.dirname(dbPath));
+      running.push(t);
+      await request(t.http)
+        .post('/api/auth/login')
+        .send({ username: 'admin', password: 'chosen-passphrase-1' })
+        .expect(200);
     });
   });
 
@@ -154,6 +212,9 @@ describe('mission-control-backups CLI', () => {
       [['backups', 'restore']],
       [['backups', 'list', '--nope']],
       [['backups', 'list', 'extra']],
+      [['users']],
+      [['users', 'bogus']],
+      [['users', 'reset-password']],
       [['backups', 'verify', '../escape.db']],
       [['backups', 'restore', 'mc-backup-2026-01-01_00-00-00.db']],
     ])('should exit 2 for %j', (args) => {

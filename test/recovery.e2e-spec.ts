@@ -249,6 +249,10 @@ describe('Recovery (e2e)', () => {
         .send({ settings: { 'general.backup_retention_count': 1 } })
         .expect(200);
       const first = await makeBackup(t);
+      const upload = await api('post', '/api/backup/upload')
+        .set('Content-Type', 'application/octet-stream')
+        .send(fs.readFileSync(inBackups(t, first.name)))
+        .expect(201);
       const restored = await api('post', '/api/backup/restore').send({ name: first.name }).expect(200);
       await makeBackup(t);
       const last = await makeBackup(t);
@@ -259,6 +263,7 @@ describe('Recovery (e2e)', () => {
       expect(names).toContain(again.body.safety_backup);
       expect(names.filter((n) => n.startsWith('mc-backup-'))).toHaveLength(1);
       expect(names.filter((n) => n.startsWith('mc-safety-'))).toHaveLength(2);
+      expect(names).toContain(upload.body.backup.name);
     });
 
     it('should answer 404 for an absent backup and 400 for a bad name, and take no safety backup', async () => {

@@ -72,9 +72,16 @@ describe('Scheduler (e2e)', () => {
   });
 
   it('should make no backup when the cron fires with auto-backup off', async () => {
-    await t.app.get(SchedulerRegistry).getCronJob('auto_backup').fireOnTick();
+    const job = t.app.get(SchedulerRegistry).getCronJob('auto_backup');
+    // fireOnTick resolves when the handler is done (waitForCompletion), so the checks below see its outcome.
+    expect(job.waitForCompletion).toBe(true);
+    await job.fireOnTick();
     expect(backupFiles(t)).toEqual([]);
     expect((await task(t)).lastRun).toBeNull();
+    // The same tick with auto-backup on does make one, proving the tick above ran the real handler.
+    await enableAutoBackup(t);
+    await job.fireOnTick();
+    expect(backupFiles(t)).toHaveLength(1);
   });
 
   it('should make the backup at 03:00 UTC when the clock reaches it (fake clock), audited as the scheduler', async () => {

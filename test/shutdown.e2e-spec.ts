@@ -7,13 +7,17 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 
 /**
- * Graceful shutdown, for real: a child process started like src/main.ts on a database large enough that a backup
- * takes a while, SIGTERM in the middle of `POST /api/backup`, and then everything the operator relies on.
+ * Graceful shutdown, for real: src/main.ts itself in a child process, on a database large enough that a backup
+ * takes a while, SIGTERM in the middle of `POST /api/backup`, and then everything the operator relies on. And
+ * `npm start` exactly as an operator (or systemd, or a container runtime) runs it: SIGTERM to npm's pid must reach
+ * the service.
  */
 
 const API_KEY = 'shutdown-test-key-0123456789';
 const ROOT = path.resolve(__dirname, '..');
-const ENTRY = path.join(__dirname, 'helpers', 'shutdown-entry.ts');
+const MAIN = path.join(ROOT, 'src', 'main.ts');
+/** main.ts's first start-up line; with PORT=0 it names the port the kernel picked. */
+const LISTENING = /Listening on http:\/\/127\.0\.0\.1:(\d+)/;
 /** 4096 rows of 64 KiB random bytes: 256 MiB, so the copy and its quick_check take a noticeable time. */
 const FILLER_ROWS = 4096;
 const FILLER_BYTES = 64 * 1024;
@@ -103,12 +107,19 @@ describe('Graceful shutdown (e2e, child process)', () => {
   let child: ChildProcess | undefined;
 
   beforeEach(() => {
+    child = undefined;
     dir = fs.mkdtempSync(path.join(tmpdir(), 'mc-shutdown-'));
   });
 
   afterEach(() => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
+    if (child?.pid !== undefined) {
+      // The whole process group (npm's shell and node too, should they outlive npm), so a failing test never
+      // leaves a server running, or a pipe open that keeps Jest waiting.
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
     }
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -121,8 +132,9 @@ describe('Graceful shutdown (e2e, child process)', () => {
     expect(before.rows).toBe(FILLER_ROWS);
 
     let output = '';
-    const proc = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', ENTRY], {
+    const proc = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', MAIN], {
       cwd: ROOT,
+      detached: true,
       env: {
         ...process.env,
         PORT: '0',
@@ -148,7 +160,7 @@ describe('Graceful shutdown (e2e, child process)', () => {
       if (proc.exitCode !== null) {
         throw new Error(`The child exited early with ${proc.exitCode}:\n${output}`);
       }
-      const match = /LISTENING (\d+)/.exec(output);
+      const match = LISTENING.exec(output);
       return match ? Number(match[1]) : undefined;
     });
     const listenedAt = Date.now();
@@ -233,4 +245,65 @@ describe('Graceful shutdown (e2e, child process)', () => {
         `total ${Date.now() - started} ms\n`,
     );
   }, 60_000);
+
+  it('should stop `npm start` on SIGTERM to npm: the port closes and npm exits 0 within the shutdown window', async () => {
+    const dbPath = path.join(dir, 'mission-control.db');
+    let output = '';
+    // Exactly the operator's command. It builds dist/ first only when dist/ is missing or stale (scripts/built.js).
+    const npm = spawn('npm', ['start'], {
+      cwd: ROOT,
+      // Its own process group, for the clean-up only: the signal below goes to npm's pid alone.
+      detached: true,
+      env: {
+        ...process.env,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        MISSION_CONTROL_DB_PATH: dbPath,
+        AUTH_USER: 'admin',
+        AUTH_PASS: 'admin-password-123',
+        LOG_LEVEL: 'info',
+        SHUTDOWN_TIMEOUT_MS: '5000',
+        NODE_ENV: 'production',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child = npm;
+    npm.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    npm.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      npm.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+    const port = await waitFor('npm start to listen', 150_000, () => {
+      if (npm.exitCode !== null) {
+        throw new Error(`npm start exited early with ${npm.exitCode}:\n${output}`);
+      }
+      const match = LISTENING.exec(output);
+      return match ? Number(match[1]) : undefined;
+    });
+    expect((await send(port, 'GET', '/api/health')).status).toBe(200);
+
+    // The start-up log is a few lines an operator reads, not Nest's route map (that is at debug).
+    const infoLines = output
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { level: number; msg: string })
+      .filter((line) => line.level >= 30);
+    expect(infoLines.length).toBeLessThanOrEqual(8);
+    expect(output).not.toContain('Mapped {');
+    expect(output).not.toContain('/api/metrics');
+    const startup = infoLines.map((line) => line.msg).join('\n');
+    expect(startup).toContain(`metrics http://127.0.0.1:${port}/metrics`);
+    expect(startup).toContain(`Database ${dbPath}; backups folder ${path.join(dir, 'backups')}`);
+    expect(startup).toMatch(/Automatic backup off \(general\.auto_backup\), schedule "0 3 \* \* \*" UTC/);
+
+    const signalledAt = Date.now();
+    expect(npm.kill('SIGTERM')).toBe(true);
+    const { code, signal } = await exited;
+    const stoppedMs = Date.now() - signalledAt;
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    expect(stoppedMs).toBeLessThan(5_000 + 10_000);
+    expect(output).toContain('Shut down cleanly');
+    // Nothing listens any more: node itself stopped, not only npm.
+    await expect(send(port, 'GET', '/api/health')).rejects.toThrow(/ECONNREFUSED/);
+  }, 180_000);
 });

@@ -4,6 +4,7 @@ import { Repository } from 'typeorm';
 import { Clock } from '../common/clock';
 import type { RequestMeta } from '../common/request-meta';
 import type { AuthUser } from '../auth/auth-user';
+import { AUDIT_ACTIONS } from './audit-actions';
 import { AuditEventEntity } from './audit-event.entity';
 import type { AuditEventDto } from './dto/audit-events.dto';
 import type { AuditQuery } from './audit-query';
@@ -54,6 +55,14 @@ export class AuditService {
     } catch (error) {
       this.logger.error(`Could not record audit event ${entry.action}: ${String(error)}`);
     }
+  }
+
+  /** Listed in AUDIT_ACTIONS, or present in the trail (an action recorded by another version of the service). */
+  async isKnownAction(action: string): Promise<boolean> {
+    if ((AUDIT_ACTIONS as readonly string[]).includes(action)) {
+      return true;
+    }
+    return (await this.events.count({ where: { action }, take: 1 })) > 0;
   }
 
   async query(query: AuditQuery): Promise<{ events: AuditEventView[]; total: number }> {

@@ -33,6 +33,7 @@ import type { AuthUser } from './auth-user';
 import { AdminOnly, Authenticated, CurrentUser, Public, SESSION_COOKIE } from './decorators';
 import { CreateUserDto } from './dto/create-user.dto';
 import { LoginDto } from './dto/login.dto';
+import { ChangePasswordDto, PasswordChangedDto, ResetPasswordDto } from './dto/password.dto';
 import { MeResponseDto, SuccessResponseDto, UserResponseDto, UsersResponseDto } from './dto/user.dto';
 import { SESSION_TTL_SECONDS } from './sessions.service';
 import { UsersService } from './users.service';
@@ -94,6 +95,42 @@ export class AuthController {
     return { user: { id: user.id, username: user.username, role: user.role } };
   }
 
+  @Post('password')
+  @HttpCode(200)
+  @Authenticated()
+  @ApiOperation({
+    summary: 'Change your own password',
+    description:
+      'Any signed-in user (not the API key). The new password must have at least 12 characters. Ends every ' +
+      'other session of yours; this one stays signed in. A wrong current_password counts as a failed login.',
+  })
+  @ApiOkResponse({ description: 'Password changed; your other sessions ended', type: PasswordChangedDto })
+  @ApiForbiddenResponse({
+    description: 'CSRF origin mismatch (a cookie request from another origin)',
+    type: ErrorResponseDto,
+  })
+  @ApiBadRequestResponse({
+    description: 'current_password is wrong, new_password is under 12 characters, or the caller is the API key',
+    type: ErrorResponseDto,
+  })
+  @ApiTooManyRequestsResponse({
+    description: '5 failed attempts (logins or wrong current passwords) in a minute from this address',
+    type: ErrorResponseDto,
+  })
+  async changePassword(
+    @Body() body: ChangePasswordDto,
+    @CurrentUser() user: AuthUser,
+    @Req() req: Request,
+  ): Promise<PasswordChangedDto> {
+    const { sessionsEnded } = await this.auth.changeOwnPassword(
+      user,
+      body.current_password,
+      body.new_password,
+      requestMeta(req),
+    );
+    return { success: true, sessions_ended: sessionsEnded };
+  }
+
   @Get('users')
   @AdminOnly()
   @ApiOperation({ summary: 'List users' })
@@ -139,6 +176,37 @@ export class AuthController {
   ): Promise<SuccessResponseDto> {
     await this.users.remove(id, actor, requestMeta(req));
     return { success: true };
+  }
+
+  @Post('users/:id/password')
+  @HttpCode(200)
+  @AdminOnly()
+  @ApiOperation({
+    summary: "Reset a user's password (admin)",
+    description: 'Sets the password (at least 12 characters) and ends every session of that user.',
+  })
+  @ApiOkResponse({ description: "Password set; the user's sessions ended", type: PasswordChangedDto })
+  @ApiBadRequestResponse({
+    description: 'The id is not a whole number, or new_password is under 12 characters',
+    type: ErrorResponseDto,
+  })
+  @ApiNotFoundResponse({ description: 'No such user', type: ErrorResponseDto })
+  async resetPassword(
+    @Param(
+      'id',
+      new ParseIntPipe({
+        exceptionFactory: () => new ApiError(HttpStatus.BAD_REQUEST, 'User id must be a whole number'),
+      }),
+    )
+    id: number,
+    @Body() body: ResetPasswordDto,
+    @CurrentUser() actor: AuthUser,
+    @Req() req: Request,
+  ): Promise<PasswordChangedDto> {
+    return {
+      success: true,
+      sessions_ended: await this.users.resetPassword(id, body.new_password, actor, requestMeta(req)),
+    };
   }
 
   /** The same attributes on set and clear, or browsers keep the old cookie. */

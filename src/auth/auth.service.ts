@@ -1,9 +1,11 @@
 import { HttpStatus, Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { ApiError } from '../common/api-error';
 import type { RequestMeta } from '../common/request-meta';
 import type { AuthUser } from './auth-user';
 import { DUMMY_PASSWORD_HASH, verifyPassword } from './credentials';
+import { replacePassword } from './passwords';
 import { LoginThrottle } from './login-throttle';
 import { SessionsService } from './sessions.service';
 import { PublicUser, toPublicUser, UsersService } from './users.service';
@@ -15,6 +17,7 @@ export class AuthService {
     private readonly sessions: SessionsService,
     private readonly loginThrottle: LoginThrottle,
     private readonly audit: AuditService,
+    private readonly dataSource: DataSource,
   ) {}
 
   async login(
@@ -68,5 +71,56 @@ export class AuthService {
       await this.sessions.revoke(user.sessionId);
     }
     await this.audit.record({ action: 'logout', actor: user, detail: { via: user.via }, meta });
+  }
+
+  /**
+   * The caller's own password. A wrong current password counts as a failed login from this address (so this route
+   * cannot be used to guess passwords faster than the login route), is audited, and answers 400. On success every
+   * other session of the user ends; the one used for the change stays signed in.
+   */
+  async changeOwnPassword(
+    user: AuthUser,
+    currentPassword: string,
+    newPassword: string,
+    meta: RequestMeta,
+  ): Promise<{ sessionsEnded: number }> {
+    if (user.id === null) {
+      throw new ApiError(
+        HttpStatus.BAD_REQUEST,
+        'The API key is not a user and has no password: log in as a user, or reset a password with ' +
+          'POST /api/auth/users/:id/password',
+      );
+    }
+    // A wrong current password counts as a failed login: the same reservation before the hash.
+    const attempt = await this.loginThrottle.reserve(meta.ip);
+    if ('retryAfterSeconds' in attempt) {
+      throw LoginThrottle.tooMany(attempt.retryAfterSeconds);
+    }
+    const stored = await this.users.findById(user.id);
+    const valid = stored !== null && (await verifyPassword(currentPassword, stored.passwordHash));
+    if (valid) {
+      attempt.reservation.succeeded();
+    } else {
+      attempt.reservation.failed();
+      await this.audit.record({
+        action: 'password_change_failed',
+        actor: user,
+        targetType: 'user',
+        targetId: String(user.id),
+        detail: { reason: 'wrong_current_password' },
+        meta,
+      });
+      throw new ApiError(HttpStatus.BAD_REQUEST, 'current_password is not your current password');
+    }
+    const sessionsEnded = await replacePassword(this.dataSource.manager, user.id, newPassword, user.sessionId);
+    await this.audit.record({
+      action: 'password_change',
+      actor: user,
+      targetType: 'user',
+      targetId: String(user.id),
+      detail: { username: user.username, sessions_ended: sessionsEnded },
+      meta,
+    });
+    return { sessionsEnded };
   }
 }

@@ -1,5 +1,9 @@
 import { createHash, randomBytes, scrypt, ScryptOptions, timingSafeEqual } from 'node:crypto';
 
+/** Every password, set by API, CLI or AUTH_PASS at first start: at least this many characters. */
+export const MIN_PASSWORD_LENGTH = 12;
+export const MAX_PASSWORD_LENGTH = 1024;
+
 const SCRYPT = { N: 16384, r: 8, p: 1, keyLength: 64, saltLength: 16 };
 
 function scryptAsync(password: string, salt: Buffer, keyLength: number, options: ScryptOptions): Promise<Buffer> {

@@ -1,5 +1,7 @@
 import { Injectable, Logger, OnApplicationBootstrap, HttpStatus } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
+import { chmodSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { Repository } from 'typeorm';
 import { AuditService, SYSTEM_ACTORS } from '../audit/audit.service';
 import { ApiError } from '../common/api-error';
@@ -8,6 +10,7 @@ import type { RequestMeta } from '../common/request-meta';
 import { AppConfig } from '../config/app-config';
 import type { AuthUser } from './auth-user';
 import { hashPassword, randomPassword } from './credentials';
+import { replacePassword } from './passwords';
 import { Role, UserEntity } from './user.entity';
 
 export interface PublicUser {
@@ -21,6 +24,11 @@ export function toPublicUser(user: UserEntity): PublicUser {
   return { id: user.id, username: user.username, role: user.role, created_at: user.createdAt };
 }
 
+/** Where the first start writes the generated admin password: beside the database. */
+export function initialPasswordFile(dbPath: string): string {
+  return path.join(path.dirname(dbPath), 'initial-admin-password');
+}
+
 @Injectable()
 export class UsersService implements OnApplicationBootstrap {
   private readonly logger = new Logger(UsersService.name);
@@ -32,7 +40,7 @@ export class UsersService implements OnApplicationBootstrap {
     private readonly clock: Clock,
   ) {}
 
-  /** First start: create the configured admin, or `admin` with a random password printed once. */
+  /** First start: create the configured admin, or `admin` with a random password written to a 0600 file. */
   async onApplicationBootstrap(): Promise<void> {
     try {
       await this.createFirstAdmin();
@@ -64,8 +72,14 @@ export class UsersService implements OnApplicationBootstrap {
       detail: { username, role: 'admin', bootstrap: true },
     });
     if (this.config.authPass === undefined) {
-      // Shown once, on the console only: it is never stored in clear anywhere.
-      this.logger.warn(`Created admin user "${username}" with password: ${password} (change it after logging in)`);
+      // Never in the log (logs are shipped and kept): in a file only the service's user can read.
+      const file = initialPasswordFile(this.config.dbPath);
+      writeFileSync(file, `${password}\n`, { mode: 0o600 });
+      chmodSync(file, 0o600);
+      this.logger.warn(
+        `Created admin user "${username}"; its password is in ${file} (mode 0600). Log in, change it with ` +
+          'POST /api/auth/password, then delete the file',
+      );
     } else {
       this.logger.log(`Created admin user "${username}" from AUTH_USER/AUTH_PASS`);
     }
@@ -137,5 +151,23 @@ export class UsersService implements OnApplicationBootstrap {
       detail: { username: user.username, role: user.role },
       meta,
     });
+  }
+
+  /** An admin sets another user's (or their own) password; every session of that user ends. */
+  async resetPassword(id: number, newPassword: string, actor: AuthUser, meta: RequestMeta): Promise<number> {
+    const user = await this.findById(id);
+    if (!user) {
+      throw new ApiError(HttpStatus.NOT_FOUND, 'User not found');
+    }
+    const sessionsEnded = await replacePassword(this.users.manager, id, newPassword);
+    await this.audit.record({
+      action: 'password_reset',
+      actor,
+      targetType: 'user',
+      targetId: String(id),
+      detail: { username: user.username, sessions_ended: sessionsEnded },
+      meta,
+    });
+    return sessionsEnded;
   }
 }

@@ -89,8 +89,6 @@ describe('validateBackupName', () => {
   const hostileValues: Array<[string, unknown]> = [
     ['number', 123],
     ['NaN', Number.NaN],
-    ['null', null],
-    ['undefined', undefined],
     ['array', ['x.db']],
     ['object', { name: 'x.db' }],
     ['true', true],
@@ -117,6 +115,10 @@ describe('validateBackupName', () => {
         expect(result.reason).not.toContain(input);
       }
     }
+  });
+
+  it.each([null, undefined])('says a missing name (%s) is required', (input) => {
+    expect(validateBackupName(input)).toEqual({ ok: false, reason: 'name is required' });
   });
 
   it.each(hostileValues)('rejects a non-string: %s', (_label, input) => {

@@ -102,6 +102,9 @@ export type BackupNameValidation = { ok: true; name: string } | { ok: false; rea
  * error bodies.
  */
 export function validateBackupName(input: unknown): BackupNameValidation {
+  if (input === undefined || input === null) {
+    return { ok: false, reason: 'name is required' };
+  }
   if (typeof input !== 'string') {
     return { ok: false, reason: 'Backup name must be a string' };
   }

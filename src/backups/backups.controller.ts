@@ -46,7 +46,7 @@ import {
   VerifyBackupDto,
   VerifyResultDto,
 } from './dto/recovery.dto';
-import { RecoveryService } from './recovery.service';
+import { EMPTY_UPLOAD, RecoveryService } from './recovery.service';
 
 const EXAMPLE_NAME = 'mc-backup-2026-01-01_03-00-00.db';
 
@@ -162,13 +162,20 @@ export class BackupsController {
   @ApiBody({ schema: { type: 'string', format: 'binary' } })
   @ApiQuery({ name: 'name', required: false, description: 'The original file name, for the audit only' })
   @ApiCreatedResponse({ type: UploadResponseDto })
-  @ApiBadRequestResponse({ description: 'Not a whole, sound database of this application', type: ErrorResponseDto })
+  @ApiBadRequestResponse({
+    description: 'The body is empty, or not a whole, sound database of this application',
+    type: ErrorResponseDto,
+  })
   @ApiPayloadTooLargeResponse({ description: 'Larger than MAX_UPLOAD_BYTES', type: ErrorResponseDto })
   @ApiUnsupportedMediaTypeResponse({
     description: 'Content-Type is not application/octet-stream',
     type: ErrorResponseDto,
   })
   upload(@Query('name') hint: unknown, @CurrentUser() user: AuthUser, @Req() req: Request): Promise<UploadResponseDto> {
+    // No Content-Length and no Transfer-Encoding: nothing was sent at all, whatever the Content-Type says.
+    if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
+      throw new ApiError(HttpStatus.BAD_REQUEST, EMPTY_UPLOAD);
+    }
     if (!req.is('application/octet-stream')) {
       throw new ApiError(HttpStatus.UNSUPPORTED_MEDIA_TYPE, 'Send the file as Content-Type: application/octet-stream');
     }

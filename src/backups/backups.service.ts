@@ -2,6 +2,7 @@ import { BeforeApplicationShutdown, HttpStatus, Injectable, Logger, OnModuleInit
 import { AuditActor, AuditService, SYSTEM_ACTORS } from '../audit/audit.service';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
+import { classifyFailure, describeForLog } from '../common/failure-reason';
 import type { RequestMeta } from '../common/request-meta';
 import { AppConfig } from '../config/app-config';
 import { SettingsService } from '../settings/settings.service';
@@ -105,7 +106,8 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
 
   /**
    * A hot, verified snapshot of the live database (see BackupFiles.snapshot), taken in turn with every other
-   * backup or restore, then retention. Failure: logged in full here, audited, and a bare 500 for the client.
+   * backup or restore, then retention. Failure: logged in full here, audited, and a 500 for the client with only
+   * a classified `reason` and a safe `message` (see classifyFailure).
    */
   create(request: CreateBackupRequest): Promise<CreatedBackupDto> {
     return this.lock.runExclusive('backup', async () => {
@@ -113,12 +115,19 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
       try {
         snapshot = await this.files.snapshot(this.config.dbPath, BACKUP_PREFIX, this.clock.now());
       } catch (error) {
-        this.logger.error(`Backup failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+        const failure = classifyFailure(error);
+        // The detail goes to the log (tagged with the request id by pino), never to the client.
+        this.logger.error(`Backup failed (${failure.reason}): ${describeForLog(error)}`);
         await this.audit.record({
           action: 'backup_failed',
           actor: request.actor,
           targetType: 'backup',
-          detail: { kind: request.kind, trigger: request.trigger ?? null, reason: safeReason(error) },
+          detail: {
+            kind: request.kind,
+            trigger: request.trigger ?? null,
+            reason: safeReason(error),
+            failure_reason: failure.reason,
+          },
           meta: request.meta,
         });
         this.events.emit({
@@ -127,7 +136,10 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
           reason: safeReason(error),
           task: request.trigger,
         });
-        throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, BACKUP_FAILED);
+        throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, BACKUP_FAILED, {
+          reason: failure.reason,
+          message: failure.message,
+        });
       }
       await this.manifests.recordSnapshot(snapshot, request.kind);
       const durationMs = Math.round(snapshot.durationMs);
@@ -142,7 +154,6 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
         targetId: snapshot.name,
         detail: {
           name: snapshot.name,
-          path: this.files.resolveInside(snapshot.name),
           size: snapshot.size,
           kind: request.kind,
           trigger: request.trigger ?? null,

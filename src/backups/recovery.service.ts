@@ -8,6 +8,7 @@ import { AuditActor, AuditService } from '../audit/audit.service';
 import { hashSessionToken } from '../auth/credentials';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
+import { type ClassifiedFailure, classifyFailure, describeForLog } from '../common/failure-reason';
 import { OperationLock } from '../common/operation-lock';
 import { OpsEvents } from '../common/ops-events';
 import type { RequestMeta } from '../common/request-meta';
@@ -35,6 +36,8 @@ export const REQUIRED_TABLES = ['users', 'sessions', 'settings', 'audit_log', 's
  */
 
 export type Checksum = 'match' | 'mismatch' | 'unknown';
+
+export const EMPTY_UPLOAD = 'The request body is empty: send the backup file as the body';
 
 export interface RestoreRequest {
   actor: AuditActor;
@@ -95,7 +98,9 @@ export class RecoveryService {
     const name = validName(rawName);
     await this.requireBackup(name);
     const manifest = await this.manifests.get(name);
-    const check = await this.files.inspect(name, { integrity: 'full', hash: true });
+    const check = await this.files.inspect(name, { integrity: 'full', hash: true }).catch((error: unknown) => {
+      throw this.operationFailed('Verify failed', `Verify of ${name}`, error);
+    });
     const checksum = compareChecksum(manifest, check.sha256);
     const integrity = check.integrity ?? 'unreadable';
     const ok = check.opened && integrity === 'ok' && checksum !== 'mismatch';
@@ -161,7 +166,13 @@ export class RecoveryService {
   ): Promise<UploadResponseDto> {
     const hint = safeHint(rawHint);
     const cap = this.config.maxUploadBytes;
-    const refuse = async (status: HttpStatus, error: string, reason: string, size?: number): Promise<never> => {
+    const refuse = async (
+      status: HttpStatus,
+      error: string,
+      reason: string,
+      size?: number,
+      failure?: ClassifiedFailure,
+    ): Promise<never> => {
       await this.audit.record({
         action: 'backup_upload_failed',
         actor,
@@ -175,7 +186,9 @@ export class RecoveryService {
         discardRestOfBody(body);
       }
       const headers: Record<string, string> = status === HttpStatus.PAYLOAD_TOO_LARGE ? { Connection: 'close' } : {};
-      throw new ApiError(status, error, status === HttpStatus.PAYLOAD_TOO_LARGE ? { max_bytes: cap } : {}, headers);
+      const extra: Record<string, unknown> =
+        status === HttpStatus.PAYLOAD_TOO_LARGE ? { max_bytes: cap } : { ...failure };
+      throw new ApiError(status, error, extra, headers);
     };
 
     if (contentLength !== undefined && /^\d+$/.test(contentLength) && Number(contentLength) > cap) {
@@ -195,13 +208,14 @@ export class RecoveryService {
       if (error instanceof UploadInterruptedError) {
         return refuse(HttpStatus.BAD_REQUEST, 'Upload interrupted', 'interrupted');
       }
-      this.logger.error(`Upload failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      return refuse(HttpStatus.INTERNAL_SERVER_ERROR, 'Upload failed', safeReason(error));
+      const failure = classifyFailure(error);
+      this.logger.error(`Upload failed (${failure.reason}): ${describeForLog(error)}`);
+      return refuse(HttpStatus.INTERNAL_SERVER_ERROR, 'Upload failed', safeReason(error), undefined, failure);
     }
     const { tmp, size } = received;
     try {
       if (size === 0) {
-        return await refuse(HttpStatus.BAD_REQUEST, 'Upload is empty', 'empty', 0);
+        return await refuse(HttpStatus.BAD_REQUEST, EMPTY_UPLOAD, 'empty', 0);
       }
       const check = await this.files.inspectTemp(tmp, { integrity: 'full', hash: true, makeStandalone: true });
       // A page size other than the live database's can never be restored into it (SQLite cannot change the page
@@ -260,8 +274,9 @@ export class RecoveryService {
       if (error instanceof ApiError) {
         throw error;
       }
-      this.logger.error(`Upload failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      return refuse(HttpStatus.INTERNAL_SERVER_ERROR, 'Upload failed', safeReason(error), size);
+      const failure = classifyFailure(error);
+      this.logger.error(`Upload failed (${failure.reason}): ${describeForLog(error)}`);
+      return refuse(HttpStatus.INTERNAL_SERVER_ERROR, 'Upload failed', safeReason(error), size, failure);
     } finally {
       // After publishTemp the temp name is already gone; this also clears any -wal/-shm the conversion made.
       await this.files.discardTemp(tmp).catch(() => undefined);
@@ -461,6 +476,13 @@ export class RecoveryService {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /** Logs the cause (with the request id, via pino) and returns the 500 a client sees: `reason` + a safe message. */
+  private operationFailed(error: string, what: string, cause: unknown): ApiError {
+    const failure = classifyFailure(cause);
+    this.logger.error(`${what} failed (${failure.reason}): ${describeForLog(cause)}`);
+    return new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, error, { ...failure });
+  }
 
   private async requireBackup(name: string): Promise<void> {
     if (!(await this.files.statBackup(name))) {

@@ -8,6 +8,7 @@ import { AppSession } from './app-session';
 import { EXIT } from './cli-error';
 import { CliLogger } from './cli-logger';
 import { BACKUP_SUBCOMMANDS, BackupsCommand } from './commands/backups.command';
+import { ResetPasswordCommand, UsersCommand } from './commands/users.command';
 import { OfflineRestore } from './offline-restore';
 import { Terminal } from './terminal';
 
@@ -74,6 +75,8 @@ export class CliModule {
         UsageExitCodes,
         BackupsCommand,
         ...BACKUP_SUBCOMMANDS,
+        UsersCommand,
+        ResetPasswordCommand,
       ],
     };
   }

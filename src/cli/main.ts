@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The operator CLI: `mission-control-backups backups <list|create|verify|restore|prune|drill>`.
+ * The operator CLI: `mission-control-backups backups <list|create|verify|restore|prune|drill>` and
+ * `mission-control-backups users reset-password <name>`.
  * Exit codes: 0 success, 1 failure (nothing done, or a check failed), 2 usage (unknown command or option, missing
  * argument, a malformed backup name, restore without --yes when nobody can confirm).
  */

@@ -1,5 +1,15 @@
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
-import type { Response } from 'express';
+import {
+  ArgumentsHost,
+  Catch,
+  ExceptionFilter,
+  HttpException,
+  HttpStatus,
+  Logger,
+  NotFoundException,
+  Optional,
+} from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { Request, Response } from 'express';
 import { ApiError } from './api-error';
 
 const GENERIC_MESSAGES: Record<number, string> = {
@@ -14,6 +24,12 @@ const GENERIC_MESSAGES: Record<number, string> = {
   429: 'Too many requests',
   503: 'Service unavailable',
 };
+
+/** What this filter reads of an Express 5 router layer. */
+interface RouterLayer {
+  route?: { methods: Record<string, boolean> };
+  match(path: string): boolean;
+}
 
 /** Errors raised by Express middleware (body-parser) carry a status but are not HttpExceptions. */
 interface MiddlewareError {
@@ -30,11 +46,28 @@ interface MiddlewareError {
 export class HttpExceptionFilter implements ExceptionFilter {
   private readonly logger = new Logger('HttpExceptionFilter');
 
+  constructor(@Optional() private readonly adapterHost?: HttpAdapterHost) {}
+
   catch(exception: unknown, host: ArgumentsHost): void {
     const response = host.switchToHttp().getResponse<Response>();
+    const notAllowed = this.methodNotAllowed(exception, host.switchToHttp().getRequest<Request>());
+    if (notAllowed !== null && !response.headersSent) {
+      response.setHeader('Allow', notAllowed.join(', '));
+      response
+        .status(HttpStatus.METHOD_NOT_ALLOWED)
+        .json({ error: `Method not allowed: use ${notAllowed.join(', ')}` });
+      return;
+    }
     const { status, body } = this.toResponse(exception);
     if (status >= 500) {
-      this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+      if (exception instanceof ApiError) {
+        // Thrown on purpose by a service that has already logged the cause: one line, no stack of the throw site.
+        const reason = typeof body.reason === 'string' ? ` (${body.reason})` : '';
+        this.logger.error(`${status} ${String(body.error)}${reason}`);
+      } else {
+        // Not expected anywhere: a bug, so the whole stack.
+        this.logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+      }
     }
     if (response.headersSent) {
       response.end();
@@ -78,6 +111,36 @@ export class HttpExceptionFilter implements ExceptionFilter {
       return { status: middlewareStatus, body: { error } };
     }
     return { status: HttpStatus.INTERNAL_SERVER_ERROR, body: { error: 'Internal server error' } };
+  }
+
+  /**
+   * Nest answers every unmatched method and path with one 404. When the path exists with other methods (PATCH on
+   * /api/settings), the methods it has, for a 405 with `Allow`; else null.
+   */
+  private methodNotAllowed(exception: unknown, req: Request): string[] | null {
+    if (!(exception instanceof NotFoundException) || exception instanceof ApiError || req === undefined) {
+      return null;
+    }
+    const express = this.adapterHost?.httpAdapter?.getInstance<{ router?: { stack?: RouterLayer[] } }>();
+    const methods = new Set<string>();
+    for (const layer of express?.router?.stack ?? []) {
+      // Middleware Nest mounts with app.all (every one of Express's ~35 methods) says nothing about a route.
+      const mountedForAll = layer.route !== undefined && Object.keys(layer.route.methods).length > 10;
+      if (layer.route !== undefined && !mountedForAll && layer.match(req.path)) {
+        for (const [method, on] of Object.entries(layer.route.methods)) {
+          if (on && method !== '_all') {
+            methods.add(method.toUpperCase());
+          }
+        }
+      }
+    }
+    if (methods.size === 0 || methods.has(req.method)) {
+      return null;
+    }
+    if (methods.has('GET')) {
+      methods.add('HEAD');
+    }
+    return [...methods].sort();
   }
 
   private generic(status: number): string {

@@ -116,7 +116,9 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
    * The automatic backup: 03:00 UTC by default, re-timed by general.backup_cron. It makes a backup only when
    * general.auto_backup is on.
    */
-  @Cron(DEFAULT_BACKUP_CRON, { name: AUTO_BACKUP_TASK, timeZone: SCHEDULE_TIME_ZONE })
+  // waitForCompletion: a tick never starts while the previous one of the same job still runs, and fireOnTick()
+  // resolves only when the handler is done (what a test awaiting it relies on).
+  @Cron(DEFAULT_BACKUP_CRON, { name: AUTO_BACKUP_TASK, timeZone: SCHEDULE_TIME_ZONE, waitForCompletion: true })
   async onSchedule(): Promise<void> {
     if (!(await this.settings.getBoolean('general.auto_backup'))) {
       this.logger.debug('Automatic backup is off (general.auto_backup): nothing to do');
@@ -129,7 +131,7 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
    * The restore drill: Sundays 04:00 UTC, when general.restore_drill is on (the default). Restores the newest
    * backup into a scratch file and checks it (see RecoveryService.drill).
    */
-  @Cron(RESTORE_DRILL_CRON, { name: RESTORE_DRILL_TASK, timeZone: SCHEDULE_TIME_ZONE })
+  @Cron(RESTORE_DRILL_CRON, { name: RESTORE_DRILL_TASK, timeZone: SCHEDULE_TIME_ZONE, waitForCompletion: true })
   async onDrillSchedule(): Promise<void> {
     if (!(await this.settings.getBoolean('general.restore_drill'))) {
       this.logger.debug('The restore drill is off (general.restore_drill): nothing to do');
@@ -242,7 +244,8 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
       if (!(error instanceof ApiError)) {
         this.logger.error(`Automatic backup failed: ${error instanceof Error ? error.stack : String(error)}`);
       }
-      result = { ok: false, message: 'Backup failed' };
+      const reason = error instanceof ApiError ? (error.getResponse() as { message?: unknown }).message : undefined;
+      result = { ok: false, message: typeof reason === 'string' ? `Backup failed: ${reason}` : 'Backup failed' };
     } finally {
       this.inFlight--;
     }

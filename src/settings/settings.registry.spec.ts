@@ -87,6 +87,14 @@ const cases: Case[] = [
       ['30 2 * * sun', '30 2 * * sun'],
       ['0 3 29 2 *', '0 3 29 2 *'],
       ['  0   3 * *\t*  ', '0 3 * * *'],
+      // The common macros are stored as the 5 fields they stand for.
+      ['@daily', '0 0 * * *'],
+      ['@midnight', '0 0 * * *'],
+      ['@hourly', '0 * * * *'],
+      ['@weekly', '0 0 * * 0'],
+      ['@monthly', '0 0 1 * *'],
+      ['@yearly', '0 0 1 1 *'],
+      [' @Annually ', '0 0 1 1 *'],
     ],
     bad: [
       '',
@@ -95,8 +103,9 @@ const cases: Case[] = [
       '0 0 3 * * *', // six fields: seconds are not allowed
       '0 3 * *',
       '0 3 * * * *',
-      '@daily',
-      '@hourly',
+      '@reboot',
+      '@every 5m',
+      '@daily *',
       '60 * * * *',
       '* 24 * * *',
       '0 3 32 * *',

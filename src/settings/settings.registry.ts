@@ -48,13 +48,27 @@ function wholeNumber(min: number, max: number): (raw: unknown) => ValidationResu
   };
 }
 
+/** The common cron macros, stored as the 5 fields they stand for (so every reader sees one form). */
+export const CRON_MACROS: Record<string, string> = {
+  '@yearly': '0 0 1 1 *',
+  '@annually': '0 0 1 1 *',
+  '@monthly': '0 0 1 * *',
+  '@weekly': '0 0 * * 0',
+  '@daily': '0 0 * * *',
+  '@midnight': '0 0 * * *',
+  '@hourly': '0 * * * *',
+};
+
 function cronExpression(raw: unknown): ValidationResult {
-  const reason = 'must be a 5-field cron expression (minute hour day-of-month month day-of-week)';
+  const reason =
+    'must be a 5-field cron expression (minute hour day-of-month month day-of-week) or one of ' +
+    Object.keys(CRON_MACROS).join(', ');
   if (typeof raw !== 'string' || raw.length > MAX_CRON_LENGTH) {
     return { ok: false, reason };
   }
-  const fields = raw.trim().split(/\s+/);
-  // The cron package also takes a leading seconds field and @aliases; the contract allows only 5 fields.
+  const macro = CRON_MACROS[raw.trim().toLowerCase()];
+  const fields = (macro ?? raw).trim().split(/\s+/);
+  // The cron package also takes a leading seconds field and other @aliases; only 5 fields (or a macro above) here.
   if (fields.length !== 5 || fields.some((field) => field.startsWith('@'))) {
     return { ok: false, reason };
   }
@@ -124,7 +138,7 @@ export const SETTING_DEFINITIONS = [
     kind: 'string',
     default: '0 3 * * *',
     category: 'general',
-    description: 'When automatic backups run: a 5-field cron expression, in UTC',
+    description: 'When automatic backups run: a 5-field cron expression in UTC, or @daily, @hourly, @weekly …',
     validate: cronExpression,
   },
   {

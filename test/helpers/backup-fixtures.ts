@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import request from 'supertest';
@@ -213,6 +215,23 @@ export function mountTmpfs(dir: string, size: string): { ok: true } | { ok: fals
     return { ok: false, reason: `mount failed: ${(result.error?.message ?? result.stderr).trim()}` };
   }
   return { ok: true };
+}
+
+/**
+ * Whether this process can mount a tmpfs (root on Linux), probed once on a scratch folder. Tests that need one
+ * are declared with `it.skip` otherwise, so a run that could not check a full disk shows it as skipped.
+ */
+export function tmpfsAvailable(): { ok: true } | { ok: false; reason: string } {
+  const probe = mkdtempSync(path.join(tmpdir(), 'mc-tmpfs-probe-'));
+  try {
+    const mounted = mountTmpfs(probe, '64k');
+    if (mounted.ok) {
+      unmount(probe);
+    }
+    return mounted;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
 }
 
 export function unmount(dir: string): void {

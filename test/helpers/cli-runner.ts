@@ -31,13 +31,20 @@ export function buildCli(): { mainJs: string; outDir: string } {
 }
 
 /** Runs the compiled CLI as a real process with only the environment the test gives it (and no terminal). */
-export function runCli(mainJs: string, dbPath: string, args: string[], env: Record<string, string> = {}): CliRun {
+export function runCli(
+  mainJs: string,
+  dbPath: string,
+  args: string[],
+  env: Record<string, string> = {},
+  input?: string,
+): CliRun {
   const started = Date.now();
   const result = spawnSync(process.execPath, [mainJs, ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 60_000,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    input,
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     env: {
       PATH: process.env.PATH ?? '',
       // The build lives outside the project, so its requires need to be pointed at our node_modules.
@@ -50,13 +57,13 @@ export function runCli(mainJs: string, dbPath: string, args: string[], env: Reco
   return { status: result.status, stdout: result.stdout, stderr: result.stderr, ms: Date.now() - started };
 }
 
-/** `npm run cli -- …`, exactly as an operator types it (ts-node, no build). */
+/** `npm run cli -- …`, exactly as an operator types it (dist/cli/main.js, built first when missing or stale). */
 export function runNpmCli(dbPath: string, args: string[]): CliRun {
   const started = Date.now();
   const result = spawnSync('npm', ['run', '--silent', 'cli', '--', ...args], {
     cwd: ROOT,
     encoding: 'utf8',
-    timeout: 60_000,
+    timeout: 180_000,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       PATH: process.env.PATH ?? '',

@@ -11,6 +11,7 @@ import { createApp } from '../../src/app.setup';
 import { loadConfig } from '../../src/config/app-config';
 import type { ObservabilityOptions } from '../../src/observability/observability-options';
 import { ADMIN, API_KEY } from './test-app';
+import { testLogStream } from './test-logs';
 
 /** Every line pino writes, kept in memory: the tests grep it and nothing reaches the terminal. */
 export class LogCapture {
@@ -18,6 +19,8 @@ export class LogCapture {
 
   write(chunk: string): void {
     this.chunks.push(chunk);
+    // Also with the running test's logs, printed only if it fails (test/jest-environment.js).
+    testLogStream.write(chunk);
   }
 
   text(): string {

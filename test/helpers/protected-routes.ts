@@ -10,6 +10,8 @@ export interface ProtectedRoute {
   role: 'viewer' | 'admin';
   /** What an admin gets with the body above (proves the request passed authentication and roles). */
   adminStatus: number;
+  /** What an allowed identity below admin gets (default 200). */
+  allowedStatus?: number;
 }
 
 export const PROTECTED_ROUTES: ProtectedRoute[] = [
@@ -17,6 +19,14 @@ export const PROTECTED_ROUTES: ProtectedRoute[] = [
   { method: 'get', path: '/api/auth/users', role: 'admin', adminStatus: 200 },
   { method: 'post', path: '/api/auth/users', body: {}, role: 'admin', adminStatus: 400 },
   { method: 'delete', path: '/api/auth/users/999999', role: 'admin', adminStatus: 404 },
+  { method: 'post', path: '/api/auth/password', body: {}, role: 'viewer', adminStatus: 400, allowedStatus: 400 },
+  {
+    method: 'post',
+    path: '/api/auth/users/999999/password',
+    body: { new_password: 'long-enough-password' },
+    role: 'admin',
+    adminStatus: 404,
+  },
   { method: 'get', path: '/api/settings', role: 'admin', adminStatus: 200 },
   { method: 'put', path: '/api/settings', body: { settings: { 'no.such_key': 1 } }, role: 'admin', adminStatus: 400 },
   { method: 'get', path: '/api/audit', role: 'admin', adminStatus: 200 },

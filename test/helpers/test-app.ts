@@ -8,6 +8,7 @@ import { DataSource } from 'typeorm';
 import { createApp } from '../../src/app.setup';
 import { loadConfig } from '../../src/config/app-config';
 import { unwatchLiveDatabase, watchLiveDatabase } from './live-db-tripwire';
+import { testLogStream } from './test-logs';
 
 export const ADMIN = { username: 'admin', password: 'admin-password-123' };
 export const API_KEY = 'test-api-key-0123456789abcdef';
@@ -31,11 +32,11 @@ export async function startTestApp(env: Record<string, string> = {}, dir?: strin
     AUTH_USER: ADMIN.username,
     AUTH_PASS: ADMIN.password,
     API_KEY,
-    LOG_LEVEL: 'error',
+    LOG_LEVEL: 'warn',
     ...env,
   });
-  const app = await createApp(config);
-  app.useLogger(['error']);
+  // Logs go to the test's buffer: printed only if the test fails (failure-path tests log errors on purpose).
+  const app = await createApp(config, { logStream: testLogStream });
   await app.init();
   watchLiveDatabase(dbPath);
   const http = app.getHttpServer() as App;

@@ -1,4 +1,5 @@
 import { IsIn, IsString, Matches, MaxLength, MinLength } from 'class-validator';
+import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../credentials';
 import { ROLES, type Role } from '../user.entity';
 
 export class CreateUserDto {
@@ -9,11 +10,11 @@ export class CreateUserDto {
 
   /** At least 12 characters. @example a-long-passphrase */
   @IsString()
-  @MinLength(12, { message: 'password must be at least 12 characters' })
-  @MaxLength(1024)
+  @MinLength(MIN_PASSWORD_LENGTH, { message: `password must be at least ${MIN_PASSWORD_LENGTH} characters` })
+  @MaxLength(MAX_PASSWORD_LENGTH)
   password: string;
 
-  /** @example operator */
+  /** viewer and operator may sign in but use no admin route; admin may use every route. @example admin */
   @IsIn(ROLES, { message: `role must be one of ${ROLES.join(', ')}` })
   role: Role;
 }

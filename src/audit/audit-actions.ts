@@ -1,0 +1,35 @@
+/**
+ * Every audit action this service records, for the `?action=` filter: an action outside this list (and never
+ * recorded, e.g. by a newer version) is refused with 400 and this list, instead of a silent empty page.
+ */
+export const AUDIT_ACTIONS = [
+  'login',
+  'login_failed',
+  'logout',
+  'user_create',
+  'user_delete',
+  'password_change',
+  'password_change_failed',
+  'password_reset',
+  'settings_update',
+  'backup_create',
+  'backup_failed',
+  'backup_delete',
+  'backup_prune',
+  'backup_prune_failed',
+  'backup_verify',
+  'backup_download',
+  'backup_upload',
+  'backup_upload_failed',
+  'backup_restore',
+  'backup_restore_failed',
+  'auto_backup',
+  'restore_drill',
+  'alert_sent',
+  'alert_failed',
+  'offsite_upload',
+  'offsite_failed',
+  'offsite_verify',
+  'offsite_pull',
+  'offsite_prune',
+] as const;
