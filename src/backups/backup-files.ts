@@ -46,6 +46,8 @@ export interface SnapshotInfo {
   sqliteVersion: string | null;
   schemaVersion: number | null;
   quickCheck: 'ok';
+  /** How the pages were copied (see snapshot-copy.ts). */
+  method: 'raw' | 'backup-api';
 }
 
 /** The upload body went past the byte cap; nothing was kept. */
@@ -286,6 +288,7 @@ export class BackupFiles {
       sqliteVersion: result.sqliteVersion,
       schemaVersion: result.schemaVersion,
       quickCheck: result.quickCheck,
+      method: result.method ?? 'backup-api',
     };
   }
 
