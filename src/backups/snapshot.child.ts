@@ -35,7 +35,8 @@ if (process.send !== undefined) {
     void runSnapshotJob(job, { raw: job.raw, mmap: true })
       .catch(toFailure)
       .then((reply: SnapshotWorkerReply) => {
-        process.send?.(reply, () => process.disconnect());
+        const withRss = reply.ok ? { ...reply, peakRssBytes: process.resourceUsage().maxRSS * 1024 } : reply;
+        process.send?.(withRss, () => process.disconnect());
       });
   });
   // The service went away: nothing is waiting for this copy any more.

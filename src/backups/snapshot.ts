@@ -76,6 +76,8 @@ export type SnapshotWorkerReply =
       checkMs?: number;
       /** How the pages were copied (see snapshot-copy.ts); absent from the worker thread (backup API). */
       method?: 'raw' | 'backup-api';
+      /** Peak resident memory of the snapshot child process (its own, never the service's); absent from a thread. */
+      peakRssBytes?: number;
     }
   | WorkerFailure;
 
