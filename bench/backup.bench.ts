@@ -898,10 +898,13 @@ function report(bench: Bench, results: Results): string {
       '`PRAGMA wal_checkpoint(TRUNCATE)` through the app, `sync`, and a warm-up read `cat db > /dev/null`, so every ' +
       'tool starts from the same quiesced file and a warm page cache (it cannot be dropped without root): these are ' +
       "warm-cache numbers. Every copy goes to the app's backups folder and is deleted after its run.",
-    '- Service time = wall time of `BackupsService.create()`, all of it: worker start, one-step backup-API copy, ' +
-      'journal_mode=DELETE, `quick_check`, fsync (and the sha256 of the copy, when the worker makes one), ' +
-      'hard-link publish, directory fsync, manifest and audit rows, retention. ' +
-      '`sqlite3 .backup` and `VACUUM INTO` fdatasync their copy (checked with strace); `cp` does not.',
+    '- Service time = wall time of `BackupsService.create()`, all of it: start of the snapshot child process, the ' +
+      'copy (pinned read with sha256 on the way, or the backup API then journal_mode=DELETE), then quick_check, ' +
+      'fsync (and sha256 after a backup-API copy) side by side, hard-link publish, directory fsync, manifest and ' +
+      'audit rows, retention. `sqlite3 .backup` and `VACUUM INTO` fdatasync their copy (checked with strace); `cp` ' +
+      'does not. `worker*` rows: `runSnapshotWorker` alone with the options named, watched like a service run.',
+    `- Health: another child process calls \`GET /api/health\` ${HEALTH_INTERVAL_MS} ms after each answer, during ` +
+      'every watched run (service, worker, restore) and the idle baseline; the latency is what that client sees.',
     `- Write load (\`service-load\` runs and the idle baseline): two loops, each one small write ${WRITE_INTERVAL_MS} ms ` +
       "after the previous one completed: an INSERT into audit_log through the app's TypeORM DataSource (in this " +
       "process, on the app's main thread), and `PUT /api/settings` with the API key over HTTP to the listening app " +
@@ -909,7 +912,8 @@ function report(bench: Bench, results: Results): string {
       "client's work is not on the app's event loop). Sequential loops: a stall is one long sample, and with fewer " +
       'than 100 samples p99 is the max.',
     "- On the app's main thread (this process) during every service run: `monitorEventLoopDelay({ resolution: 1 })` " +
-      '(each value is a whole timer interval, so ~1 ms means no delay) and RSS (main thread + snapshot worker) ' +
+      '(each value is a whole timer interval, so ~1 ms means no delay) and RSS (this process: main thread and any ' +
+      'worker thread; the snapshot child process reports its own peak apart) ' +
       'sampled every 5 ms, max minus before. The rows above give the worst run; the table below gives each run.',
     `- Listing: ${LIST_FILES} files of 1 KiB named like real backups (distinct timestamps) put in the app's backups ` +
       'folder. The service has not seen them, so its first list() is reported apart; the bench then polls list() ' +

@@ -61,6 +61,17 @@ function closeQuietly(db: Database.Database | undefined): void {
   }
 }
 
+function openIfExists(file: string): number | undefined {
+  try {
+    return fs.openSync(file, 'r');
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ENOENT') {
+      return undefined;
+    }
+    throw err;
+  }
+}
+
 /**
  * True when the wal-index says every frame of the WAL is in the main file (mxFrame = nBackfill). Read after our
  * read transaction began: our snapshot's last frame is ≤ mxFrame, so the main file then holds exactly our
@@ -157,8 +168,9 @@ async function pinnedCopy(job: SnapshotJob, hash: boolean): Promise<CopyResult |
       db.pragma('wal_checkpoint(PASSIVE)');
       db.exec('BEGIN');
       db.prepare('SELECT count(*) FROM sqlite_schema').get();
-      shmFd ??= fs.openSync(`${job.source}-shm`, 'r');
-      pinned = walFullyBackfilled(shmFd);
+      shmFd ??= openIfExists(`${job.source}-shm`);
+      // No wal-index file (e.g. locking_mode=EXCLUSIVE keeps it in heap memory): nothing to pin by.
+      pinned = shmFd !== undefined && walFullyBackfilled(shmFd);
       if (!pinned) {
         db.exec('COMMIT');
       }
