@@ -342,8 +342,8 @@ async function underObservation<T>(
   };
 }
 
-async function measureIdle(bench: Bench, ms: number): Promise<LoadResult> {
-  const { load } = await underObservation(bench, true, () => sleep(ms));
+async function measureIdle(bench: Bench, ms: number, writes = true): Promise<LoadResult> {
+  const { load } = await underObservation(bench, writes, () => sleep(ms));
   const failed = load.db.firstError ?? load.http.firstError ?? load.health.firstError;
   if (failed !== undefined) {
     throw new Error(`small writes or health pings failed without a backup running: ${failed}`);
@@ -617,6 +617,8 @@ function pair(a: number, b: number): string {
 interface Results {
   machine: string[];
   idle: LoadResult;
+  /** No backup and no writes: only the health pinger (what the machine itself costs). */
+  quiet: LoadResult;
   runs: ToolRun[];
   list: ListResult;
   restore: RestoreRun;
@@ -836,6 +838,14 @@ function report(bench: Bench, results: Results): string {
       '(info)',
       '—',
     ],
+    [
+      `Quiet baseline, no backup and no writes (${BASELINE_MS / 1000} s): event-loop p99 / max; health p99 / max`,
+      `${pair(results.quiet.loopP99Ms, results.quiet.loopMaxMs)}; ` +
+        pair(percentile(results.quiet.health.samples, 99), maxOf(results.quiet.health.samples)),
+      'ms',
+      '(info: the floor this machine allowed)',
+      '—',
+    ],
   );
   for (const tool of WORKER_TOOLS) {
     rows.push([
@@ -999,6 +1009,7 @@ async function main(): Promise<number> {
     await measureIdle(bench, WARM_UP_MS);
     await prepareRun(bench);
     const idle = await measureIdle(bench, BASELINE_MS);
+    const quiet = await measureIdle(bench, BASELINE_MS, false);
 
     progress(`timed runs: ${options.runs} rounds × ${TOOLS.length} tools, rotating order`);
     const runs = await timedRuns(bench);
@@ -1011,7 +1022,7 @@ async function main(): Promise<number> {
     const list = await measureList(bench);
 
     const loadAtEnd = os.loadavg();
-    process.stdout.write(`${report(bench, { machine, idle, runs, list, restore, loadAtEnd })}\n`);
+    process.stdout.write(`${report(bench, { machine, idle, quiet, runs, list, restore, loadAtEnd })}\n`);
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
