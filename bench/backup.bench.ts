@@ -65,7 +65,7 @@ const TOOLS = [
   'service',
   'service-load',
   'worker',
-  'worker-nice0',
+  'worker-nice10',
   'worker-api',
   'worker-thread',
   'cli-backup',
@@ -73,7 +73,7 @@ const TOOLS = [
   'cp',
 ] as const;
 type ToolId = (typeof TOOLS)[number];
-const WORKER_TOOLS = ['worker', 'worker-nice0', 'worker-api', 'worker-thread'] as const;
+const WORKER_TOOLS = ['worker', 'worker-nice10', 'worker-api', 'worker-thread'] as const;
 type WorkerToolId = (typeof WORKER_TOOLS)[number];
 type CliToolId = Exclude<ToolId, 'service' | 'service-load' | WorkerToolId>;
 
@@ -84,7 +84,7 @@ function isWorkerTool(tool: ToolId): tool is WorkerToolId {
 /** How each worker tool calls `runSnapshotWorker`. */
 const WORKER_OPTIONS: Record<WorkerToolId, SnapshotOptions> = {
   worker: {},
-  'worker-nice0': { nice: 0 },
+  'worker-nice10': { nice: 10 },
   'worker-api': { copyMethod: 'backup-api' },
   'worker-thread': { isolation: 'thread' },
 };
@@ -93,9 +93,9 @@ const TOOL_LABELS: Record<ToolId, string> = {
   service: 'This service: `BackupsService.create()`, no other load',
   'service-load': 'This service: `BackupsService.create()` under the write load below',
   worker:
-    "The service's snapshot job alone (`runSnapshotWorker` as the service calls it: child process at nice 10, " +
+    "The service's snapshot job alone (`runSnapshotWorker` as the service calls it: child process, " +
     'pinned-read copy; no publish, audit or retention)',
-  'worker-nice0': "The same at the service's own CPU priority (`nice: 0`)",
+  'worker-nice10': 'The same at a lower CPU priority (`nice: 10`)',
   'worker-api': 'The snapshot job in its child process, forced to the backup API (`copyMethod: backup-api`)',
   'worker-thread': 'The snapshot job in a worker thread of the service (`isolation: thread`; the previous design)',
   'cli-backup': '`sqlite3 db ".backup \'dest\'"`',

@@ -4,7 +4,7 @@
  * - it may read the live database's files with its own descriptors (see snapshot-copy.ts): closing those in the
  *   service's process would drop the service's SQLite locks;
  * - its memory maps, buffers and file handles never count against the service process, and end with it;
- * - it lowers its own CPU priority, so the kernel runs the service's event loop first on a busy machine.
+ * - it can run at a lower CPU priority (`nice`; measured not to pay by default, see DEFAULT_SNAPSHOT_NICE).
  * Keep imports to node built-ins, better-sqlite3 and snapshot-copy so that it starts fast and never loads Nest.
  */
 import * as os from 'node:os';
