@@ -34,7 +34,7 @@ const BUFFERS = 3;
  * the copy's dirty data; 1 GiB of it stalled the service's loop for up to 1 s in the bench.
  */
 const SYNC_EVERY = 32 * 1024 * 1024;
-/** PASSIVE checkpoint, then begin the read: how often to try before falling back to the backup API. */
+/** Begin a read, checkpoint what it needs into the main file: how often to try before using the backup API. */
 const PIN_ATTEMPTS = 3;
 /** Map the copy for quick_check (this process only: the mapping never touches the service's RSS). */
 const MMAP_LIMIT = 0x7fff0000;
@@ -80,26 +80,52 @@ function openIfExists(file: string): number | undefined {
   }
 }
 
-/**
- * True when the wal-index says every frame of the WAL is in the main file (mxFrame = nBackfill). Read after our
- * read transaction began: our snapshot's last frame is ≤ mxFrame, so the main file then holds exactly our
- * snapshot, and no checkpoint may write past our read mark while we keep the transaction (sqlite.org/walformat.html
- * §2.3.1, WAL_READ_LOCK).
- */
-function walFullyBackfilled(shmFd: number): boolean {
+interface WalIndex {
+  /** Last committed frame in the WAL. */
+  mxFrame: number;
+  /** Frames already copied into the main file. */
+  nBackfill: number;
+}
+
+/** The wal-index header's two counters (sqlite.org/walformat.html §2.1), or null while a writer is mid-update. */
+function readWalIndex(shmFd: number): WalIndex | null {
   const header = Buffer.alloc(136);
   if (fs.readSync(shmFd, header, 0, header.length, 0) !== header.length) {
-    return false;
+    return null;
   }
   // Two copies of the index header: equal unless a writer was updating it while we read.
   if (header[12] !== 1 || !header.subarray(0, 48).equals(header.subarray(48, 96))) {
-    return false;
+    return null;
   }
   // The wal-index is in native byte order.
   const le = os.endianness() === 'LE';
-  const mxFrame = le ? header.readUInt32LE(16) : header.readUInt32BE(16);
-  const nBackfill = le ? header.readUInt32LE(96) : header.readUInt32BE(96);
-  return mxFrame === nBackfill;
+  return {
+    mxFrame: le ? header.readUInt32LE(16) : header.readUInt32BE(16),
+    nBackfill: le ? header.readUInt32LE(96) : header.readUInt32BE(96),
+  };
+}
+
+/**
+ * Called inside our read transaction, whose snapshot ends at some frame M. True when the main file now holds exactly
+ * that snapshot, and keeps holding it until the transaction ends:
+ * - M ≤ `mxFrame` read after the transaction began, so once `nBackfill` ≥ that value every frame of our snapshot
+ *   is in the main file;
+ * - no checkpoint may copy frames past our read mark (≤ M) while we hold it, so `nBackfill` can never pass M, and
+ *   pages of later commits stay in the WAL (sqlite.org/walformat.html §2.3.1, WAL_READ_LOCK).
+ * When frames are missing, a PASSIVE checkpoint on a second connection copies them — it cannot wait for or block
+ * anyone — and we look again.
+ */
+function mainFileHoldsSnapshot(shmFd: number, checkpointer: () => Database.Database): boolean {
+  const began = readWalIndex(shmFd);
+  if (began === null) {
+    return false;
+  }
+  if (began.nBackfill >= began.mxFrame) {
+    return true;
+  }
+  checkpointer().pragma('wal_checkpoint(PASSIVE)');
+  const after = readWalIndex(shmFd);
+  return after !== null && after.nBackfill >= began.mxFrame;
 }
 
 /**
@@ -162,6 +188,7 @@ async function pinnedCopy(job: SnapshotJob, hash: boolean): Promise<CopyResult |
     throw new Error('Raw reads of the live database are only allowed in the snapshot child process');
   }
   let db: Database.Database | undefined;
+  let second: Database.Database | undefined;
   let shmFd: number | undefined;
   let mainFd: number | undefined;
   let destFd: number | undefined;
@@ -170,19 +197,22 @@ async function pinnedCopy(job: SnapshotJob, hash: boolean): Promise<CopyResult |
     if (String(db.pragma('journal_mode', { simple: true })) !== 'wal') {
       return null;
     }
+    const sourcePath = job.source;
+    const checkpointer = (): Database.Database =>
+      (second ??= new Database(sourcePath, { fileMustExist: true, timeout: job.busyTimeoutMs }));
     let pinned = false;
     for (let attempt = 0; attempt < PIN_ATTEMPTS && !pinned; attempt++) {
-      // Moves committed frames into the main file without waiting for anyone (never blocks the app's writers).
-      db.pragma('wal_checkpoint(PASSIVE)');
       db.exec('BEGIN');
       db.prepare('SELECT count(*) FROM sqlite_schema').get();
       shmFd ??= openIfExists(`${job.source}-shm`);
       // No wal-index file (e.g. locking_mode=EXCLUSIVE keeps it in heap memory): nothing to pin by.
-      pinned = shmFd !== undefined && walFullyBackfilled(shmFd);
+      pinned = shmFd !== undefined && mainFileHoldsSnapshot(shmFd, checkpointer);
       if (!pinned) {
         db.exec('COMMIT');
       }
     }
+    closeQuietly(second);
+    second = undefined;
     if (!pinned) {
       return null;
     }
@@ -235,6 +265,7 @@ async function pinnedCopy(job: SnapshotJob, hash: boolean): Promise<CopyResult |
   } finally {
     // SQLite's connection first: closing one of our own descriptors of the live files while it is open would drop
     // its locks (POSIX), and a checkpoint could then write the main file under a reader of this process.
+    closeQuietly(second);
     closeQuietly(db);
     for (const fd of [mainFd, shmFd, destFd]) {
       if (fd !== undefined) {
