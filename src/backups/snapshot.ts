@@ -143,10 +143,10 @@ export interface SnapshotOptions {
 }
 
 /**
- * The snapshot child's nice value. 0, measured (README, Benchmark): at nice 10 the copy lost a third of its
- * throughput whenever anything else kept the CPUs busy (0.72× of `sqlite3 .backup` against 0.93× at nice 0 on a
- * shared 2-core machine, load average 8), while the service's event-loop and health latency did not improve beyond
- * the noise. Being a separate process already keeps it off the service's event loop, heap and RSS.
+ * The snapshot child's nice value. 0, measured (README, Benchmark): at nice 10 the copy lost up to a third of its
+ * throughput whenever anything else kept the CPUs busy (0.61–0.98× of `sqlite3 .backup` against 0.76–1.07× at
+ * nice 0 on a shared 2-core machine, load average 8–14), for a health p99 better in three runs of four and still
+ * far from its target. Being a separate process already keeps it off the service's event loop, heap and RSS.
  */
 export const DEFAULT_SNAPSHOT_NICE = 0;
 
