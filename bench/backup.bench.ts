@@ -16,6 +16,7 @@ import type { AddressInfo } from 'node:net';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Database } from 'better-sqlite3';
 import { DataSource } from 'typeorm';
+import type { SnapshotOptions } from '../src/backups/snapshot';
 import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './bench-app';
 import { checkpointTruncate, fillDatabase } from './bench-db';
 import { LatencyProbe, type LatencySamples, noSamples, RssProbe, StallProbe, type StallReport } from './bench-probes';
@@ -39,30 +40,64 @@ import {
 
 const FREE_SPACE_FACTOR = 2.5;
 const WRITE_INTERVAL_MS = 5;
+/** The monitor the issue describes: another client pinging `GET /api/health` every 10 ms. */
+const HEALTH_INTERVAL_MS = 10;
 const WARM_UP_MS = 1500;
 const BASELINE_MS = 3000;
-const LIST_FILES = 1000;
+const LIST_FILES = 10_000;
 const LIST_REPEATS = 5;
-const LIST_SETTLE_TIMEOUT_MS = 120_000;
+const LIST_SETTLE_TIMEOUT_MS = 600_000;
 const ADMIN = { user: 'bench-admin', pass: 'bench-password-123' };
 
+/** Issue #11. */
 const TARGETS = {
   throughputRatio: 0.9,
-  loopP99Ms: 20,
-  loopMaxMs: 50,
+  loopP99Ms: 5,
+  loopMaxMs: 20,
+  healthP99Ms: 10,
   writeP99Ms: 50,
   listMs: 50,
   rssMiB: 64,
+  restoreFactor: 3,
 };
 
-const TOOLS = ['service', 'service-load', 'worker', 'cli-backup', 'vacuum-into', 'cp'] as const;
+const TOOLS = [
+  'service',
+  'service-load',
+  'worker',
+  'worker-nice10',
+  'worker-api',
+  'worker-thread',
+  'cli-backup',
+  'vacuum-into',
+  'cp',
+] as const;
 type ToolId = (typeof TOOLS)[number];
-type CliToolId = Exclude<ToolId, 'service' | 'service-load' | 'worker'>;
+const WORKER_TOOLS = ['worker', 'worker-nice10', 'worker-api', 'worker-thread'] as const;
+type WorkerToolId = (typeof WORKER_TOOLS)[number];
+type CliToolId = Exclude<ToolId, 'service' | 'service-load' | WorkerToolId>;
+
+function isWorkerTool(tool: ToolId): tool is WorkerToolId {
+  return (WORKER_TOOLS as readonly ToolId[]).includes(tool);
+}
+
+/** How each worker tool calls `runSnapshotWorker`. */
+const WORKER_OPTIONS: Record<WorkerToolId, SnapshotOptions> = {
+  worker: {},
+  'worker-nice10': { nice: 10 },
+  'worker-api': { copyMethod: 'backup-api' },
+  'worker-thread': { isolation: 'thread' },
+};
 
 const TOOL_LABELS: Record<ToolId, string> = {
   service: 'This service: `BackupsService.create()`, no other load',
   'service-load': 'This service: `BackupsService.create()` under the write load below',
-  worker: "The service's snapshot worker alone (`runSnapshotWorker`: no publish, audit or retention)",
+  worker:
+    "The service's snapshot job alone (`runSnapshotWorker` as the service calls it: child process, " +
+    'pinned-read copy; no publish, audit or retention)',
+  'worker-nice10': 'The same at a lower CPU priority (`nice: 10`)',
+  'worker-api': 'The snapshot job in its child process, forced to the backup API (`copyMethod: backup-api`)',
+  'worker-thread': 'The snapshot job in a worker thread of the service (`isolation: thread`; the previous design)',
   'cli-backup': '`sqlite3 db ".backup \'dest\'"`',
   'vacuum-into': '`sqlite3 db "VACUUM INTO \'dest\'"`',
   cp: '`cp db dest` (quiesced file)',
@@ -79,6 +114,10 @@ interface ToolRun {
   reportedMs?: number;
   /** Worker runs: the phases the worker reported. */
   phases?: WorkerPhases;
+  /** How the snapshot job copied (service and worker runs that report it). */
+  method?: string;
+  /** The snapshot child's own peak RSS, when it ran in a child process. */
+  childPeakRssBytes?: number;
 }
 
 interface WorkerPhases {
@@ -88,6 +127,8 @@ interface WorkerPhases {
   workerMs: number;
   /** The sha256 of the copy, when this version of the worker computes one. */
   hashMs?: number;
+  /** quick_check, fsync and sha256 side by side after the copy (child-process job only). */
+  checkMs?: number;
 }
 
 interface Bench {
@@ -102,6 +143,7 @@ interface Bench {
   baseUrl: string;
   apiKey: string;
   httpWriter: HttpWriterProcess;
+  healthPinger: HttpWriterProcess;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -201,6 +243,7 @@ async function startBench(options: BenchOptions, modules: AppModules, dbPath: st
   const dataSource = app.get(DataSource);
   const handle = (dataSource.driver as unknown as { databaseConnection: Database }).databaseConnection;
   const httpWriter = await HttpWriterProcess.start();
+  const healthPinger = await HttpWriterProcess.start();
   return {
     options,
     modules,
@@ -213,6 +256,7 @@ async function startBench(options: BenchOptions, modules: AppModules, dbPath: st
     baseUrl: `http://127.0.0.1:${address.port}`,
     apiKey,
     httpWriter,
+    healthPinger,
   };
 }
 
@@ -236,12 +280,17 @@ interface LoadResult {
   loopMaxMs: number;
   db: LatencySamples;
   http: LatencySamples;
+  /** GET /api/health every HEALTH_INTERVAL_MS from another process (every observed run). */
+  health: LatencySamples;
   rssGrowthBytes: number;
   rssAnonGrowthBytes: number;
   stall: StallReport;
 }
 
-/** Watches the app while `work` runs: event loop and RSS always, and with `writes` the two small-write loops. */
+/**
+ * Watches the app while `work` runs: event loop, RSS and a client pinging GET /api/health always, and with `writes`
+ * the two small-write loops.
+ */
 async function underObservation<T>(
   bench: Bench,
   writes: boolean,
@@ -254,6 +303,7 @@ async function underObservation<T>(
   rss.start();
   stall.start();
   loop.enable();
+  bench.healthPinger.begin(bench.baseUrl, bench.apiKey, HEALTH_INTERVAL_MS, 'health');
   if (writes) {
     db.start();
     bench.httpWriter.begin(bench.baseUrl, bench.apiKey, WRITE_INTERVAL_MS);
@@ -273,9 +323,9 @@ async function underObservation<T>(
     rssGrowthBytes = rss.stop();
     rssAnonGrowthBytes = rss.anonGrowth();
   }
-  const [dbResult, httpResult] = writes
-    ? await Promise.all([db.stop(), bench.httpWriter.end()])
-    : [noSamples(), noSamples()];
+  const [dbResult, httpResult, healthResult] = writes
+    ? await Promise.all([db.stop(), bench.httpWriter.end(), bench.healthPinger.end()])
+    : [noSamples(), noSamples(), await bench.healthPinger.end()];
   return {
     value,
     ms,
@@ -284,6 +334,7 @@ async function underObservation<T>(
       loopMaxMs: loop.max / 1e6,
       db: dbResult,
       http: httpResult,
+      health: healthResult,
       rssGrowthBytes,
       rssAnonGrowthBytes,
       stall: stallReport,
@@ -291,11 +342,11 @@ async function underObservation<T>(
   };
 }
 
-async function measureIdle(bench: Bench, ms: number): Promise<LoadResult> {
-  const { load } = await underObservation(bench, true, () => sleep(ms));
-  const failed = load.db.firstError ?? load.http.firstError;
+async function measureIdle(bench: Bench, ms: number, writes = true): Promise<LoadResult> {
+  const { load } = await underObservation(bench, writes, () => sleep(ms));
+  const failed = load.db.firstError ?? load.http.firstError ?? load.health.firstError;
   if (failed !== undefined) {
-    throw new Error(`small writes failed without a backup running: ${failed}`);
+    throw new Error(`small writes or health pings failed without a backup running: ${failed}`);
   }
   return load;
 }
@@ -353,8 +404,8 @@ async function timedRuns(bench: Bench): Promise<ToolRun[]> {
       const run =
         tool === 'service' || tool === 'service-load'
           ? await runService(bench, tool, round, bytes)
-          : tool === 'worker'
-            ? await runWorker(bench, round, bytes)
+          : isWorkerTool(tool)
+            ? await runWorker(bench, tool, round, bytes)
             : await runCli(bench, tool, round, bytes);
       progress(`  round ${round} ${tool.padEnd(12)} ${fixed(mbps(run), 0).padStart(5)} MB/s (${fixed(run.ms, 0)} ms)`);
       runs.push(run);
@@ -367,24 +418,36 @@ function mbps(run: { bytes: number; ms: number }): number {
   return run.bytes / MB / (run.ms / 1000);
 }
 
-/** The service's worker on its own, with the service's default options, into a file of the backups folder. */
-async function runWorker(bench: Bench, round: number, bytes: number): Promise<ToolRun> {
-  const dest = path.join(bench.backupsDir, 'bench-worker.db');
+/**
+ * The service's snapshot job on its own, into a file of the backups folder, watched like a service run (event loop,
+ * RSS, health pings; no writes) so that the child process and the worker thread can be compared.
+ */
+async function runWorker(bench: Bench, tool: WorkerToolId, round: number, bytes: number): Promise<ToolRun> {
+  const dest = path.join(bench.backupsDir, `.mc-tmp-${'0'.repeat(16)}.db.part`);
   removeWithSiblings(dest);
-  const started = performance.now();
-  const result = await bench.modules.runSnapshotWorker(bench.dbPath, dest);
-  const ms = performance.now() - started;
+  fs.writeFileSync(dest, '', { mode: 0o600 });
+  const {
+    value: result,
+    ms,
+    load,
+  } = await underObservation(bench, false, () =>
+    bench.modules.runSnapshotWorker(bench.dbPath, dest, WORKER_OPTIONS[tool]),
+  );
   removeWithSiblings(dest);
-  const hashMs = (result as { hashMs?: unknown }).hashMs;
+  const extra = result as { hashMs?: unknown; checkMs?: unknown; method?: unknown; peakRssBytes?: unknown };
   return {
-    tool: 'worker',
+    tool,
     round,
     bytes,
     ms,
+    load,
+    method: typeof extra.method === 'string' ? extra.method : 'backup-api (thread)',
+    childPeakRssBytes: typeof extra.peakRssBytes === 'number' ? extra.peakRssBytes : undefined,
     phases: {
       copyMs: result.copyMs,
       workerMs: result.totalMs,
-      hashMs: typeof hashMs === 'number' ? hashMs : undefined,
+      hashMs: typeof extra.hashMs === 'number' ? extra.hashMs : undefined,
+      checkMs: typeof extra.checkMs === 'number' ? extra.checkMs : undefined,
     },
   };
 }
@@ -469,6 +532,48 @@ async function measureList(bench: Bench): Promise<ListResult> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Online restore
+
+interface RestoreRun {
+  ms: number;
+  load: LoadResult;
+}
+
+/**
+ * `POST /api/backup/restore` of a fresh backup of the bench database, over HTTP with the API key: verify
+ * (integrity_check + sha256), safety backup, page copy into the live database, migrations, health. Timed from the
+ * client; the backup and the safety backup it leaves are removed afterwards.
+ */
+async function measureRestore(bench: Bench): Promise<RestoreRun> {
+  await prepareRun(bench);
+  const created = await bench.service.create({ actor: { id: null, username: 'bench' }, kind: 'manual' });
+  await prepareRun(bench);
+  const leftovers = new Set([created.name]);
+  try {
+    const { value, ms, load } = await underObservation(bench, false, async () => {
+      const response = await fetch(`${bench.baseUrl}/api/backup/restore`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-api-key': bench.apiKey },
+        body: JSON.stringify({ name: created.name }),
+      });
+      const text = await response.text();
+      if (response.status !== 200) {
+        throw new Error(`POST /api/backup/restore answered ${response.status}: ${text.slice(0, 300)}`);
+      }
+      return JSON.parse(text) as { safety_backup?: string };
+    });
+    if (value.safety_backup) {
+      leftovers.add(value.safety_backup);
+    }
+    return { ms, load };
+  } finally {
+    for (const name of leftovers) {
+      fs.rmSync(path.join(bench.backupsDir, name), { force: true });
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Report
 
 async function machineLines(bench: Bench, dir: string): Promise<string[]> {
@@ -512,8 +617,11 @@ function pair(a: number, b: number): string {
 interface Results {
   machine: string[];
   idle: LoadResult;
+  /** No backup and no writes: only the health pinger (what the machine itself costs). */
+  quiet: LoadResult;
   runs: ToolRun[];
   list: ListResult;
+  restore: RestoreRun;
   loadAtEnd: number[];
 }
 
@@ -540,22 +648,33 @@ function report(bench: Bench, results: Results): string {
     }
     rows.push([`${TOOL_LABELS[tool]}: throughput, median of ${n}`, fixed(speed, 0), 'MB/s', ratioText, met]);
   }
-  const phases = runs.flatMap((r) => (r.phases ? [{ ...r.phases, bytes: r.bytes }] : []));
-  const copySpeed = median(phases.map((p) => mbps({ bytes: p.bytes, ms: p.copyMs })));
-  const hashes = phases.flatMap((p) => (p.hashMs === undefined ? [] : [p.hashMs]));
-  const workerMs = median(phases.map((p) => p.workerMs));
-  const copyMs = median(phases.map((p) => p.copyMs));
-  const hashMs = median(hashes);
-  rows.push([
-    `Worker phases, median of ${n}: page copy / journal switch + quick_check + fsync${hashes.length > 0 ? ' / sha256' : ''}` +
-      ' / whole worker',
-    hashes.length > 0
-      ? `${fixed(copyMs, 0)} / ${fixed(workerMs - copyMs - hashMs, 0)} / ${fixed(hashMs, 0)} / ${fixed(workerMs, 0)}`
-      : `${fixed(copyMs, 0)} / ${fixed(workerMs - copyMs, 0)} / ${fixed(workerMs, 0)}`,
-    'ms',
-    `page copy alone ${fixed(copySpeed, 0)} MB/s = ${fixed(copySpeed / reference, 2)}×`,
-    '(info)',
-  ]);
+  for (const tool of WORKER_TOOLS) {
+    const phases = runs.flatMap((r) => (r.tool === tool && r.phases ? [{ ...r.phases, bytes: r.bytes }] : []));
+    const copySpeed = median(phases.map((p) => mbps({ bytes: p.bytes, ms: p.copyMs })));
+    const copyMs = median(phases.map((p) => p.copyMs));
+    const workerMs = median(phases.map((p) => p.workerMs));
+    const checkMs = median(phases.flatMap((p) => (p.checkMs === undefined ? [] : [p.checkMs])));
+    const hashMs = median(phases.flatMap((p) => (p.hashMs === undefined ? [] : [p.hashMs])));
+    const methods = [...new Set(runs.filter((r) => r.tool === tool).map((r) => r.method ?? '?'))].join(', ');
+    rows.push(
+      Number.isFinite(checkMs)
+        ? [
+            `\`${tool}\` phases, median of ${n}: copy${tool === 'worker' ? ' (sha256 on the way)' : ''} / ` +
+              'quick_check ∥ fsync ∥ sha256 / whole job',
+            `${fixed(copyMs, 0)} / ${fixed(checkMs, 0)} / ${fixed(workerMs, 0)}`,
+            'ms',
+            `copy alone ${fixed(copySpeed, 0)} MB/s = ${fixed(copySpeed / reference, 2)}×; method: ${methods}`,
+            '(info)',
+          ]
+        : [
+            `\`${tool}\` phases, median of ${n}: copy / journal switch + quick_check + fsync / sha256 / whole job`,
+            `${fixed(copyMs, 0)} / ${fixed(workerMs - copyMs - hashMs, 0)} / ${fixed(hashMs, 0)} / ${fixed(workerMs, 0)}`,
+            'ms',
+            `copy alone ${fixed(copySpeed, 0)} MB/s = ${fixed(copySpeed / reference, 2)}×`,
+            '(info)',
+          ],
+    );
+  }
 
   const during = `during service backup under write load, worst of ${n}`;
   const loopP99 = worst('service-load', (l) => l.loopP99Ms);
@@ -568,9 +687,38 @@ function report(bench: Bench, results: Results): string {
   const rssMiB = maxOf(rssAll);
   const rssAnonMiB = maxOf([...loads('service'), ...loads('service-load')].map((l) => l.rssAnonGrowthBytes / MIB));
   const failed = loads('service-load').reduce((sum, l) => sum + l.db.errors + l.http.errors, 0);
+  const healthP99 = worst('service', (l) => percentile(l.health.samples, 99));
+  const healthMax = worst('service', (l) => maxOf(l.health.samples));
+  const healthLoadP99 = worst('service-load', (l) => percentile(l.health.samples, 99));
+  const healthLoadMax = worst('service-load', (l) => maxOf(l.health.samples));
+  const healthFailed = [...loads('service'), ...loads('service-load')].reduce((sum, l) => sum + l.health.errors, 0);
+  const childRss = maxOf(runs.flatMap((r) => (r.childPeakRssBytes === undefined ? [] : [r.childPeakRssBytes / MIB])));
+  const backupMs = median(runs.filter((r) => r.tool === 'service').map((r) => r.ms));
+  const restoreFactor = results.restore.ms / backupMs;
   const listMedian = median(list.serviceMs);
   const listMax = maxOf(list.serviceMs);
   rows.push(
+    [
+      `HTTP \`GET /api/health\` every ${HEALTH_INTERVAL_MS} ms from another process: p99 during service backup, worst of ${n}`,
+      fixed(healthP99),
+      'ms',
+      ...target(healthP99, TARGETS.healthP99Ms, 'ms'),
+    ],
+    [`HTTP health: max during service backup, worst of ${n}`, fixed(healthMax), 'ms', '(info)', '—'],
+    [
+      `HTTP health p99 / max ${during}`,
+      pair(healthLoadP99, healthLoadMax),
+      'ms',
+      `(info; ≤ ${TARGETS.healthP99Ms} ms p99 ${healthLoadP99 <= TARGETS.healthP99Ms ? 'met' : 'missed'} here too)`,
+      '—',
+    ],
+    [
+      `Failed health pings during service backups (all ${2 * n} runs)`,
+      String(healthFailed),
+      'count',
+      '0',
+      verdict(healthFailed === 0),
+    ],
     [`Event-loop delay p99 ${during}`, fixed(loopP99), 'ms', ...target(loopP99, TARGETS.loopP99Ms, 'ms')],
     [`Event-loop delay max ${during}`, fixed(loopMax), 'ms', ...target(loopMax, TARGETS.loopMaxMs, 'ms')],
     [
@@ -603,6 +751,13 @@ function report(bench: Bench, results: Results): string {
       fixed(rssMiB),
       'MiB',
       ...target(rssMiB, TARGETS.rssMiB, 'MiB'),
+    ],
+    [
+      'Peak RSS of the snapshot child process (its own process, not the service; mapped file pages count), max',
+      fixed(childRss),
+      'MiB',
+      '(info)',
+      '—',
     ],
     [
       `RSS growth, anonymous memory only (no file-backed pages), worst of ${2 * n}`,
@@ -641,6 +796,21 @@ function report(bench: Bench, results: Results): string {
       '—',
     ],
     [
+      'Online restore of the database (`POST /api/backup/restore`: verify + safety backup + copy-in + migrations)',
+      fixed(results.restore.ms, 0),
+      'ms',
+      `${fixed(restoreFactor, 2)}× the service backup (target ≤ ${TARGETS.restoreFactor}×)`,
+      verdict(restoreFactor <= TARGETS.restoreFactor),
+    ],
+    [
+      'During the restore: event-loop p99 / max; health p99 / max (503 while restoring counts as failed)',
+      `${pair(results.restore.load.loopP99Ms, results.restore.load.loopMaxMs)}; ` +
+        `${pair(percentile(results.restore.load.health.samples, 99), maxOf(results.restore.load.health.samples))}`,
+      'ms',
+      `(info; ${results.restore.load.health.errors} failed pings)`,
+      '—',
+    ],
+    [
       `Idle baseline, same write load, no backup (${BASELINE_MS / 1000} s): event-loop delay p99 / max`,
       pair(idle.loopP99Ms, idle.loopMaxMs),
       'ms',
@@ -661,7 +831,37 @@ function report(bench: Bench, results: Results): string {
       '(info)',
       '—',
     ],
+    [
+      'Idle baseline: HTTP health p99 / max',
+      pair(percentile(idle.health.samples, 99), maxOf(idle.health.samples)),
+      'ms',
+      '(info)',
+      '—',
+    ],
+    [
+      `Quiet baseline, no backup and no writes (${BASELINE_MS / 1000} s): event-loop p99 / max; health p99 / max`,
+      `${pair(results.quiet.loopP99Ms, results.quiet.loopMaxMs)}; ` +
+        pair(percentile(results.quiet.health.samples, 99), maxOf(results.quiet.health.samples)),
+      'ms',
+      '(info: the floor this machine allowed)',
+      '—',
+    ],
   );
+  for (const tool of WORKER_TOOLS) {
+    rows.push([
+      `\`${tool}\` (no write load): event-loop p99 / max; health p99 / max, worst of ${n}`,
+      `${pair(
+        worst(tool, (l) => l.loopP99Ms),
+        worst(tool, (l) => l.loopMaxMs),
+      )}; ${pair(
+        worst(tool, (l) => percentile(l.health.samples, 99)),
+        worst(tool, (l) => maxOf(l.health.samples)),
+      )}`,
+      'ms',
+      '(info: child process vs worker thread)',
+      '—',
+    ]);
+  }
 
   const detailRows = runs.map((r) => {
     const l = r.load;
@@ -678,13 +878,15 @@ function report(bench: Bench, results: Results): string {
       l ? `${fixed(l.stall.longestMs)} @${fixed(l.stall.longestAtMs, 0)}; ${fixed(l.stall.gcMaxMs)}` : '',
       l ? writes(l.db) : '',
       l ? writes(l.http) : '',
+      l ? writes(l.health) : '',
       l ? fixed(l.rssGrowthBytes / MIB) : '',
       r.reportedMs !== undefined
         ? `reported ${r.reportedMs}`
         : r.phases
           ? `copy ${fixed(r.phases.copyMs, 0)}` +
+            (r.phases.checkMs === undefined ? '' : `, checks ${fixed(r.phases.checkMs, 0)}`) +
             (r.phases.hashMs === undefined ? '' : `, sha256 ${fixed(r.phases.hashMs, 0)}`) +
-            `, worker ${fixed(r.phases.workerMs, 0)}`
+            `, job ${fixed(r.phases.workerMs, 0)}; ${r.method ?? ''}`
           : '',
     ];
   });
@@ -706,10 +908,13 @@ function report(bench: Bench, results: Results): string {
       '`PRAGMA wal_checkpoint(TRUNCATE)` through the app, `sync`, and a warm-up read `cat db > /dev/null`, so every ' +
       'tool starts from the same quiesced file and a warm page cache (it cannot be dropped without root): these are ' +
       "warm-cache numbers. Every copy goes to the app's backups folder and is deleted after its run.",
-    '- Service time = wall time of `BackupsService.create()`, all of it: worker start, one-step backup-API copy, ' +
-      'journal_mode=DELETE, `quick_check`, fsync (and the sha256 of the copy, when the worker makes one), ' +
-      'hard-link publish, directory fsync, manifest and audit rows, retention. ' +
-      '`sqlite3 .backup` and `VACUUM INTO` fdatasync their copy (checked with strace); `cp` does not.',
+    '- Service time = wall time of `BackupsService.create()`, all of it: start of the snapshot child process, the ' +
+      'copy (pinned read with sha256 on the way, or the backup API then journal_mode=DELETE), then quick_check, ' +
+      'fsync (and sha256 after a backup-API copy) side by side, hard-link publish, directory fsync, manifest and ' +
+      'audit rows, retention. `sqlite3 .backup` and `VACUUM INTO` fdatasync their copy (checked with strace); `cp` ' +
+      'does not. `worker*` rows: `runSnapshotWorker` alone with the options named, watched like a service run.',
+    `- Health: another child process calls \`GET /api/health\` ${HEALTH_INTERVAL_MS} ms after each answer, during ` +
+      'every watched run (service, worker, restore) and the idle baseline; the latency is what that client sees.',
     `- Write load (\`service-load\` runs and the idle baseline): two loops, each one small write ${WRITE_INTERVAL_MS} ms ` +
       "after the previous one completed: an INSERT into audit_log through the app's TypeORM DataSource (in this " +
       "process, on the app's main thread), and `PUT /api/settings` with the API key over HTTP to the listening app " +
@@ -717,7 +922,8 @@ function report(bench: Bench, results: Results): string {
       "client's work is not on the app's event loop). Sequential loops: a stall is one long sample, and with fewer " +
       'than 100 samples p99 is the max.',
     "- On the app's main thread (this process) during every service run: `monitorEventLoopDelay({ resolution: 1 })` " +
-      '(each value is a whole timer interval, so ~1 ms means no delay) and RSS (main thread + snapshot worker) ' +
+      '(each value is a whole timer interval, so ~1 ms means no delay) and RSS (this process: main thread and any ' +
+      'worker thread; the snapshot child process reports its own peak apart) ' +
       'sampled every 5 ms, max minus before. The rows above give the worst run; the table below gives each run.',
     `- Listing: ${LIST_FILES} files of 1 KiB named like real backups (distinct timestamps) put in the app's backups ` +
       'folder. The service has not seen them, so its first list() is reported apart; the bench then polls list() ' +
@@ -737,6 +943,7 @@ function report(bench: Bench, results: Results): string {
         'longest stall @start; GC max, ms',
         'INSERT p99 / max @start ms',
         'HTTP PUT p99 / max @start ms',
+        'health p99 / max @start ms',
         'RSS +MiB',
         'service / worker ms',
       ],
@@ -802,15 +1009,20 @@ async function main(): Promise<number> {
     await measureIdle(bench, WARM_UP_MS);
     await prepareRun(bench);
     const idle = await measureIdle(bench, BASELINE_MS);
+    const quiet = await measureIdle(bench, BASELINE_MS, false);
 
     progress(`timed runs: ${options.runs} rounds × ${TOOLS.length} tools, rotating order`);
     const runs = await timedRuns(bench);
+
+    progress('online restore over HTTP');
+    const restore = await measureRestore(bench);
+    progress(`  restore: ${fixed(restore.ms, 0)} ms`);
 
     progress(`listing ${LIST_FILES} backups`);
     const list = await measureList(bench);
 
     const loadAtEnd = os.loadavg();
-    process.stdout.write(`${report(bench, { machine, idle, runs, list, loadAtEnd })}\n`);
+    process.stdout.write(`${report(bench, { machine, idle, quiet, runs, list, restore, loadAtEnd })}\n`);
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
@@ -821,6 +1033,7 @@ async function main(): Promise<number> {
   } finally {
     if (bench) {
       await bench.httpWriter.close();
+      await bench.healthPinger.close();
       await bench.app.close();
     }
     cleanup();

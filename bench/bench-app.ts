@@ -92,8 +92,8 @@ export class HttpWriterProcess {
     return new HttpWriterProcess(child);
   }
 
-  begin(url: string, apiKey: string, intervalMs: number): void {
-    this.send({ type: 'start', url, apiKey, intervalMs });
+  begin(url: string, apiKey: string, intervalMs: number, kind: 'settings' | 'health' = 'settings'): void {
+    this.send({ type: 'start', url, apiKey, intervalMs, kind });
   }
 
   async end(): Promise<LatencySamples> {

@@ -1,6 +1,7 @@
 /**
  * Child process of bench/backup.bench.ts: makes small writes over HTTP (`PUT /api/settings` with the API key) to the
- * app under test and records their latency, so that the HTTP client's own work never runs on the app's event loop.
+ * app under test, or pings `GET /api/health`, and records their latency, so that the HTTP client's own work never
+ * runs on the app's event loop.
  * Protocol (IPC): parent sends `start` / `stop`; the child answers `ready` once, then `samples` after each `stop`.
  */
 import { LatencyProbe, type LatencySamples, noSamples } from './bench-probes';
@@ -10,6 +11,8 @@ export interface HttpWriterStart {
   url: string;
   apiKey: string;
   intervalMs: number;
+  /** `settings`: PUT /api/settings (a small write); `health`: GET /api/health (what a monitor pings). */
+  kind: 'settings' | 'health';
 }
 
 export type HttpWriterCommand = HttpWriterStart | { type: 'stop' } | { type: 'exit' };
@@ -34,6 +37,16 @@ function settingsWriter(start: HttpWriterStart): () => Promise<void> {
   };
 }
 
+function healthPinger(start: HttpWriterStart): () => Promise<void> {
+  return async () => {
+    const response = await fetch(`${start.url}/api/health`);
+    const text = await response.text();
+    if (response.status !== 200) {
+      throw new Error(`GET /api/health answered ${response.status}: ${text.slice(0, 200)}`);
+    }
+  };
+}
+
 function send(reply: HttpWriterReply): void {
   process.send?.(reply);
 }
@@ -42,7 +55,8 @@ if (process.send !== undefined) {
   let probe: LatencyProbe | undefined;
   process.on('message', (command: HttpWriterCommand) => {
     if (command.type === 'start') {
-      probe = new LatencyProbe(settingsWriter(command), command.intervalMs);
+      const operation = command.kind === 'health' ? healthPinger(command) : settingsWriter(command);
+      probe = new LatencyProbe(operation, command.intervalMs);
       probe.start();
     } else if (command.type === 'stop') {
       const running = probe;

@@ -1,6 +1,6 @@
 import { HttpStatus } from '@nestjs/common';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants, createWriteStream, type Dirent, type ReadStream } from 'node:fs';
+import { constants as fsConstants, createWriteStream, type Dirent, lstatSync, type ReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
@@ -49,6 +49,8 @@ export interface SnapshotInfo {
   sqliteVersion: string | null;
   schemaVersion: number | null;
   quickCheck: 'ok';
+  /** How the pages were copied (see snapshot-copy.ts). */
+  method: 'raw' | 'backup-api';
 }
 
 /** The upload body went past the byte cap; nothing was kept. */
@@ -100,7 +102,12 @@ const DIR_MODE = 0o700;
 /** A cached listing is trusted once the folder's last change is this much older than the listing. */
 const LISTING_TRUST_AFTER_MS = 1000;
 const FILE_MODE = 0o600;
-const STAT_CONCURRENCY = 64;
+/**
+ * list() stats this many entries synchronously between two turns of the event loop. Measured on this machine:
+ * 10,000 lstat calls took 270–440 ms through the libuv pool (a promise and a pool round trip each) against 30–110 ms
+ * synchronously, both under a load average of 8; 256 local lstat calls block the loop well under a millisecond.
+ */
+const STAT_BATCH = 256;
 /** Far above anything one second can produce; only guards against looping forever on a broken filesystem. */
 const MAX_SEQ = 10_000;
 
@@ -113,19 +120,6 @@ const TEMP_MAIN_PATTERN = /^\.mc-tmp-[0-9a-f]{16,64}\.db\.part$/;
 function errCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  return out;
 }
 
 /**
@@ -250,28 +244,29 @@ export class BackupFiles {
     const entries = await this.readEntries();
     // Node resolves an unknown dirent type with lstat, so a symlink or folder is never isFile() here.
     const candidates = entries.filter((e) => e.isFile() && validateBackupName(e.name).ok);
-    const infos = await mapLimit(candidates, STAT_CONCURRENCY, async (entry) => {
-      const st = await fsp.lstat(path.join(this.root, entry.name)).catch((err: unknown) => {
-        if (errCode(err) === 'ENOENT') {
-          return null;
-        }
-        throw err;
-      });
-      if (!st?.isFile()) {
-        return null;
+    const infos: BackupFileInfo[] = [];
+    for (let start = 0; start < candidates.length; start += STAT_BATCH) {
+      if (start > 0) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      const parsed = parseBackupName(entry.name);
-      const info: BackupFileInfo = {
-        name: entry.name,
-        size: st.size,
-        mtimeMs: st.mtimeMs,
-        createdAtMs: parsed ? parsed.createdAtMs : Math.floor(st.mtimeMs),
-        kind: parsed ? parsed.kind : null,
-        seq: parsed ? parsed.seq : 1,
-      };
-      return info;
-    });
-    return infos.filter((i): i is BackupFileInfo => i !== null).sort(compareNewestFirst);
+      for (const entry of candidates.slice(start, start + STAT_BATCH)) {
+        // Gone since the readdir: not listed (throwIfNoEntry); any other failure is thrown as before.
+        const st = lstatSync(path.join(this.root, entry.name), { throwIfNoEntry: false });
+        if (!st?.isFile()) {
+          continue;
+        }
+        const parsed = parseBackupName(entry.name);
+        infos.push({
+          name: entry.name,
+          size: st.size,
+          mtimeMs: st.mtimeMs,
+          createdAtMs: parsed ? parsed.createdAtMs : Math.floor(st.mtimeMs),
+          kind: parsed ? parsed.kind : null,
+          seq: parsed ? parsed.seq : 1,
+        });
+      }
+    }
+    return infos.sort(compareNewestFirst);
   }
 
   /** Null when absent or not a regular file (a symlink counts as not regular). */
@@ -357,6 +352,7 @@ export class BackupFiles {
       sqliteVersion: result.sqliteVersion,
       schemaVersion: result.schemaVersion,
       quickCheck: result.quickCheck,
+      method: result.method ?? 'backup-api',
     };
   }
 

@@ -9,6 +9,8 @@ import type { BackupKind } from './backup-name';
 
 export type ManifestFields = Omit<BackupManifestEntity, 'name' | 'createdAt'>;
 
+export type ListedManifest = Pick<BackupManifestEntity, 'kind' | 'sha256' | 'verifiedAt'>;
+
 /** The table of backup manifests, plus the background hashing of files that arrived without one. */
 @Injectable()
 export class BackupManifests implements OnApplicationShutdown {
@@ -59,6 +61,17 @@ export class BackupManifests implements OnApplicationShutdown {
     } catch {
       return null;
     }
+  }
+
+  /**
+   * What a list of backups shows, for every manifest: one raw query. Building 10,000 entities (byName) cost more than
+   * the whole 50 ms a list of 10,000 backups may take.
+   */
+  async listed(): Promise<Map<string, ListedManifest>> {
+    const rows = await this.rows.query<Array<ListedManifest & { name: string }>>(
+      'SELECT name, kind, sha256, verified_at AS verifiedAt FROM backup_manifests',
+    );
+    return new Map(rows.map((row) => [row.name, row]));
   }
 
   /** Inserts or replaces the whole manifest of `name`. */

@@ -83,7 +83,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
    * `sha256: null` and hashed in the background; the list never waits for it.
    */
   async list(): Promise<BackupListDto> {
-    const [files, manifests] = await Promise.all([this.files.list(), this.manifests.byName()]);
+    const [files, manifests] = await Promise.all([this.files.list(), this.manifests.listed()]);
     return {
       backups: files.map((file) => {
         const manifest = manifests.get(file.name);
