@@ -497,7 +497,7 @@ describe('runSnapshotWorker copy methods', () => {
       const viaApi = path.join(backupsDir, 'api.db');
       const viaPin = path.join(backupsDir, 'pin.db');
       const api = await runSnapshotWorker(sourcePath, viaApi, { copyMethod: 'backup-api' });
-      const pin = await runSnapshotWorker(sourcePath, viaPin);
+      const pin = await runSnapshotWorker(sourcePath, viaPin, { copyMethod: 'auto' });
       expect(api.method).toBe('backup-api');
       expect(pin.method).toBe('raw');
       expect(pin.steps).toBe(1);
@@ -533,7 +533,7 @@ describe('runSnapshotWorker copy methods', () => {
         source?.prepare('INSERT INTO items(label) VALUES (?)').run('newest');
         await fs.mkdir(backupsDir);
         const dest = path.join(backupsDir, 'copy.db');
-        const result = await runSnapshotWorker(sourcePath, dest);
+        const result = await runSnapshotWorker(sourcePath, dest, { copyMethod: 'auto' });
         expect(result.method).toBe('backup-api');
         const newest = readCopy(dest, (db) =>
           db.prepare("SELECT count(*) AS c FROM items WHERE label = 'newest'").get(),

@@ -352,15 +352,20 @@ export class RecoveryService {
         });
       }
       emitFailed(step.message, step.rolledBack);
+      // The stable `reason` of every failing operation (issue 12): the step's message is a SQLite code or ours.
+      const failure = classifyFailure(Object.assign(new Error(step.message), { code: step.message }));
       if (step.safety === null) {
-        throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, `Restore failed: ${step.message}`, { rolled_back: false });
+        throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, `Restore failed: ${step.message}`, {
+          rolled_back: false,
+          ...failure,
+        });
       }
       throw new ApiError(
         HttpStatus.INTERNAL_SERVER_ERROR,
         step.rolledBack
           ? 'Restore failed; the live database was rolled back to the safety backup'
           : 'Restore failed and the rollback failed: restore the safety backup by hand',
-        { rolled_back: step.rolledBack, safety_backup: step.safety },
+        { rolled_back: step.rolledBack, safety_backup: step.safety, ...failure },
       );
     }
 
@@ -479,6 +484,10 @@ export class RecoveryService {
 
   /** Logs the cause (with the request id, via pino) and returns the 500 a client sees: `reason` + a safe message. */
   private operationFailed(error: string, what: string, cause: unknown): ApiError {
+    if (cause instanceof ApiError) {
+      // Already an answer (a backup deleted under the operation is a 404, not a failure).
+      return cause;
+    }
     const failure = classifyFailure(cause);
     this.logger.error(`${what} failed (${failure.reason}): ${describeForLog(cause)}`);
     return new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, error, { ...failure });
