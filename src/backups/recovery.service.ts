@@ -231,6 +231,7 @@ export class RecoveryService {
         detail: { name, size: check.size, sha256: check.sha256, hint, converted_from_wal: check.converted },
         meta,
       });
+      this.events.emit({ type: 'backup_imported', name, size: check.size });
       const createdAtMs = parseBackupName(name)?.createdAtMs ?? now.getTime();
       return {
         success: true,

@@ -3,10 +3,11 @@ import { TerminusModule } from '@nestjs/terminus';
 import { ObservabilityModule } from '../observability/observability.module';
 import { HealthController } from './health.controller';
 import { HealthService } from './health.service';
+import { OffsiteHealthIndicator } from './offsite.indicator';
 
 @Module({
   imports: [TerminusModule.forRoot({ errorLogStyle: 'json' }), ObservabilityModule],
   controllers: [HealthController],
-  providers: [HealthService],
+  providers: [HealthService, OffsiteHealthIndicator],
 })
 export class HealthModule {}

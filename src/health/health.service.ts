@@ -9,6 +9,7 @@ import { BackupStatus, BackupStatusSnapshot } from '../observability/backup-stat
 import { OBSERVABILITY_OPTIONS, ObservabilityOptions } from '../observability/observability-options';
 import { SettingsService } from '../settings/settings.service';
 import type { HealthCheckDto, HealthResponseDto } from './health.dto';
+import { OffsiteHealthIndicator } from './offsite.indicator';
 
 /** With auto-backup on, a last success older than this is `degraded` (a daily job plus two hours of slack). */
 export const MAX_BACKUP_AGE_SECONDS = 26 * 60 * 60;
@@ -43,6 +44,7 @@ export class HealthService {
     private readonly state: ServiceState,
     private readonly config: AppConfig,
     private readonly clock: Clock,
+    private readonly offsite: OffsiteHealthIndicator,
     @Optional() @Inject(OBSERVABILITY_OPTIONS) options?: ObservabilityOptions,
   ) {
     this.freeDiskBytes = options?.freeDiskBytes ?? statfsFreeBytes;
@@ -60,6 +62,7 @@ export class HealthService {
         () => this.database(),
         async () => this.disk(await status),
         async () => this.lastBackup(await status),
+        () => this.offsite.check(),
       ]);
     } catch (error) {
       if (!(error instanceof ServiceUnavailableException)) {
