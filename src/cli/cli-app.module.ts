@@ -5,6 +5,7 @@ import { CommonModule } from '../common/common.module';
 import { AppConfig } from '../config/app-config';
 import { ConfigModule } from '../config/config.module';
 import { DatabaseModule } from '../database/database.module';
+import { OffsiteModule } from '../offsite/offsite.module';
 import { SettingsModule } from '../settings/settings.module';
 
 /**
@@ -18,7 +19,17 @@ export class CliAppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: CliAppModule,
-      imports: [ConfigModule.forRoot(config), CommonModule, DatabaseModule, AuditModule, SettingsModule, BackupsModule],
+      // OffsiteModule without its worker: a backup made here is queued for the service, and retention keeps backups
+      // not uploaded yet, exactly as in the service.
+      imports: [
+        ConfigModule.forRoot(config),
+        CommonModule,
+        DatabaseModule,
+        AuditModule,
+        SettingsModule,
+        BackupsModule,
+        OffsiteModule,
+      ],
     };
   }
 }

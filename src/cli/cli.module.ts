@@ -8,6 +8,9 @@ import { AppSession } from './app-session';
 import { EXIT } from './cli-error';
 import { CliLogger } from './cli-logger';
 import { BACKUP_SUBCOMMANDS, BackupsCommand } from './commands/backups.command';
+import { KeysCommand, KeysGenerateCommand } from './commands/keys.command';
+import { RemoteListCommand, RemotePullCommand } from './commands/remote.command';
+import { RemoteRestore } from './remote-restore';
 import { OfflineRestore } from './offline-restore';
 import { Terminal } from './terminal';
 
@@ -71,9 +74,14 @@ export class CliModule {
         Terminal,
         AppSession,
         OfflineRestore,
+        RemoteRestore,
         UsageExitCodes,
         BackupsCommand,
         ...BACKUP_SUBCOMMANDS,
+        RemoteListCommand,
+        RemotePullCommand,
+        KeysCommand,
+        KeysGenerateCommand,
       ],
     };
   }

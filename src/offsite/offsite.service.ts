@@ -26,6 +26,7 @@ import { SettingsService } from '../settings/settings.service';
 import { AgeCrypto, ageOverhead } from './age-crypto';
 import { BucketError, describeBucketError, OffsiteBucket } from './offsite-bucket';
 import { OffsiteOutbox, type OutboxRow } from './offsite-outbox';
+import { listRemoteBackups } from './remote-catalog';
 import {
   backupNameOfObject,
   manifestObjectName,
@@ -33,13 +34,7 @@ import {
   type RemoteManifest,
   parseRemoteManifest,
 } from './remote-objects';
-import type {
-  PullResponseDto,
-  RemoteBackupDto,
-  RemoteListDto,
-  RemoteSyncDto,
-  RemoteVerifyDto,
-} from './dto/offsite.dto';
+import type { PullResponseDto, RemoteListDto, RemoteSyncDto, RemoteVerifyDto } from './dto/offsite.dto';
 
 export const OFFSITE_BUCKET = Symbol('OFFSITE_BUCKET');
 export const OFFSITE_CRYPTO = Symbol('OFFSITE_CRYPTO');
@@ -562,44 +557,14 @@ export class OffsiteService implements OnModuleInit, OnModuleDestroy, BeforeAppl
   /** Read from the bucket itself (copies made by another machine show too), newest first. */
   async listRemote(): Promise<RemoteListDto> {
     const bucket = this.requireConfigured();
+    const known = new Map(
+      this.outbox
+        .all()
+        .filter((row) => row.status === 'uploaded' && row.object_name !== null)
+        .map((row) => [row.object_name!, { sha256: row.sha256, size: row.size }]),
+    );
     try {
-      const objects = await bucket.list();
-      const present = new Set(objects.map((o) => o.name));
-      const known = new Map(this.outbox.all().map((row) => [row.object_name, row]));
-      const backups: (RemoteBackupDto & { createdAtMs: number; seq: number })[] = [];
-      for (const object of objects) {
-        const name = backupNameOfObject(object.name);
-        if (name === null) {
-          continue;
-        }
-        const encrypted = object.name.endsWith('.age');
-        const row = known.get(object.name);
-        let sha256 = row?.status === 'uploaded' ? row.sha256 : null;
-        let size = row?.status === 'uploaded' ? row.size : null;
-        if (sha256 === null && present.has(manifestObjectName(name))) {
-          // A copy this machine did not upload: its manifest says what it holds (one GET each, on request only).
-          const manifest = parseRemoteManifest(await bucket.getSmall(manifestObjectName(name)));
-          sha256 = manifest?.sha256 ?? null;
-          size = manifest?.size ?? null;
-        }
-        const parsed = parseBackupName(name);
-        backups.push({
-          name,
-          size: size ?? (encrypted ? null : object.size),
-          encrypted,
-          sha256,
-          uploaded_at: Math.floor(object.lastModifiedMs / 1000),
-          object_size: object.size,
-          createdAtMs: parsed?.createdAtMs ?? object.lastModifiedMs,
-          seq: parsed?.seq ?? 0,
-        });
-      }
-      backups.sort((a, b) => b.createdAtMs - a.createdAtMs || b.seq - a.seq || (a.name < b.name ? 1 : -1));
-      return {
-        backups: backups.map(({ createdAtMs: _c, seq: _s, ...rest }) => rest),
-        bucket: bucket.bucket,
-        prefix: bucket.prefix,
-      };
+      return { backups: await listRemoteBackups(bucket, known), bucket: bucket.bucket, prefix: bucket.prefix };
     } catch (error) {
       return this.bucketFailed(error);
     }

@@ -1,9 +1,10 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { generateIdentityFile } from '../../src/offsite/age-crypto';
 
 // s3rver ships no types; this is the part the tests use.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -236,9 +237,6 @@ export interface AgeKeys {
 /** A fresh X25519 identity file (with the Debian `age-keygen` when present, else the library). */
 export async function makeAgeKeys(dir: string): Promise<AgeKeys> {
   const identityFile = path.join(dir, 'identity.txt');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { generateIdentityFile } =
-    require('../../src/offsite/age-crypto') as typeof import('../../src/offsite/age-crypto');
   const { text, recipient } = await generateIdentityFile(new Date());
   fs.writeFileSync(identityFile, text, { mode: 0o600 });
   return { identityFile, recipient };
@@ -270,4 +268,50 @@ export async function waitFor<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+export interface AsyncCliRun {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/**
+ * The compiled CLI as a real process, like cli-runner's runCli, but without blocking this process: s3rver and the
+ * proxy live in it and must keep answering while the CLI talks to them.
+ */
+export function runCliAsync(
+  mainJs: string,
+  dbPath: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<AsyncCliRun> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [mainJs, ...args], {
+      cwd: path.resolve(__dirname, '..', '..'),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH ?? '',
+        NODE_PATH: path.resolve(__dirname, '..', '..', 'node_modules'),
+        MISSION_CONTROL_DB_PATH: dbPath,
+        LOG_LEVEL: 'warn',
+        AWS_ACCESS_KEY_ID: S3_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY,
+        AWS_EC2_METADATA_DISABLED: 'true',
+        ...env,
+      },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr, ms: Date.now() - started });
+    });
+  });
 }
