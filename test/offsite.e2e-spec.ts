@@ -328,6 +328,86 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
     expect(verified.body).toMatchObject({ ok: true, object: 'match', integrity: 'ok', checksum: 'match' });
   });
 
+  it('should apply remote retention by count and by days, never to the newest, skipping an Object Lock refusal', async () => {
+    const DAY = 24 * 60 * 60 * 1000;
+    const t = await start();
+    const clock = t.app.get(Clock);
+    const base = Date.now();
+    let offsetDays = 0;
+    jest.spyOn(clock, 'now').mockImplementation(() => new Date(base + offsetDays * DAY));
+    const settings = (values: Record<string, number>) =>
+      request(t.http).put('/api/settings').set('x-api-key', API_KEY).send({ settings: values }).expect(200);
+    const prunes = async () => (await audit(t, 'offsite_prune')).map((e) => e.detail);
+    const objectsOf = (...names: string[]) => names.flatMap((n) => [`${n}.age`, `${n}.json`]).sort();
+
+    await settings({ 'general.offsite_retention_count': 3 });
+    const made: string[] = [];
+    for (const days of [-10, -6, -4, -2]) {
+      offsetDays = days;
+      const { name } = await backup(t);
+      await offsiteStatus(t, name, 'uploaded');
+      made.push(name);
+      if (made.length === 1) {
+        // The oldest copy is under Object Lock: the bucket refuses to delete it.
+        proxy.locked.add(`${name}.age`);
+        proxy.locked.add(`${name}.json`);
+      }
+    }
+    const [a, b, c, d] = made;
+    // Count 3: the oldest is due, but refused; the refusal is audited and nothing else is touched.
+    await waitFor(async () => (await prunes()).find((p) => p.name === a), 20_000, 'the prune of the oldest');
+    expect((await prunes()).find((p) => p.name === a)).toMatchObject({ deleted: [], refused: objectsOf(a) });
+    expect(s3.objects()).toEqual(objectsOf(a, b, c, d));
+
+    // By age: older than 3 days goes (b, c), the locked one stays, d (2 days) stays, the newest e stays.
+    await settings({ 'general.offsite_retention_count': 100, 'general.offsite_retention_days': 3 });
+    offsetDays = 0;
+    const e = (await backup(t)).name;
+    await offsiteStatus(t, e, 'uploaded');
+    await waitFor(async () => (await prunes()).some((p) => p.name === c), 20_000, 'the prune by age');
+    expect(s3.objects()).toEqual(objectsOf(a, d, e));
+    expect((await prunes()).find((p) => p.name === b)).toMatchObject({ deleted: objectsOf(b), refused: [] });
+
+    // Everything far too old and a count of 1: only the newest survives (and the locked one).
+    await settings({ 'general.offsite_retention_count': 1, 'general.offsite_retention_days': 1 });
+    offsetDays = 30;
+    const f = (await backup(t)).name;
+    await offsiteStatus(t, f, 'uploaded');
+    await waitFor(
+      async () => (await prunes()).filter((p) => p.name === d || p.name === e).length === 2,
+      20_000,
+      'the last prunes',
+    );
+    expect(s3.objects()).toEqual(objectsOf(a, f));
+    // Local backups are never removed by remote retention.
+    expect((await list(t)).map((x) => x.name)).toEqual(expect.arrayContaining([a, b, c, d, e, f]));
+  });
+
+  it('should cost at most 6 bucket requests per daily backup (upload, manifest, one LIST, the deletes)', async () => {
+    const t = await start();
+    await request(t.http)
+      .put('/api/settings')
+      .set('x-api-key', API_KEY)
+      .send({ settings: { 'general.offsite_retention_count': 1 } })
+      .expect(200);
+    const first = await backup(t);
+    await offsiteStatus(t, first.name, 'uploaded');
+    await waitFor(() => proxy.requests.some((r) => r.method === 'GET' && r.url.includes('list-type=2')), 10_000);
+    proxy.requests.length = 0;
+
+    const second = await backup(t);
+    await offsiteStatus(t, second.name, 'uploaded');
+    await waitFor(async () => (await audit(t, 'offsite_prune')).length === 1, 10_000, 'the prune');
+    expect(proxy.requests.map((r) => `${r.method} ${r.url.split('?')[0]}`)).toEqual([
+      `PUT ${second.name}.age`,
+      `PUT ${second.name}.json`,
+      'GET /mc-offsite-test/',
+      `DELETE ${first.name}.age`,
+      `DELETE ${first.name}.json`,
+    ]);
+    expect(proxy.requests.length).toBeLessThanOrEqual(6);
+  });
+
   it('should answer 400 on every remote route when off-site is not configured, and list backups as off', async () => {
     const t = await startObservabilityApp({ LOG_LEVEL: 'debug' });
     apps.push(t);

@@ -102,7 +102,7 @@ export class OffsiteBucket {
   async uploadStream(
     name: string,
     body: Readable,
-    options: { expectedSize: number; contentType: string; signal?: AbortSignal },
+    options: { expectedSize: number; contentType: string; metadata?: Record<string, string>; signal?: AbortSignal },
   ): Promise<'created' | 'exists'> {
     const abortController = new AbortController();
     const onAbort = (): void => abortController.abort();
@@ -114,6 +114,7 @@ export class OffsiteBucket {
         Key: this.prefix + name,
         Body: body,
         ContentType: options.contentType,
+        Metadata: options.metadata,
         IfNoneMatch: '*',
       },
       partSize: partSizeFor(options.expectedSize),
@@ -158,6 +159,14 @@ export class OffsiteBucket {
 
   /** The object's bytes as a stream, or null when there is no such object. */
   async getStream(name: string, signal?: AbortSignal): Promise<Readable | null> {
+    return (await this.getObject(name, signal))?.body ?? null;
+  }
+
+  /** The object's bytes as a stream and its user metadata (`x-amz-meta-*`), or null when there is no such object. */
+  async getObject(
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<{ body: Readable; metadata: Record<string, string> } | null> {
     try {
       const response = await this.client.send(
         new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + name }),
@@ -166,7 +175,7 @@ export class OffsiteBucket {
       if (!(response.Body instanceof Readable)) {
         throw new BucketError('NoBody', null);
       }
-      return response.Body;
+      return { body: response.Body, metadata: response.Metadata ?? {} };
     } catch (error) {
       if (isStatus(error, 404, 'NoSuchKey', 'NotFound')) {
         return null;

@@ -39,6 +39,8 @@ import type { PullResponseDto, RemoteListDto, RemoteSyncDto, RemoteVerifyDto } f
 export const OFFSITE_BUCKET = Symbol('OFFSITE_BUCKET');
 export const OFFSITE_CRYPTO = Symbol('OFFSITE_CRYPTO');
 export const NOT_CONFIGURED = 'Off-site storage is not configured';
+/** User metadata on every stored object: the sha256 of the plain backup it was made from. */
+const SHA256_METADATA = 'mc-sha256';
 /** How often the worker looks at the local outbox for rows other processes (the CLI) queued. Never the bucket. */
 const OUTBOX_POLL_MS = 5 * 60 * 1000;
 
@@ -391,11 +393,11 @@ export class OffsiteService implements OnModuleInit, OnModuleDestroy, BeforeAppl
     const encrypted = this.crypto.canEncrypt;
     const objectName = objectNameFor(name, encrypted);
     const manifest = await this.manifests.get(name);
-    const expected = manifest?.sha256 ?? null;
+    // The plain sha256 is known before the upload (hashed now for a file that came without one): it is checked as
+    // the bytes stream past, and stored as the object's metadata, so a retry can recognise this backup's object.
+    const expected = manifest?.sha256 ?? (await this.manifests.hashNow(name, manifest?.kind ?? 'manual'));
 
-    const plainTap = hashingTap((sha256) =>
-      expected !== null && sha256 !== expected ? new CodedError('LOCAL_CHECKSUM_MISMATCH') : null,
-    );
+    const plainTap = hashingTap((sha256) => (sha256 !== expected ? new CodedError('LOCAL_CHECKSUM_MISMATCH') : null));
     const source = createReadStream(this.files.resolveInside(name), { highWaterMark: 1024 * 1024 });
     const plain = through(source, plainTap.stream);
     const body = encrypted ? await this.crypto.encrypt(plain) : plain;
@@ -403,20 +405,20 @@ export class OffsiteService implements OnModuleInit, OnModuleDestroy, BeforeAppl
     const outcome = await bucket.uploadStream(objectName, through(body, objectTap.stream), {
       expectedSize: size + (encrypted ? ageOverhead(size) + 4096 : 0),
       contentType: encrypted ? 'application/octet-stream' : 'application/vnd.sqlite3',
+      metadata: { [SHA256_METADATA]: expected },
       signal: this.stopping.signal,
     });
 
-    let sha256: string;
+    const sha256 = expected;
     let objectSha256: string;
     let objectSize: number;
     let alreadyThere = false;
     if (outcome === 'created') {
-      ({ sha256 } = plainTap.result());
+      plainTap.result();
       ({ sha256: objectSha256, bytes: objectSize } = objectTap.result());
       this.outbox.rememberObject(name, objectName, objectSha256);
     } else {
       // 412: something is there under this name already. Ours from an earlier try, or not ours at all.
-      sha256 = expected ?? (await this.manifests.hashNow(name, manifest?.kind ?? 'manual'));
       const existing = await this.existingObjectMatches(name, objectName, sha256, row);
       objectSha256 = existing.objectSha256;
       objectSize = existing.objectSize;
@@ -462,18 +464,20 @@ export class OffsiteService implements OnModuleInit, OnModuleDestroy, BeforeAppl
       // The manifest vouches for the object; a full check is what POST /api/backup/remote/verify is for.
       return { objectSha256: manifest.object_sha256, objectSize: manifest.size };
     }
-    // No manifest: an earlier try died between the object and its manifest. Hash what is there.
-    const stream = await bucket.getStream(objectName, this.stopping.signal);
-    if (stream === null) {
+    // No manifest: an earlier try (or a process killed mid-way) stored the object but not its manifest. The object
+    // carries the plain sha256 it was made from; hash what is there for its object_sha256.
+    const stored = await bucket.getObject(objectName, this.stopping.signal);
+    if (stored === null) {
       throw new CodedError('REMOTE_OBJECT_VANISHED');
     }
-    const stored = await hashStream(stream);
-    const knownObject = row.object_name === objectName ? row.object_sha256 : null;
-    const plaintextMatch = !objectName.endsWith('.age') && stored.sha256 === sha256;
-    if (stored.sha256 !== knownObject && !plaintextMatch) {
+    const hashed = await hashStream(stored.body);
+    const madeFromThis = stored.metadata[SHA256_METADATA] === sha256;
+    const knownObject = row.object_name === objectName && row.object_sha256 === hashed.sha256;
+    const plaintextMatch = !objectName.endsWith('.age') && hashed.sha256 === sha256;
+    if (!madeFromThis && !knownObject && !plaintextMatch) {
       throw new CodedError('REMOTE_OBJECT_DIFFERS');
     }
-    return { objectSha256: stored.sha256, objectSize: stored.bytes };
+    return { objectSha256: hashed.sha256, objectSize: hashed.bytes };
   }
 
   // ---------------------------------------------------------------- retention in the bucket
