@@ -238,6 +238,29 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
     }
   });
 
+  it('should survive a reset mid-body and a stalled bucket, and catch up on POST /api/backup/remote/sync', async () => {
+    const t = await start({ OFFSITE_REQUEST_TIMEOUT_MS: '1000' });
+    proxy.mode = 'reset';
+    const { name, ms } = await backup(t);
+    expect(ms).toBeLessThan(5000);
+    const failed = await offsiteStatus(t, name, 'failed');
+    expect(failed.offsite.error).not.toBeNull();
+    expect(s3.objects()).toEqual([]);
+
+    proxy.mode = 'stall';
+    const stalled = await request(t.http).post('/api/backup/remote/sync').set('x-api-key', API_KEY).expect(200);
+    expect(stalled.body).toEqual({ uploaded: 0, pending: 0, failed: 1 });
+    expect((await list(t)).find((b) => b.name === name)?.offsite.error).toMatch(/TIMEDOUT|Timeout/i);
+    // The local backup is untouched by all this.
+    expect(fs.existsSync(path.join(t.backupsDir, name))).toBe(true);
+
+    proxy.mode = 'pass';
+    const synced = await request(t.http).post('/api/backup/remote/sync').set('x-api-key', API_KEY).expect(200);
+    expect(synced.body).toEqual({ uploaded: 1, pending: 0, failed: 0 });
+    expect(s3.objects()).toEqual([`${name}.age`, `${name}.json`]);
+    expect((await audit(t, 'offsite_failed')).length).toBeGreaterThanOrEqual(2);
+  });
+
   it('should report a damaged object as a mismatch', async () => {
     const t = await start();
     const { name } = await backup(t);

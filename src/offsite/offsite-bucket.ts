@@ -86,7 +86,9 @@ export class OffsiteBucket {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 3,
-      requestHandler: { connectionTimeout: 10_000, requestTimeout: requestTimeoutMs },
+      // Without throwOnRequestTimeout the SDK only warns when requestTimeout passes and waits on forever: a stalled
+      // bucket would hold the (one-at-a-time) upload worker for good.
+      requestHandler: { connectionTimeout: 10_000, requestTimeout: requestTimeoutMs, throwOnRequestTimeout: true },
     });
   }
 

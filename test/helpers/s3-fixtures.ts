@@ -83,9 +83,15 @@ export class FaultProxy {
   readonly requests: ProxiedRequest[] = [];
   /** Object names (without prefix) whose DELETE is refused with 403 AccessDenied. */
   readonly locked = new Set<string>();
+  /**
+   * Multipart uploads begun and neither completed nor aborted, by upload id. s3rver answers ListMultipartUploads
+   * with NotImplemented, so the proxy answers it from this record (as S3 would).
+   */
+  readonly openUploads = new Map<string, string>();
   /** Called for every request body chunk of an upload (the kill test uses it). */
   onUploadBytes: ((total: number) => void) | null = null;
   private server!: http.Server;
+  private readonly inFlight = new Set<http.ClientRequest>();
   endpoint = '';
   private readonly upstream: URL;
 
@@ -100,6 +106,9 @@ export class FaultProxy {
   }
 
   async close(): Promise<void> {
+    for (const upstream of this.inFlight) {
+      upstream.destroy();
+    }
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -153,6 +162,24 @@ export class FaultProxy {
       res.end(xmlError('AccessDenied'));
       return;
     }
+    if (req.method === 'GET' && /[?&]uploads(=|&|$)/.test(query)) {
+      req.resume();
+      res.writeHead(200, { 'Content-Type': 'application/xml' });
+      res.end(listUploadsXml(this.openUploads));
+      return;
+    }
+    const uploadId = /[?&]uploadId=([^&]+)/.exec(query)?.[1];
+    if (uploadId !== undefined && req.method === 'DELETE') {
+      // AbortMultipartUpload, which s3rver does not implement either: forget the upload, as S3 would.
+      req.resume();
+      this.openUploads.delete(decodeURIComponent(uploadId));
+      res.writeHead(204);
+      res.end();
+      return;
+    }
+    if (uploadId !== undefined && req.method === 'POST') {
+      res.once('finish', () => this.openUploads.delete(decodeURIComponent(uploadId)));
+    }
     const conditional = req.headers['if-none-match'] === '*';
     const creates = req.method === 'PUT' || (req.method === 'POST' && query.includes('uploadId='));
     const isPartUpload = query.includes('partNumber=');
@@ -190,11 +217,35 @@ export class FaultProxy {
         headers: req.headers,
       },
       (response) => {
-        res.writeHead(response.statusCode ?? 502, response.headers);
-        response.pipe(res);
+        const creates = req.method === 'POST' && /[?&]uploads(=|&|$)/.test(req.url ?? '');
+        if (!creates) {
+          res.writeHead(response.statusCode ?? 502, response.headers);
+          response.pipe(res);
+          return;
+        }
+        // CreateMultipartUpload: note the upload id on its way back.
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => {
+          const body = Buffer.concat(chunks);
+          const id = /<UploadId>([^<]+)<\/UploadId>/.exec(body.toString())?.[1];
+          if (id !== undefined) {
+            this.openUploads.set(id, `${PREFIX}${this.key(req)}`);
+          }
+          res.writeHead(response.statusCode ?? 502, response.headers);
+          res.end(body);
+        });
       },
     );
     upstream.on('error', () => res.destroy());
+    // A client that went away (killed mid-body) must not leave s3rver waiting for the rest of the body forever.
+    this.inFlight.add(upstream);
+    upstream.on('close', () => this.inFlight.delete(upstream));
+    res.on('close', () => {
+      if (!res.writableFinished) {
+        upstream.destroy();
+      }
+    });
     let total = 0;
     req.on('data', (chunk: Buffer) => {
       total += chunk.length;
@@ -204,6 +255,16 @@ export class FaultProxy {
     });
     req.pipe(upstream);
   }
+}
+
+function listUploadsXml(uploads: ReadonlyMap<string, string>): string {
+  const items = [...uploads]
+    .map(([id, key]) => `<Upload><Key>${key}</Key><UploadId>${id}</UploadId></Upload>`)
+    .join('');
+  return (
+    `<?xml version="1.0" encoding="UTF-8"?><ListMultipartUploadsResult><Bucket>${BUCKET}</Bucket>` +
+    `<IsTruncated>false</IsTruncated>${items}</ListMultipartUploadsResult>`
+  );
 }
 
 function xmlError(code: string): string {
