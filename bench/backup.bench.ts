@@ -18,6 +18,7 @@ import type { Database } from 'better-sqlite3';
 import { DataSource } from 'typeorm';
 import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './bench-app';
 import { checkpointTruncate, fillDatabase } from './bench-db';
+import { runOffsiteBench } from './offsite.bench';
 import { LatencyProbe, type LatencySamples, noSamples, RssProbe, StallProbe, type StallReport } from './bench-probes';
 import {
   type BenchOptions,
@@ -752,6 +753,9 @@ async function main(): Promise<number> {
   let folder: WorkFolder;
   try {
     options = parseArgs(process.argv.slice(2));
+    if (options.offsite) {
+      return await runOffsiteBench(options);
+    }
     folder = prepareFolder(options);
   } catch (error) {
     if (error instanceof UsageError) {
