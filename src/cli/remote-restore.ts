@@ -7,7 +7,7 @@ import { Transform, type TransformCallback, pipeline } from 'node:stream';
 import { BackupFiles } from '../backups/backup-files';
 import { AppConfig } from '../config/app-config';
 import { AgeCrypto } from '../offsite/age-crypto';
-import { OffsiteBucket } from '../offsite/offsite-bucket';
+import { BucketError, OffsiteBucket } from '../offsite/offsite-bucket';
 import { listRemoteBackups, resolveRemoteName } from '../offsite/remote-catalog';
 import { manifestObjectName, objectNameFor, parseRemoteManifest } from '../offsite/remote-objects';
 import type { RemoteBackupDto } from '../offsite/dto/offsite.dto';
@@ -51,12 +51,22 @@ export class RemoteRestore {
     const bucket = this.bucket();
     try {
       return { backups: await listRemoteBackups(bucket), bucket: bucket.bucket, prefix: bucket.prefix };
+    } catch (error) {
+      throw asCliError(error);
     } finally {
       bucket.destroy();
     }
   }
 
   async run(requested: string, options: { yes: boolean }): Promise<RemoteRestoreOutcome> {
+    try {
+      return await this.runChecked(requested, options);
+    } catch (error) {
+      throw asCliError(error);
+    }
+  }
+
+  private async runChecked(requested: string, options: { yes: boolean }): Promise<RemoteRestoreOutcome> {
     const started = performance.now();
     const target = this.config.dbPath;
     if (fs.existsSync(target)) {
@@ -97,6 +107,7 @@ export class RemoteRestore {
         throw new CliError(`${name} vanished from the bucket`);
       }
       const objectHash = createHash('sha256');
+      const plainHash = createHash('sha256');
       const progress = this.terminal.progress('Download', manifest.size);
       let seen = 0;
       const tap = new Transform({
@@ -112,7 +123,15 @@ export class RemoteRestore {
       try {
         try {
           const plain = manifest.encrypted ? await crypto.decrypt(tap) : tap;
-          tmp = (await this.files.receiveUpload(plain, Number.MAX_SAFE_INTEGER)).tmp;
+          // Hashed as it arrives: the check below may switch a WAL-flagged copy to a standalone file.
+          const plainTap = new Transform({
+            transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+              plainHash.update(chunk);
+              callback(null, chunk);
+            },
+          });
+          pipeline(plain, plainTap, () => undefined);
+          tmp = (await this.files.receiveUpload(plainTap, Number.MAX_SAFE_INTEGER)).tmp;
         } catch (error) {
           if ((error as { name?: string }).name === 'BucketError') {
             throw error;
@@ -125,7 +144,8 @@ export class RemoteRestore {
           throw new CliError(`${name}: the stored object does not match its manifest (object_sha256)`);
         }
         const check = await this.files.inspectTemp(tmp, { integrity: 'full', hash: true, makeStandalone: true });
-        const problems = restoreProblems(check, check.sha256 === manifest.sha256 ? 'match' : 'mismatch');
+        const sha256 = plainHash.digest('hex');
+        const problems = restoreProblems(check, sha256 === manifest.sha256 ? 'match' : 'mismatch');
         if (problems.length > 0) {
           throw new CliError(`Refusing to install ${name}: ${problems.join('; ')}`);
         }
@@ -139,7 +159,7 @@ export class RemoteRestore {
           throw error;
         }
         await fsyncDir(path.dirname(target));
-        return { name, size: check.size, sha256: check.sha256!, durationMs: performance.now() - started };
+        return { name, size: check.size, sha256, durationMs: performance.now() - started };
       } finally {
         if (tmp !== null) {
           await this.files.discardTemp(tmp).catch(() => undefined);
@@ -149,4 +169,12 @@ export class RemoteRestore {
       bucket.destroy();
     }
   }
+}
+
+/** A bucket failure is an expected outcome for an operator: one line with its code, no stack. */
+function asCliError(error: unknown): unknown {
+  if (error instanceof BucketError) {
+    return new CliError(`The bucket request failed: ${error.code} (check OFFSITE_S3_* and the credentials)`);
+  }
+  return error;
 }

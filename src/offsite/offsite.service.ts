@@ -701,8 +701,10 @@ export class OffsiteService implements OnModuleInit, OnModuleDestroy, BeforeAppl
         tapped.destroy();
         throw new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, 'The off-site copy does not decrypt with the identity');
       }
+      // Hashed as it arrives: the check below may switch a WAL-flagged copy to a standalone file.
+      const plainTap = hashingTap();
       try {
-        tmp = (await this.files.receiveUpload(plain, Number.MAX_SAFE_INTEGER)).tmp;
+        tmp = (await this.files.receiveUpload(through(plain, plainTap.stream), Number.MAX_SAFE_INTEGER)).tmp;
       } catch (error) {
         if (error instanceof BucketError) {
           throw error;
@@ -710,7 +712,7 @@ export class OffsiteService implements OnModuleInit, OnModuleDestroy, BeforeAppl
         throw new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, 'The off-site copy is damaged (it does not decrypt)');
       }
       const check = await this.files.inspectTemp(tmp, { integrity: 'full', hash: true, makeStandalone: true });
-      if (objectTap.result().sha256 !== manifest.object_sha256 || check.sha256 !== manifest.sha256) {
+      if (objectTap.result().sha256 !== manifest.object_sha256 || plainTap.result().sha256 !== manifest.sha256) {
         throw new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, 'The off-site copy does not match its manifest');
       }
       if (check.integrity !== 'ok') {
