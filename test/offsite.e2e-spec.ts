@@ -387,7 +387,12 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
     offsetDays = 0;
     const e = (await backup(t)).name;
     await offsiteStatus(t, e, 'uploaded');
-    await waitFor(async () => (await prunes()).some((p) => p.name === c), 20_000, 'the prune by age');
+    // Pruned newest first: wait for both (c, then b).
+    await waitFor(
+      async () => (await prunes()).filter((p) => p.name === b || p.name === c).length === 2,
+      20_000,
+      'the prune by age',
+    );
     expect(s3.objects()).toEqual(objectsOf(a, d, e));
     expect((await prunes()).find((p) => p.name === b)).toMatchObject({ deleted: objectsOf(b), refused: [] });
 
