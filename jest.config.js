@@ -4,11 +4,19 @@
  * `nest build` produces (DTO properties and response types come from the plugin).
  */
 const swaggerPlugin = { path: require('path').join(__dirname, 'test/swagger-plugin.transformer.js') };
+/**
+ * age-encryption and its @noble/@scure dependencies ship only ES modules. Node 20.20 require()s them natively
+ * (the built service and CLI), but Jest's own module loader cannot before Node 24.9, so tests compile them
+ * to CommonJS.
+ */
+const ESM_PACKAGES = ['age-encryption', '@noble', '@scure'];
 const common = {
   moduleFileExtensions: ['js', 'json', 'ts'],
   transform: {
     '^.+\\.ts$': ['ts-jest', { diagnostics: false, astTransformers: { before: [swaggerPlugin] } }],
+    '^.+\\.js$': ['ts-jest', { diagnostics: false, tsconfig: { allowJs: true, module: 'commonjs', target: 'es2022' } }],
   },
+  transformIgnorePatterns: [`/node_modules/(?!(${ESM_PACKAGES.join('|')})/)`],
   // Node, plus: the app's logs during a test are printed only when that test fails (test/jest-environment.js).
   testEnvironment: require('path').join(__dirname, 'test/jest-environment.js'),
 };

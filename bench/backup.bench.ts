@@ -19,6 +19,7 @@ import { DataSource } from 'typeorm';
 import type { SnapshotOptions } from '../src/backups/snapshot';
 import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './bench-app';
 import { checkpointTruncate, fillDatabase } from './bench-db';
+import { runOffsiteBench } from './offsite.bench';
 import { LatencyProbe, type LatencySamples, noSamples, RssProbe, StallProbe, type StallReport } from './bench-probes';
 import {
   type BenchOptions,
@@ -959,6 +960,9 @@ async function main(): Promise<number> {
   let folder: WorkFolder;
   try {
     options = parseArgs(process.argv.slice(2));
+    if (options.offsite) {
+      return await runOffsiteBench(options);
+    }
     folder = prepareFolder(options);
   } catch (error) {
     if (error instanceof UsageError) {

@@ -11,20 +11,24 @@ export interface BenchOptions {
   dir?: string;
   /** Leave the folder (database and backups folder) in place at the end. */
   keep: boolean;
+  /** Run the off-site benchmark (bench/offsite.bench.ts) instead. */
+  offsite?: boolean;
   /** Timed runs per tool; the median is reported. */
   runs: number;
   /** Load the app from its TypeScript sources through ts-node instead of compiling it first (not like production). */
   fromSource: boolean;
 }
 
-export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [--keep] [--runs <n>] [--from-source]
+export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [--keep] [--runs <n>] [--from-source] [--offsite]
 
   --size <MiB>     database size to build and back up (default 1024 = 1 GiB)
   --dir <folder>   work here (created; must be empty or absent); default: a fresh folder under the OS temp dir
   --keep           leave the folder (database, backups/) in place at the end; otherwise it is removed
   --runs <n>       timed runs per tool, interleaved; the median is reported (default 3)
   --from-source    run the app from src/*.ts through ts-node instead of compiling it to JS first; the snapshot
-                   worker then loads ts-node too (~0.2-0.3 s and ~60 MiB more per backup), unlike production`;
+                   worker then loads ts-node too (~0.2-0.3 s and ~60 MiB more per backup), unlike production
+  --offsite        instead: encrypt-and-upload vs a plain lib-storage upload to s3rver on loopback, RSS growth,
+                   temporary disk, and restore --from-remote time (see bench/offsite.bench.ts)`;
 
 export class UsageError extends Error {}
 
@@ -73,6 +77,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--from-source':
         options.fromSource = true;
+        break;
+      case '--offsite':
+        options.offsite = true;
         break;
       case '--help':
       case '-h':

@@ -20,6 +20,7 @@ import { HealthModule } from './health/health.module';
 import { LoggingModule } from './observability/logging.module';
 import { ObservabilityModule } from './observability/observability.module';
 import { SchedulerModule } from './scheduler/scheduler.module';
+import { OffsiteModule, OffsiteServerStartup } from './offsite/offsite.module';
 import { SettingsModule } from './settings/settings.module';
 
 @Module({})
@@ -42,9 +43,11 @@ export class AppModule {
         BackupsModule,
         SchedulerModule,
         ObservabilityModule,
+        OffsiteModule,
       ],
       providers: [
         BackupsServerStartup,
+        OffsiteServerStartup,
         // Order matters: is the service shutting down, who you are, what you may do, forgery, is a restore running
         // (only those who may call learn that), how often.
         { provide: APP_GUARD, useClass: AvailabilityGuard },

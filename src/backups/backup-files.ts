@@ -595,6 +595,33 @@ export class BackupFiles {
     throw new Error('No free backup name for this second');
   }
 
+  /**
+   * Gives the complete temp file `tmp` exactly the backup name `name` (a copy pulled from off-site keeps its own
+   * name). False when that name is taken: nothing is replaced, and the temp file is left for the caller.
+   */
+  async publishTempAs(tmp: string, name: string): Promise<boolean> {
+    await fsp.chmod(tmp, FILE_MODE);
+    this.assertTemp(tmp);
+    const final = this.resolveInside(name);
+    try {
+      await fsp.link(tmp, final);
+    } catch (err) {
+      if (errCode(err) === 'EEXIST') {
+        return false;
+      }
+      throw err;
+    }
+    try {
+      await fsp.unlink(tmp);
+      this.active.delete(path.basename(tmp));
+      await this.fsyncDir();
+    } catch (err) {
+      await fsp.unlink(final).catch(() => undefined);
+      throw err;
+    }
+    return true;
+  }
+
   private async highestSeq(prefix: string, now: Date): Promise<number> {
     const second = Math.floor(now.getTime() / 1000) * 1000;
     let highest = 0;

@@ -12,6 +12,7 @@ import { BACKUP_PREFIX, type BackupKind, validateBackupName } from './backup-nam
 import type { BackupDto, BackupListDto, CreatedBackupDto } from './dto/backup.dto';
 import { OperationLock } from '../common/operation-lock';
 import { OpsEvents } from '../common/ops-events';
+import { RemoteCopies } from '../common/remote-copies';
 import { selectForPruning } from './retention';
 
 export interface CreateBackupRequest {
@@ -37,6 +38,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
     private readonly clock: Clock,
     private readonly events: OpsEvents,
     private readonly manifests: BackupManifests,
+    private readonly remoteCopies: RemoteCopies,
   ) {}
 
   /** The folder exists with mode 0700, and temp files of a backup killed mid-copy are gone. */
@@ -98,6 +100,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
           kind,
           sha256: manifest?.sha256 ?? null,
           verified_at: manifest?.verifiedAt ?? null,
+          offsite: this.remoteCopies.copyOf(file.name, kind),
         };
       }),
       dir: this.files.dir,
@@ -192,7 +195,8 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
       actor,
       targetType: 'backup',
       targetId: name,
-      detail: { name },
+      // Deleting a backup never deletes its off-site copy; one not uploaded yet is lost for good, so say so.
+      detail: { name, offsite_pending: this.remoteCopies.awaitingUpload().has(name) },
       meta,
     });
   }
@@ -206,7 +210,13 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
     try {
       const count = await this.settings.getInt('general.backup_retention_count');
       const maxAgeDays = await this.settings.getInt('general.backup_retention_days');
-      const doomed = selectForPruning(await this.files.list(), { count, maxAgeDays, nowMs: this.clock.nowMs() });
+      // A backup whose off-site copy is not uploaded yet is kept until it is (the count is exceeded meanwhile).
+      const held = this.remoteCopies.awaitingUpload();
+      const doomed = selectForPruning(await this.files.list(), {
+        count,
+        maxAgeDays,
+        nowMs: this.clock.nowMs(),
+      }).filter((file) => !held.has(file.name));
       for (const file of doomed) {
         const outcome = await this.files.remove(file.name);
         if (outcome === 'removed') {

@@ -5,7 +5,7 @@ import type { Database } from 'better-sqlite3';
  * (online or offline) must carry them across, or restoring an old backup would forget the checksums of every
  * newer backup, including the safety copy just taken.
  */
-export const CARRIED_TABLES = ['backup_manifests', 'scheduler_tasks'] as const;
+export const CARRIED_TABLES = ['backup_manifests', 'scheduler_tasks', 'offsite_uploads'] as const;
 export type CarriedRows = Map<string, Record<string, unknown>[]>;
 
 export function readCarried(db: Database): CarriedRows {

@@ -264,6 +264,7 @@ export class RecoveryService {
         },
         meta,
       });
+      this.events.emit({ type: 'backup_imported', name, size: check.size });
       const createdAtMs = parseBackupName(name)?.createdAtMs ?? now.getTime();
       return {
         success: true,

@@ -8,6 +8,7 @@ import { CommonModule } from '../common/common.module';
 import { AppConfig } from '../config/app-config';
 import { ConfigModule } from '../config/config.module';
 import { DatabaseModule } from '../database/database.module';
+import { OffsiteModule } from '../offsite/offsite.module';
 import { SettingsModule } from '../settings/settings.module';
 
 /**
@@ -22,6 +23,8 @@ export class CliAppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: CliAppModule,
+      // OffsiteModule without its worker: a backup made here is queued for the service, and retention keeps backups
+      // not uploaded yet, exactly as in the service.
       imports: [
         ConfigModule.forRoot(config),
         CommonModule,
@@ -31,6 +34,7 @@ export class CliAppModule {
         BackupsModule,
         // Users and sessions without AuthModule, for `users reset-password`.
         TypeOrmModule.forFeature([UserEntity, SessionEntity]),
+        OffsiteModule,
       ],
     };
   }

@@ -9,6 +9,9 @@ import { EXIT } from './cli-error';
 import { CliLogger } from './cli-logger';
 import { BACKUP_SUBCOMMANDS, BackupsCommand } from './commands/backups.command';
 import { ResetPasswordCommand, UsersCommand } from './commands/users.command';
+import { KeysCommand, KeysGenerateCommand } from './commands/keys.command';
+import { RemoteListCommand, RemotePullCommand } from './commands/remote.command';
+import { RemoteRestore } from './remote-restore';
 import { OfflineRestore } from './offline-restore';
 import { Terminal } from './terminal';
 
@@ -72,11 +75,16 @@ export class CliModule {
         Terminal,
         AppSession,
         OfflineRestore,
+        RemoteRestore,
         UsageExitCodes,
         BackupsCommand,
         ...BACKUP_SUBCOMMANDS,
         UsersCommand,
         ResetPasswordCommand,
+        RemoteListCommand,
+        RemotePullCommand,
+        KeysCommand,
+        KeysGenerateCommand,
       ],
     };
   }

@@ -9,7 +9,11 @@ export type OpsEvent =
   | { type: 'restore_succeeded'; name: string; durationMs: number }
   | { type: 'restore_failed'; name: string; reason: string; rolledBack: boolean }
   | { type: 'drill_succeeded'; name: string; durationMs: number }
-  | { type: 'drill_failed'; name: string | null; reason: string };
+  | { type: 'drill_failed'; name: string | null; reason: string }
+  /** A file accepted by POST /api/backup/upload and published as mc-upload-….db (not a backup this service made). */
+  | { type: 'backup_imported'; name: string; size: number }
+  | { type: 'offsite_uploaded'; name: string; size: number; durationMs: number }
+  | { type: 'offsite_failed'; name: string; reason: string; attempts: number };
 
 @Injectable()
 export class OpsEvents implements OnModuleDestroy {

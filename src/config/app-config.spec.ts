@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, loadConfig } from './app-config';
 
@@ -77,5 +79,87 @@ describe('loadConfig', () => {
     expect((error as ConfigError).variable).toBe(variable);
     expect((error as ConfigError).message).toContain(variable);
     expect((error as ConfigError).message).not.toContain('\n');
+  });
+
+  describe('off-site', () => {
+    // A throwaway X25519 key pair made for this test, and the recipient with its last character changed (the bech32 checksum no longer holds).
+    const RECIPIENT = 'age1jp8e48typy3fqpkj2gkv4n7crm3hjch4w7zet0yd6y4566hx096s5h9hnt';
+    const BAD_CHECKSUM = 'age1jp8e48typy3fqpkj2gkv4n7crm3hjch4w7zet0yd6y4566hx096s5h9hnq';
+    let dir: string;
+    let identityFile: string;
+
+    beforeAll(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-config-'));
+      identityFile = path.join(dir, 'key.txt');
+      fs.writeFileSync(
+        identityFile,
+        '# public key: ' + RECIPIENT + '\nAGE-SECRET-KEY-1THFC6FKC8AHCNM2VQS2LDC9LG6E5MLDRFEXA6R89V36FX5ZQNM5QEUURRX\n',
+      );
+      fs.writeFileSync(path.join(dir, 'not-a-key.txt'), 'hello\n');
+    });
+
+    afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it('should be off without OFFSITE_S3_BUCKET', () => {
+      expect(loadConfig({}).offsite).toBeUndefined();
+    });
+
+    it('should read the off-site variables with the contract defaults', () => {
+      expect(loadConfig({ OFFSITE_S3_BUCKET: 'b1b', BACKUP_ENCRYPTION_RECIPIENTS: RECIPIENT }).offsite).toEqual({
+        bucket: 'b1b',
+        endpoint: undefined,
+        region: 'us-east-1',
+        prefix: 'mission-control/',
+        forcePathStyle: false,
+        recipients: [RECIPIENT],
+        identityFile: undefined,
+        allowPlaintext: false,
+      });
+      const custom = loadConfig({
+        OFFSITE_S3_BUCKET: 'backups',
+        OFFSITE_S3_ENDPOINT: 'https://minio.example:9000',
+        OFFSITE_S3_REGION: 'auto',
+        OFFSITE_S3_PREFIX: 'mc/prod/',
+        BACKUP_ENCRYPTION_RECIPIENTS: ` ${RECIPIENT} , ${RECIPIENT}`,
+        BACKUP_ENCRYPTION_IDENTITY_FILE: identityFile,
+      }).offsite;
+      expect(custom).toMatchObject({ forcePathStyle: true, region: 'auto', prefix: 'mc/prod/', identityFile });
+      expect(custom?.recipients).toHaveLength(2);
+      expect(loadConfig({ OFFSITE_S3_BUCKET: 'bbb', OFFSITE_ALLOW_PLAINTEXT: 'true' }).offsite?.recipients).toEqual([]);
+    });
+
+    it.each([
+      [{ OFFSITE_S3_BUCKET: 'bucket' }, 'BACKUP_ENCRYPTION_RECIPIENTS'],
+      [{ OFFSITE_S3_BUCKET: 'bucket', BACKUP_ENCRYPTION_RECIPIENTS: 'age1notakey' }, 'BACKUP_ENCRYPTION_RECIPIENTS'],
+      [{ OFFSITE_S3_BUCKET: 'bucket', BACKUP_ENCRYPTION_RECIPIENTS: BAD_CHECKSUM }, 'BACKUP_ENCRYPTION_RECIPIENTS'],
+      [{ BACKUP_ENCRYPTION_RECIPIENTS: `${RECIPIENT},ssh-ed25519 AAAA` }, 'BACKUP_ENCRYPTION_RECIPIENTS'],
+      [{ BACKUP_ENCRYPTION_RECIPIENTS: 'AGE-SECRET-KEY-1ABC' }, 'BACKUP_ENCRYPTION_RECIPIENTS'],
+      [{ OFFSITE_S3_BUCKET: 'b', BACKUP_ENCRYPTION_RECIPIENTS: RECIPIENT }, 'OFFSITE_S3_BUCKET'],
+      [{ OFFSITE_S3_BUCKET: 'bucket', OFFSITE_S3_ENDPOINT: 'minio:9000' }, 'OFFSITE_S3_ENDPOINT'],
+      [{ OFFSITE_S3_ENDPOINT: 'https://key:secret@host' }, 'OFFSITE_S3_ENDPOINT'],
+      [{ OFFSITE_S3_REGION: 'us east' }, 'OFFSITE_S3_REGION'],
+      [{ OFFSITE_S3_PREFIX: '/abs/' }, 'OFFSITE_S3_PREFIX'],
+      [{ OFFSITE_S3_PREFIX: 'a/../b/' }, 'OFFSITE_S3_PREFIX'],
+      [{ OFFSITE_S3_FORCE_PATH_STYLE: 'sometimes' }, 'OFFSITE_S3_FORCE_PATH_STYLE'],
+      [{ OFFSITE_ALLOW_PLAINTEXT: 'maybe' }, 'OFFSITE_ALLOW_PLAINTEXT'],
+      [{ BACKUP_ENCRYPTION_IDENTITY_FILE: '/nonexistent/key.txt' }, 'BACKUP_ENCRYPTION_IDENTITY_FILE'],
+      [{ OFFSITE_REQUEST_TIMEOUT_MS: '5' }, 'OFFSITE_REQUEST_TIMEOUT_MS'],
+    ])('should refuse %j with one line naming %s', (env, variable) => {
+      let error: unknown;
+      try {
+        loadConfig(env);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).variable).toBe(variable);
+      expect((error as ConfigError).message).not.toContain('\n');
+    });
+
+    it('should refuse an identity file that holds no identity, without quoting it', () => {
+      expect(() => loadConfig({ BACKUP_ENCRYPTION_IDENTITY_FILE: path.join(dir, 'not-a-key.txt') })).toThrow(
+        /BACKUP_ENCRYPTION_IDENTITY_FILE holds no AGE-SECRET-KEY-1/,
+      );
+    });
   });
 });

@@ -1,4 +1,6 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isX25519Recipient, looksLikeIdentityFile } from '../offsite/age-crypto';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export const RESTORE_PAUSE_POINTS = ['locked', 'copying', 'copied', 'rolling_back', 'rollback_copied'] as const;
@@ -14,6 +16,22 @@ export class ConfigError extends Error {
     super(`Invalid configuration: ${variable} ${problem}`);
     this.name = 'ConfigError';
   }
+}
+
+/** Off-site copies (contract: "Off-site copies"). Never holds a secret: credentials stay with the AWS SDK's chain. */
+export interface OffsiteConfig {
+  bucket: string;
+  /** An S3-compatible endpoint URL; undefined for AWS itself. */
+  endpoint?: string;
+  region: string;
+  /** Key prefix of every object this service writes or lists, e.g. `mission-control/` (may be empty). */
+  prefix: string;
+  forcePathStyle: boolean;
+  /** age X25519 recipients (`age1…`); empty only when plaintext is explicitly allowed. */
+  recipients: string[];
+  /** Path of an age identity file, needed only to decrypt (verify in full, pull, disaster restore). */
+  identityFile?: string;
+  allowPlaintext: boolean;
 }
 
 /**
@@ -44,6 +62,10 @@ export class AppConfig {
    * there for good, so a test can SIGKILL the process at a known place. Unset in every real deployment.
    */
   readonly testPauseAt?: RestorePausePoint;
+  /** Off-site copies; undefined when OFFSITE_S3_BUCKET is not set. */
+  readonly offsite?: OffsiteConfig;
+  /** How long one bucket request may stay silent before it is abandoned (a stalled connection). */
+  readonly offsiteRequestTimeoutMs: number;
 
   constructor(values: Omit<AppConfig, never>) {
     Object.assign(this, values);
@@ -145,6 +167,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
   if (testPauseAt !== undefined && !(RESTORE_PAUSE_POINTS as readonly string[]).includes(testPauseAt)) {
     throw new ConfigError('MC_TEST_PAUSE_AT', `must be one of ${RESTORE_PAUSE_POINTS.join(', ')}`);
   }
+  const offsite = loadOffsite(env);
 
   return new AppConfig({
     port,
@@ -162,5 +185,80 @@ export function loadConfig(env: Env = process.env): AppConfig {
     trustedProxies,
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 60_000, 0, 3_600_000),
     testPauseAt: testPauseAt as RestorePausePoint | undefined,
+    offsite,
+    offsiteRequestTimeoutMs: integer(env, 'OFFSITE_REQUEST_TIMEOUT_MS', 120_000, 1_000, 3_600_000),
   });
+}
+
+/**
+ * OFFSITE_* and BACKUP_ENCRYPTION_*: validated even when off-site is off (a typo in a key must not wait for the
+ * day the bucket is configured), and refused when the bucket is set without a way to encrypt.
+ */
+function loadOffsite(env: Env): OffsiteConfig | undefined {
+  const recipients = (optional(env, 'BACKUP_ENCRYPTION_RECIPIENTS') ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+  for (const [index, recipient] of recipients.entries()) {
+    if (!isX25519Recipient(recipient)) {
+      // The key itself is public, but quoting a mangled paste is no help: say which entry.
+      throw new ConfigError(
+        'BACKUP_ENCRYPTION_RECIPIENTS',
+        `entry ${index + 1} is not an age X25519 recipient (age1… with a valid checksum)`,
+      );
+    }
+  }
+  const identityFile = noControlCharacters(
+    'BACKUP_ENCRYPTION_IDENTITY_FILE',
+    optional(env, 'BACKUP_ENCRYPTION_IDENTITY_FILE'),
+  );
+  if (identityFile !== undefined) {
+    let text: string;
+    try {
+      text = fs.readFileSync(identityFile, 'utf8');
+    } catch {
+      throw new ConfigError('BACKUP_ENCRYPTION_IDENTITY_FILE', 'names a file that cannot be read');
+    }
+    if (!looksLikeIdentityFile(text)) {
+      throw new ConfigError('BACKUP_ENCRYPTION_IDENTITY_FILE', 'holds no AGE-SECRET-KEY-1… identity');
+    }
+  }
+  const allowPlaintext = boolean(env, 'OFFSITE_ALLOW_PLAINTEXT', false);
+
+  const bucket = optional(env, 'OFFSITE_S3_BUCKET')?.trim();
+  if (bucket !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$/.test(bucket)) {
+    throw new ConfigError('OFFSITE_S3_BUCKET', 'must be a bucket name (3-63 letters, digits, . _ -)');
+  }
+  const endpoint = optional(env, 'OFFSITE_S3_ENDPOINT')?.trim();
+  if (endpoint !== undefined) {
+    let url: URL | null = null;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      url = null;
+    }
+    if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password) {
+      throw new ConfigError('OFFSITE_S3_ENDPOINT', 'must be an http(s) URL without credentials');
+    }
+  }
+  const region = (optional(env, 'OFFSITE_S3_REGION') ?? 'us-east-1').trim();
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(region)) {
+    throw new ConfigError('OFFSITE_S3_REGION', 'must be a region name such as us-east-1 or auto');
+  }
+  const prefix = optional(env, 'OFFSITE_S3_PREFIX') ?? 'mission-control/';
+  if (!/^[A-Za-z0-9!_.*'()/-]{0,512}$/.test(prefix) || prefix.startsWith('/') || prefix.split('/').includes('..')) {
+    throw new ConfigError('OFFSITE_S3_PREFIX', "must be a key prefix of letters, digits and !_.*'()/- (no leading /)");
+  }
+  const forcePathStyle = boolean(env, 'OFFSITE_S3_FORCE_PATH_STYLE', endpoint !== undefined);
+
+  if (bucket === undefined) {
+    return undefined;
+  }
+  if (recipients.length === 0 && !allowPlaintext) {
+    throw new ConfigError(
+      'BACKUP_ENCRYPTION_RECIPIENTS',
+      'must list at least one age1… key when OFFSITE_S3_BUCKET is set (or set OFFSITE_ALLOW_PLAINTEXT=true)',
+    );
+  }
+  return { bucket, endpoint, region, prefix, forcePathStyle, recipients, identityFile, allowPlaintext };
 }

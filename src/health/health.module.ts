@@ -7,11 +7,12 @@ import { DatabaseProbe } from './database-probe';
 import { HealthController } from './health.controller';
 import { HealthService } from './health.service';
 import { LiveSchema } from './live-schema';
+import { OffsiteHealthIndicator } from './offsite.indicator';
 
 @Module({
   imports: [BackupsModule, TypeOrmModule.forFeature([SchedulerTaskEntity])],
   controllers: [HealthController],
-  providers: [HealthService, BackupHealthState, DatabaseProbe, LiveSchema],
+  providers: [HealthService, BackupHealthState, DatabaseProbe, LiveSchema, OffsiteHealthIndicator],
   exports: [HealthService],
 })
 export class HealthModule {}

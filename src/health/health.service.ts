@@ -14,6 +14,7 @@ import { BackupHealthState } from './backup-health-state';
 import { DatabaseProbe } from './database-probe';
 import type { HealthCheckDto, HealthResponseDto } from './health.dto';
 import { LiveSchema } from './live-schema';
+import { OffsiteHealthIndicator } from './offsite.indicator';
 
 /** With auto-backup on, a last success older than this is `degraded` (a daily job plus two hours of slack). */
 export const MAX_BACKUP_AGE_SECONDS = 26 * 60 * 60;
@@ -63,6 +64,7 @@ export class HealthService {
     private readonly state: ServiceState,
     private readonly config: AppConfig,
     private readonly clock: Clock,
+    private readonly offsite: OffsiteHealthIndicator,
     @Optional() @Inject(OBSERVABILITY_OPTIONS) options?: ObservabilityOptions,
   ) {
     this.freeDiskBytes = options?.freeDiskBytes ?? statfsFreeBytes;
@@ -70,6 +72,7 @@ export class HealthService {
       ['database', () => this.database()],
       ['disk', () => this.disk()],
       ['last_backup', () => this.lastBackup()],
+      ['offsite', () => this.offsite.check()],
     ];
   }
 

@@ -1,6 +1,6 @@
 import type { OpsEvent } from '../common/ops-events';
 
-export type AlertEventType = 'backup_failed' | 'restore_failed' | 'drill_failed';
+export type AlertEventType = 'backup_failed' | 'restore_failed' | 'drill_failed' | 'offsite_failed';
 
 /** The JSON body POSTed to `general.alert_webhook_url`. */
 export interface AlertPayload {
@@ -9,12 +9,12 @@ export interface AlertPayload {
   message: string;
   /** ISO 8601 UTC, e.g. `2026-01-01T03:00:02.123Z`. */
   at: string;
-  /** `manual`, `auto_backup`, `restore` or `restore_drill`. */
+  /** `manual`, `auto_backup`, `restore`, `restore_drill` or `offsite`. */
   task: string;
   /** The same text as `message`, so Slack- and Mattermost-style incoming webhooks show it as is. */
   text: string;
   service: 'mission-control-backups';
-  details: Record<string, string | boolean | null>;
+  details: Record<string, string | number | boolean | null>;
 }
 
 /** Absolute paths (and file: URLs) in a reason are replaced: an alert leaves the host. */
@@ -56,6 +56,16 @@ export function alertFor(event: OpsEvent, at: Date): AlertPayload | null {
         task: 'restore_drill',
         message: `Restore drill${event.name === null ? '' : ` of ${event.name}`} failed: ${withoutPaths(event.reason)}`,
         details: { name: event.name, reason: withoutPaths(event.reason) },
+      };
+      break;
+    case 'offsite_failed':
+      alert = {
+        event: event.type,
+        task: 'offsite',
+        message:
+          `Off-site copy of ${event.name} failed (attempt ${event.attempts}): ${withoutPaths(event.reason)}; ` +
+          'it will be retried',
+        details: { name: event.name, reason: withoutPaths(event.reason), attempts: event.attempts },
       };
       break;
     default:

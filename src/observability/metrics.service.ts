@@ -4,6 +4,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { Subscription } from 'rxjs';
 import { Clock } from '../common/clock';
 import { OpsEvent, OpsEvents } from '../common/ops-events';
+import { RemoteCopies } from '../common/remote-copies';
 import { BackupStatus } from './backup-status';
 import { routePattern } from './request-context';
 
@@ -69,6 +70,16 @@ export class MetricsService implements OnModuleInit, OnModuleDestroy {
     help: 'Unix time of the last successful restore drill in this process (0 when none)',
     registers: [this.registry],
   });
+  private readonly offsiteLastSuccess = new Gauge({
+    name: 'mc_offsite_last_success_timestamp_seconds',
+    help: 'Unix time of the last successful off-site upload (0 when none, or off-site is off)',
+    registers: [this.registry],
+  });
+  private readonly offsiteFailures = new Counter({
+    name: 'mc_offsite_failures_total',
+    help: 'Off-site upload attempts that failed since the process started',
+    registers: [this.registry],
+  });
   private readonly httpDuration = new Histogram({
     name: 'http_request_duration_seconds',
     help: 'HTTP request duration by method, route pattern and status',
@@ -81,6 +92,7 @@ export class MetricsService implements OnModuleInit, OnModuleDestroy {
     private readonly events: OpsEvents,
     private readonly status: BackupStatus,
     private readonly clock: Clock,
+    private readonly offsite: RemoteCopies,
   ) {
     // Read at scrape time; an unreadable folder keeps the last values rather than failing the whole scrape.
     const files = () => this.backupFiles();
@@ -104,6 +116,19 @@ export class MetricsService implements OnModuleInit, OnModuleDestroy {
         if (read !== null) {
           this.set(read.totalBytes);
         }
+      },
+    });
+    const progress = this.offsite;
+    const lastSuccess = this.offsiteLastSuccess;
+    new Gauge({
+      name: 'mc_offsite_pending',
+      help: 'Backups waiting for their off-site upload (pending or failing), at scrape time',
+      registers: [this.registry],
+      collect() {
+        const read = progress.progress();
+        this.set(read.pending);
+        // Also survives a restart: read from the outbox, not only moved by events.
+        lastSuccess.set(read.lastUploadedAt ?? 0);
       },
     });
     // Series with labels appear only once set: start them at 0, so increase() sees the first failure.
@@ -177,6 +202,12 @@ export class MetricsService implements OnModuleInit, OnModuleDestroy {
         break;
       case 'drill_failed':
         this.drills.labels('failure').inc();
+        break;
+      case 'offsite_uploaded':
+        this.offsiteLastSuccess.set(this.clock.nowSeconds());
+        break;
+      case 'offsite_failed':
+        this.offsiteFailures.inc();
         break;
     }
   }

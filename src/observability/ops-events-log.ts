@@ -46,6 +46,24 @@ export function opsEventFields(event: OpsEvent): Record<string, unknown> {
       };
     case 'drill_failed':
       return { msg: 'Restore drill failed', event: event.type, name: event.name, reason: withoutPaths(event.reason) };
+    case 'backup_imported':
+      return { msg: `Uploaded file kept as ${event.name}`, event: event.type, name: event.name, sizeBytes: event.size };
+    case 'offsite_uploaded':
+      return {
+        msg: `Off-site copy of ${event.name} uploaded`,
+        event: event.type,
+        name: event.name,
+        sizeBytes: event.size,
+        durationMs: Math.round(event.durationMs),
+      };
+    case 'offsite_failed':
+      return {
+        msg: `Off-site copy of ${event.name} failed`,
+        event: event.type,
+        name: event.name,
+        reason: withoutPaths(event.reason),
+        attempts: event.attempts,
+      };
   }
 }
 

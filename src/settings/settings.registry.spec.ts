@@ -78,6 +78,26 @@ const cases: Case[] = [
     bad: [-1, 3651, 0.5, '3651', '-1', '1e3', ' 1', '', 'thirty', true, ...notScalars],
   },
   {
+    key: 'general.offsite_retention_count',
+    good: [
+      [1, '1'],
+      [30, '30'],
+      [10000, '10000'],
+      ['7', '7'],
+    ],
+    bad: [0, -1, 10001, 1.5, '0', '10001', '1e3', ' 1', '', 'thirty', true, ...notScalars],
+  },
+  {
+    key: 'general.offsite_retention_days',
+    good: [
+      [0, '0'],
+      [90, '90'],
+      [3650, '3650'],
+      ['30', '30'],
+    ],
+    bad: [-1, 3651, 0.5, '3651', '-1', '1e3', ' 1', '', 'thirty', true, ...notScalars],
+  },
+  {
     key: 'general.backup_cron',
     good: [
       ['0 3 * * *', '0 3 * * *'],
@@ -176,6 +196,8 @@ describe('settings registry', () => {
     expect(findSetting('general.backup_cron')?.default).toBe('0 3 * * *');
     expect(findSetting('general.alert_webhook_url')?.default).toBe('');
     expect(findSetting('general.restore_drill')?.default).toBe('true');
+    expect(findSetting('general.offsite_retention_count')?.default).toBe('30');
+    expect(findSetting('general.offsite_retention_days')?.default).toBe('0');
   });
 
   it.each(['', 'general', 'general.unknown', '__proto__', 'constructor', 'toString', 'GENERAL.AUTO_BACKUP'])(

@@ -158,6 +158,22 @@ export const SETTING_DEFINITIONS = [
     validate: wholeNumber(0, 3650),
   },
   {
+    key: 'general.offsite_retention_count',
+    kind: 'integer',
+    default: '30',
+    category: 'general',
+    description: 'How many mc-backup-… copies to keep in the off-site bucket (never fewer than the newest one)',
+    validate: wholeNumber(1, 10000),
+  },
+  {
+    key: 'general.offsite_retention_days',
+    kind: 'integer',
+    default: '0',
+    category: 'general',
+    description: 'Delete off-site mc-backup-… copies older than this many days, never the newest; 0 turns it off',
+    validate: wholeNumber(0, 3650),
+  },
+  {
     key: 'general.restore_drill',
     kind: 'boolean',
     default: 'true',

@@ -55,6 +55,23 @@ export const PROTECTED_ROUTES: ProtectedRoute[] = [
     role: 'admin',
     adminStatus: 404,
   },
+  // Off-site is not configured in the matrix's app: every remote route answers 400 to an admin.
+  { method: 'get', path: '/api/backup/remote', role: 'admin', adminStatus: 400 },
+  { method: 'post', path: '/api/backup/remote/sync', role: 'admin', adminStatus: 400 },
+  {
+    method: 'post',
+    path: '/api/backup/remote/verify',
+    body: { name: 'mc-backup-2026-01-01_00-00-00.db' },
+    role: 'admin',
+    adminStatus: 400,
+  },
+  {
+    method: 'post',
+    path: '/api/backup/remote/pull',
+    body: { name: 'mc-backup-2026-01-01_00-00-00.db' },
+    role: 'admin',
+    adminStatus: 400,
+  },
   { method: 'get', path: '/api/scheduler', role: 'admin', adminStatus: 200 },
   { method: 'post', path: '/api/scheduler', body: { task_id: 'no_such_task' }, role: 'admin', adminStatus: 400 },
   { method: 'get', path: '/metrics', role: 'admin', adminStatus: 200 },

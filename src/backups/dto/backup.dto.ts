@@ -10,6 +10,22 @@ export class BackupDto {
   created_at: number;
 }
 
+/** The off-site copy of a backup (contract: "Off-site copies"). */
+export class OffsiteCopyDto {
+  /**
+   * `off`: off-site is not configured, or a safety copy (never sent); `pending`: queued, not tried yet;
+   * `uploaded`: in the bucket, checked; `failed`: the last try failed, it is retried with back-off.
+   */
+  @ApiProperty({ enum: ['off', 'pending', 'uploaded', 'failed'], example: 'uploaded' })
+  status: 'off' | 'pending' | 'uploaded' | 'failed';
+  /** Unix seconds of the upload, once uploaded. */
+  @ApiProperty({ type: Number, nullable: true, example: 1767236410 })
+  uploaded_at: number | null;
+  /** Why the last try failed (a short code such as `HTTP 503` or `ECONNREFUSED`), while failing. */
+  @ApiProperty({ type: String, nullable: true, example: null })
+  error: string | null;
+}
+
 export class BackupListItemDto extends BackupDto {
   /** From the manifest; for a file without one, from the name's prefix (a foreign name reads as `upload`). */
   @ApiProperty({ enum: ['manual', 'scheduled', 'upload', 'safety'], example: 'manual' })
@@ -24,6 +40,7 @@ export class BackupListItemDto extends BackupDto {
   /** Unix seconds of the last verification that passed, or null. */
   @ApiProperty({ type: Number, nullable: true, example: 1767240000 })
   verified_at: number | null;
+  offsite: OffsiteCopyDto;
 }
 
 export class CreatedBackupDto extends BackupDto {

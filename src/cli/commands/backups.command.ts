@@ -4,6 +4,7 @@ import { CreateCommand } from './create.command';
 import { DrillCommand } from './drill.command';
 import { ListCommand } from './list.command';
 import { PruneCommand } from './prune.command';
+import { RemoteCommand } from './remote.command';
 import { RestoreCommand } from './restore.command';
 import { VerifyCommand } from './verify.command';
 
@@ -14,11 +15,13 @@ export const BACKUP_SUBCOMMANDS = [
   RestoreCommand,
   PruneCommand,
   DrillCommand,
+  RemoteCommand,
 ] as const;
 
 @Command({
   name: 'backups',
-  description: 'Create, list, verify, restore, prune and drill backups of the Mission Control database',
+  description:
+    'Create, list, verify, restore, prune and drill backups of the Mission Control database; remote: off-site copies',
   subCommands: [...BACKUP_SUBCOMMANDS],
 })
 export class BackupsCommand extends CommandRunner {

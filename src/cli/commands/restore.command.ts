@@ -1,19 +1,22 @@
 import { CommandRunner, Option, SubCommand } from 'nest-commander';
-import { formatDuration } from '../format';
+import { usageError } from '../cli-error';
+import { formatBytes, formatDuration } from '../format';
 import { OfflineRestore } from '../offline-restore';
+import { RemoteRestore } from '../remote-restore';
 import { Terminal } from '../terminal';
 
 @SubCommand({
   name: 'restore',
-  arguments: '<name>',
+  arguments: '[name]',
   description:
     'OFFLINE restore, with the service stopped: verify the backup, keep a safety copy of the current database, ' +
-    'then atomically replace it',
+    'then atomically replace it. With --from-remote, disaster recovery on a machine with no database yet',
   argsDescription: { name: 'backup file name, e.g. mc-backup-2026-01-01_03-00-00.db' },
 })
 export class RestoreCommand extends CommandRunner {
   constructor(
     private readonly restore: OfflineRestore,
+    private readonly remote: RemoteRestore,
     private readonly terminal: Terminal,
   ) {
     super();
@@ -24,7 +27,30 @@ export class RestoreCommand extends CommandRunner {
     return true;
   }
 
-  async run([name]: string[], options: { yes?: boolean } = {}): Promise<void> {
+  @Option({
+    flags: '--from-remote <name>',
+    description: 'download, decrypt, verify and install an off-site copy (a name, or `latest`) as the database',
+  })
+  parseFromRemote(value: string): string {
+    return value;
+  }
+
+  async run([name]: string[], options: { yes?: boolean; fromRemote?: string } = {}): Promise<void> {
+    if (options.fromRemote !== undefined) {
+      if (name !== undefined) {
+        throw usageError('give either a backup name or --from-remote, not both');
+      }
+      const outcome = await this.remote.run(options.fromRemote, { yes: options.yes === true });
+      this.terminal.out(
+        `Installed ${outcome.name} (${formatBytes(outcome.size)}, sha256 ${outcome.sha256}) from the bucket in ` +
+          `${formatDuration(outcome.durationMs)}`,
+      );
+      this.terminal.out('Start the service to use the restored database.');
+      return;
+    }
+    if (name === undefined) {
+      throw usageError("missing required argument 'name' (or --from-remote <name|latest>)");
+    }
     const outcome = await this.restore.run(name, { yes: options.yes === true });
     this.terminal.out(
       `Restored ${outcome.name} in ${formatDuration(outcome.durationMs)}` +

@@ -1,0 +1,95 @@
+import { CommandRunner, Option, SubCommand } from 'nest-commander';
+import { validateBackupName } from '../../backups/backup-name';
+import { ApiError } from '../../common/api-error';
+import { OffsiteService } from '../../offsite/offsite.service';
+import { AppSession } from '../app-session';
+import { CLI_ACTOR, CLI_META } from '../cli-actor';
+import { CliError, usageError } from '../cli-error';
+import { formatBytes, formatTable, formatUtc } from '../format';
+import { RemoteRestore } from '../remote-restore';
+import { Terminal } from '../terminal';
+
+@SubCommand({ name: 'list', description: 'List the off-site copies in the bucket, newest first (times in UTC)' })
+export class RemoteListCommand extends CommandRunner {
+  constructor(
+    private readonly remote: RemoteRestore,
+    private readonly terminal: Terminal,
+  ) {
+    super();
+  }
+
+  @Option({ flags: '--json', description: 'print JSON: { backups: [...], bucket, prefix }' })
+  parseJson(): boolean {
+    return true;
+  }
+
+  async run(_params: string[], options: { json?: boolean } = {}): Promise<void> {
+    const listing = await this.remote.list();
+    if (options.json) {
+      this.terminal.out(JSON.stringify(listing, null, 2));
+      return;
+    }
+    if (listing.backups.length === 0) {
+      this.terminal.out(`No off-site copies under ${listing.prefix} in bucket ${listing.bucket}`);
+      return;
+    }
+    const rows = listing.backups.map((b) => [
+      b.name,
+      b.size === null ? '-' : formatBytes(b.size),
+      b.encrypted ? 'age' : 'plain',
+      formatUtc(b.uploaded_at),
+      b.sha256 === null ? '-' : b.sha256.slice(0, 12),
+    ]);
+    this.terminal.out(formatTable([['NAME', 'SIZE', 'STORED', 'UPLOADED (UTC)', 'SHA256'], ...rows]));
+    this.terminal.out(`\n${listing.backups.length} copy(ies) in ${listing.bucket}/${listing.prefix}`);
+  }
+}
+
+@SubCommand({
+  name: 'pull',
+  arguments: '<name>',
+  description:
+    'Download an off-site copy into the backups folder (decrypted and checked), like POST /api/backup/remote/pull',
+  argsDescription: { name: 'backup file name, e.g. mc-backup-2026-01-01_03-00-00.db' },
+})
+export class RemotePullCommand extends CommandRunner {
+  constructor(
+    private readonly session: AppSession,
+    private readonly terminal: Terminal,
+  ) {
+    super();
+  }
+
+  async run([rawName]: string[]): Promise<void> {
+    const valid = validateBackupName(rawName);
+    if (!valid.ok) {
+      throw usageError(valid.reason);
+    }
+    const pulled = await this.session.run(async (app) => {
+      try {
+        return await app.get(OffsiteService).pull(valid.name, CLI_ACTOR, CLI_META);
+      } catch (error) {
+        if (error instanceof ApiError) {
+          const body = error.getResponse() as { error: string; reason?: string };
+          throw new CliError(body.reason ? `${body.error}: ${body.reason}` : body.error);
+        }
+        throw error;
+      }
+    });
+    this.terminal.out(
+      `Pulled ${pulled.backup.name} (${formatBytes(pulled.backup.size)}); restore it with \`backups restore ${pulled.backup.name}\``,
+    );
+  }
+}
+
+@SubCommand({
+  name: 'remote',
+  description: 'Off-site copies in the S3-compatible bucket: list, pull',
+  subCommands: [RemoteListCommand, RemotePullCommand],
+})
+export class RemoteCommand extends CommandRunner {
+  run(): Promise<void> {
+    this.command.outputHelp({ error: true });
+    return Promise.reject(usageError('missing command (one of: list, pull)'));
+  }
+}

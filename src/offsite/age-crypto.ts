@@ -1,0 +1,93 @@
+import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
+import * as fsp from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+
+/**
+ * The only code that encrypts or decrypts: the age v1 format (age-encryption, by the format's author), X25519
+ * recipients only, so Debian's `age` CLI (1.1) decrypts every object by hand. Streams in 64 KiB chunks: memory
+ * stays flat whatever the size of the backup.
+ */
+
+/** `age1` + 58 bech32 characters: an X25519 recipient. Post-quantum (`age1pq1…`) and tag keys are refused. */
+const X25519_RECIPIENT_SHAPE = /^age1[02-9ac-hj-np-z]{58}$/;
+const IDENTITY_LINE = /^AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}$/;
+
+/** True for a well-formed X25519 recipient whose bech32 checksum holds. */
+export function isX25519Recipient(text: string): boolean {
+  if (!X25519_RECIPIENT_SHAPE.test(text)) {
+    return false;
+  }
+  try {
+    new Encrypter().addRecipient(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The X25519 identities (`AGE-SECRET-KEY-1…`) of an identity file's text; comments and blank lines skipped. */
+export function identitiesIn(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => IDENTITY_LINE.test(line));
+}
+
+export function looksLikeIdentityFile(text: string): boolean {
+  return identitiesIn(text).length > 0;
+}
+
+/** A new identity file's text (in `age-keygen`'s layout) and its public recipient. */
+export async function generateIdentityFile(now: Date): Promise<{ text: string; recipient: string }> {
+  const identity = await generateX25519Identity();
+  const recipient = await identityToRecipient(identity);
+  const text = `# created: ${now.toISOString()}\n# public key: ${recipient}\n${identity}\n`;
+  return { text, recipient };
+}
+
+/** Ciphertext bytes age adds to `plainSize` bytes, header aside (a 16-byte tag per 64 KiB chunk, one nonce). */
+export function ageOverhead(plainSize: number): number {
+  return 16 + 16 * Math.max(1, Math.ceil(plainSize / 65536));
+}
+
+export class AgeCrypto {
+  constructor(
+    private readonly recipients: readonly string[],
+    private readonly identityFile?: string,
+  ) {}
+
+  get canEncrypt(): boolean {
+    return this.recipients.length > 0;
+  }
+
+  get canDecrypt(): boolean {
+    return this.identityFile !== undefined;
+  }
+
+  /** An age stream of `plain`, to every recipient. */
+  async encrypt(plain: Readable): Promise<Readable> {
+    const encrypter = new Encrypter();
+    for (const recipient of this.recipients) {
+      encrypter.addRecipient(recipient);
+    }
+    const cipher = await encrypter.encrypt(Readable.toWeb(plain) as unknown as ReadableStream<Uint8Array>);
+    return Readable.fromWeb(cipher as unknown as WebReadableStream<Uint8Array>);
+  }
+
+  /**
+   * The plaintext of an age stream. The identity file is read for each call and never kept: the secret lives in
+   * memory only while it is used. Rejects (or the stream errors) when no identity fits or the data was altered.
+   */
+  async decrypt(cipher: Readable): Promise<Readable> {
+    if (this.identityFile === undefined) {
+      throw new Error('No identity configured');
+    }
+    const decrypter = new Decrypter();
+    for (const identity of identitiesIn(await fsp.readFile(this.identityFile, 'utf8'))) {
+      decrypter.addIdentity(identity);
+    }
+    const plain = await decrypter.decrypt(Readable.toWeb(cipher) as unknown as ReadableStream<Uint8Array>);
+    return Readable.fromWeb(plain as unknown as WebReadableStream<Uint8Array>);
+  }
+}

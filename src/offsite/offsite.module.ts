@@ -1,0 +1,45 @@
+import { Injectable, Module, OnApplicationBootstrap } from '@nestjs/common';
+import { AuditModule } from '../audit/audit.module';
+import { BackupsModule } from '../backups/backups.module';
+import { AppConfig } from '../config/app-config';
+import { SettingsModule } from '../settings/settings.module';
+import { AgeCrypto } from './age-crypto';
+import { OffsiteBucket } from './offsite-bucket';
+import { OffsiteController } from './offsite.controller';
+import { OffsiteOutbox } from './offsite-outbox';
+import { OFFSITE_BUCKET, OFFSITE_CRYPTO, OffsiteService } from './offsite.service';
+
+/** Off-site copies: imported by the service and the CLI; the worker is started by the service only. */
+@Module({
+  imports: [AuditModule, SettingsModule, BackupsModule],
+  controllers: [OffsiteController],
+  providers: [
+    OffsiteService,
+    OffsiteOutbox,
+    {
+      provide: OFFSITE_BUCKET,
+      inject: [AppConfig],
+      useFactory: (config: AppConfig): OffsiteBucket | null =>
+        config.offsite ? new OffsiteBucket(config.offsite, config.offsiteRequestTimeoutMs) : null,
+    },
+    {
+      provide: OFFSITE_CRYPTO,
+      inject: [AppConfig],
+      useFactory: (config: AppConfig): AgeCrypto =>
+        new AgeCrypto(config.offsite?.recipients ?? [], config.offsite?.identityFile),
+    },
+  ],
+  exports: [OffsiteService],
+})
+export class OffsiteModule {}
+
+/** Registered by AppModule only: the upload worker runs in the service, never in a CLI command. */
+@Injectable()
+export class OffsiteServerStartup implements OnApplicationBootstrap {
+  constructor(private readonly offsite: OffsiteService) {}
+
+  onApplicationBootstrap(): void {
+    // Not awaited: a slow or unreachable bucket must not hold up the service's start.
+    void this.offsite.start();
+  }
+}

@@ -1,0 +1,173 @@
+import Database from 'better-sqlite3';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import request from 'supertest';
+import { AgeCrypto } from '../src/offsite/age-crypto';
+import { startObservabilityApp, type ObservabilityApp } from './helpers/observability-app';
+import {
+  FaultProxy,
+  makeAgeKeys,
+  offsiteEnv,
+  S3_ACCESS_KEY,
+  S3_SECRET_KEY,
+  startS3,
+  useTestCredentials,
+  waitFor,
+  type S3Server,
+} from './helpers/s3-fixtures';
+import { API_KEY } from './helpers/test-app';
+
+const ROOT = path.resolve(__dirname, '..');
+const ENTRY = path.join(__dirname, 'helpers', 'shutdown-entry.ts');
+/** 40 MiB of incompressible rows: the upload takes five 8 MiB parts (a multipart upload). */
+const FILLER_ROWS = 640;
+const FILLER_BYTES = 64 * 1024;
+
+function sha256(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+describe('Off-site upload killed mid-way (e2e, child process + SIGKILL)', () => {
+  let s3: S3Server;
+  let proxy: FaultProxy;
+  let dir: string;
+  let child: ChildProcess | undefined;
+  let app: ObservabilityApp | undefined;
+
+  beforeAll(() => useTestCredentials());
+
+  beforeEach(async () => {
+    s3 = await startS3();
+    proxy = new FaultProxy(s3.endpoint);
+    await proxy.start();
+    dir = fs.mkdtempSync(path.join(tmpdir(), 'mc-offsite-kill-'));
+  });
+
+  afterEach(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+    }
+    await app?.app.close();
+    await proxy.close();
+    await s3.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('should upload the backup exactly once after a restart, with no partial object ever listed', async () => {
+    const keys = await makeAgeKeys(dir);
+    const dbPath = path.join(dir, 'mission-control.db');
+    const db = new Database(dbPath);
+    db.pragma('journal_mode = WAL');
+    db.exec('CREATE TABLE filler(id INTEGER PRIMARY KEY, payload BLOB NOT NULL)');
+    const insert = db.prepare('INSERT INTO filler(id, payload) VALUES (?, ?)');
+    const payload = Buffer.alloc(FILLER_BYTES);
+    db.transaction(() => {
+      for (let id = 1; id <= FILLER_ROWS; id++) {
+        randomFillSync(payload);
+        insert.run(id, payload);
+      }
+    })();
+    db.pragma('wal_checkpoint(TRUNCATE)');
+    db.close();
+
+    const env = offsiteEnv(proxy.endpoint, {
+      BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient,
+      BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
+    });
+    let output = '';
+    const proc = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', ENTRY], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        PORT: '0',
+        HOST: '127.0.0.1',
+        MISSION_CONTROL_DB_PATH: dbPath,
+        AUTH_USER: 'admin',
+        AUTH_PASS: 'admin-password-123',
+        API_KEY,
+        LOG_LEVEL: 'debug',
+        NODE_ENV: 'test',
+        AWS_ACCESS_KEY_ID: S3_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY,
+        AWS_EC2_METADATA_DISABLED: 'true',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child = proc;
+    proc.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    proc.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      proc.once('exit', (_code, signal) => resolve(signal)),
+    );
+    const port = await waitFor(
+      () => {
+        if (proc.exitCode !== null) {
+          throw new Error(`The child exited early:\n${output}`);
+        }
+        return /LISTENING (\d+)/.exec(output)?.[1];
+      },
+      60_000,
+      'the child to listen',
+    );
+
+    // SIGKILL once a part of the multipart upload is half-way through the proxy.
+    let killed = false;
+    proxy.onUploadBytes = (total) => {
+      if (!killed && total > 4 * 1024 * 1024) {
+        killed = true;
+        proc.kill('SIGKILL');
+      }
+    };
+    const response = await fetch(`http://127.0.0.1:${port}/api/backup`, {
+      method: 'POST',
+      headers: { 'x-api-key': API_KEY },
+    });
+    expect(response.status).toBe(200);
+    const name = ((await response.json()) as { backup: { name: string } }).backup.name;
+    expect(await exited).toBe('SIGKILL');
+    proxy.onUploadBytes = null;
+    expect(proxy.count((r) => r.method === 'POST' && r.url.includes('uploads'))).toBeGreaterThanOrEqual(1);
+    // Nothing is listed for it: S3 shows a multipart upload only once completed. The upload is left open.
+    expect(s3.objects()).toEqual([]);
+    const [leftOpen] = [...proxy.openUploads.keys()];
+    expect(leftOpen).toEqual(expect.any(String));
+    expect(output).not.toContain('NodeVersionSupportWarning');
+    expect(output).not.toContain(S3_SECRET_KEY);
+    expect(output).not.toContain('AGE-SECRET-KEY');
+
+    // Restart (in-process): the queue resumes and the backup goes up once.
+    app = await startObservabilityApp({ ...env, AUTH_USER: 'admin', AUTH_PASS: 'admin-password-123' }, {}, dir);
+    const t = app;
+    await waitFor(
+      async () => {
+        const listed = (await request(t.http).get('/api/backup').set('x-api-key', API_KEY)).body.backups as {
+          name: string;
+          offsite: { status: string };
+        }[];
+        return listed.find((b) => b.name === name)?.offsite.status === 'uploaded';
+      },
+      60_000,
+      'the upload after the restart',
+    );
+    expect(s3.objects()).toEqual([`${name}.age`, `${name}.json`]);
+    // The interrupted multipart upload was aborted at start-up (its parts are not billed forever).
+    expect(proxy.count((r) => r.method === 'DELETE' && r.url.includes(`uploadId=${leftOpen}`))).toBe(1);
+    expect(proxy.openUploads.size).toBe(0);
+    const remote = await request(t.http).get('/api/backup/remote').set('x-api-key', API_KEY).expect(200);
+    expect(remote.body.backups.map((b: { name: string }) => b.name)).toEqual([name]);
+    const uploads = (await request(t.http).get('/api/audit?action=offsite_upload').set('x-api-key', API_KEY)).body
+      .events as unknown[];
+    expect(uploads).toHaveLength(1);
+    const local = path.join(t.backupsDir, name);
+    const plain = await new AgeCrypto([], keys.identityFile).decrypt(fs.createReadStream(s3.objectPath(`${name}.age`)));
+    const hash = createHash('sha256');
+    for await (const chunk of plain) {
+      hash.update(chunk as Buffer);
+    }
+    expect(hash.digest('hex')).toBe(sha256(local));
+  });
+});
