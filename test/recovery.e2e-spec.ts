@@ -163,7 +163,10 @@ describe('Recovery (e2e)', () => {
       // Written after the restore, into the restored database.
       const audits = await auditEvents(t, 'backup_restore');
       expect(audits).toHaveLength(1);
-      expect(audits[0]).toMatchObject({ actor: 'admin', detail: { name: made.name, safety_backup: safety } });
+      expect(audits[0]).toMatchObject({
+        actor: 'admin',
+        detail: { name: made.name, safety_backup: safety, users_added: ['alice'], users_removed: ['bob'] },
+      });
       // The manifests survive the restore (the old data did not know the safety backup or itself as verified).
       expect(listed.find((b) => b.name === made.name)?.verified_at).toEqual(expect.any(Number));
 

@@ -174,7 +174,14 @@ describe('Trust in restore (e2e)', () => {
     for (const event of before) {
       expect(after).toContainEqual(event);
     }
-    expect(after[0]).toMatchObject({ action: 'backup_restore', detail: { name: made.name } });
+    expect(after[0]).toMatchObject({
+      action: 'backup_restore',
+      detail: {
+        name: made.name,
+        settings_changed: ['general.auto_backup', 'general.backup_cron'],
+        users_changed: false,
+      },
+    });
     // Settings come from the backup: that is what a restore means.
     const settings = await api('get', '/api/settings').expect(200);
     const cron = (settings.body as { settings: Array<{ key: string; value: string }> }).settings.find(

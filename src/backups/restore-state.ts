@@ -62,6 +62,11 @@ function columnsOf(db: Database.Database, table: string): Set<string> {
 
 export function readLiveState(db: Database.Database): LiveState {
   const audit = hasTable(db, 'audit_log') ? (db.prepare('SELECT * FROM audit_log ORDER BY id').all() as Row[]) : [];
+  return { carried: readCarried(db), audit, auditSeq: maxAuditId(db), ...readPeople(db) };
+}
+
+/** Users and settings only: what a restore reports as changed. */
+function readPeople(db: Database.Database): Pick<LiveState, 'users' | 'settings'> {
   const users = hasTable(db, 'users')
     ? (db.prepare('SELECT username, role, password_hash FROM users').all() as LiveState['users'])
     : [];
@@ -73,7 +78,7 @@ export function readLiveState(db: Database.Database): LiveState {
         ]),
       )
     : new Map<string, string>();
-  return { carried: readCarried(db), audit, auditSeq: maxAuditId(db), users, settings };
+  return { users, settings };
 }
 
 /** The same, from a database file that is not live (a safety copy), opened read-only. */
@@ -135,10 +140,17 @@ export function finishRestore(db: Database.Database, pre: LiveState, options: Fi
     if (!options.keepSessions) {
       replaceSessions(db, options);
     }
+    const changes = changesBetween(pre, readPeople(db));
     if (!restoreRecorded(db, options.restoreId, options.event.action)) {
-      insertAudit(db, { ...options.event, detail: { ...options.event.detail, restore_id: options.restoreId } });
+      // What the restore changed goes into its audit event too (users that reappear or vanish, settings).
+      const detail = {
+        ...options.event.detail,
+        ...(options.keepSessions ? {} : changes),
+        restore_id: options.restoreId,
+      };
+      insertAudit(db, { ...options.event, detail });
     }
-    return changesBetween(pre, readLiveState(db));
+    return changes;
   })();
 }
 
@@ -215,7 +227,10 @@ export function insertAudit(db: Database.Database, event: AuditRow): void {
   );
 }
 
-export function changesBetween(before: LiveState, after: LiveState): RestoreChanges {
+export function changesBetween(
+  before: Pick<LiveState, 'users' | 'settings'>,
+  after: Pick<LiveState, 'users' | 'settings'>,
+): RestoreChanges {
   const keys = new Set([...before.settings.keys(), ...after.settings.keys()]);
   const settingsChanged = [...keys].filter((key) => before.settings.get(key) !== after.settings.get(key)).sort();
   const lower = (name: string): string => name.toLowerCase();
