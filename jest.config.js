@@ -14,7 +14,12 @@ const common = {
   moduleFileExtensions: ['js', 'json', 'ts'],
   transform: {
     '^.+\\.ts$': ['ts-jest', { diagnostics: false, astTransformers: { before: [swaggerPlugin] } }],
-    '^.+\\.js$': ['ts-jest', { diagnostics: false, tsconfig: { allowJs: true, module: 'commonjs', target: 'es2022' } }],
+    // Only those ESM packages: the project's own .js files (the Swagger plugin recipe, the test environment) stay
+    // as they are.
+    [`/node_modules/(${ESM_PACKAGES.join('|')})/.+\\.js$`]: [
+      'ts-jest',
+      { diagnostics: false, tsconfig: { allowJs: true, module: 'commonjs', target: 'es2022' } },
+    ],
   },
   transformIgnorePatterns: [`/node_modules/(?!(${ESM_PACKAGES.join('|')})/)`],
   // Node, plus: the app's logs during a test are printed only when that test fails (test/jest-environment.js).

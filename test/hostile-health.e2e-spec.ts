@@ -43,7 +43,12 @@ describe('Health under hostile conditions (e2e)', () => {
     const anonymous = await request(o.http).get('/api/health').expect(200);
     expect(anonymous.body).toEqual({
       status: 'ok',
-      checks: { database: { status: 'up' }, disk: { status: 'up' }, last_backup: { status: 'up' } },
+      checks: {
+        database: { status: 'up' },
+        disk: { status: 'up' },
+        last_backup: { status: 'up' },
+        offsite: { status: 'up' },
+      },
     });
     const viewer = await createUser(o.http, 'watcher', 'viewer');
     const asViewer = await request(o.http).get('/api/health').set('Cookie', viewer.cookie).expect(200);

@@ -21,7 +21,8 @@ import {
 import { API_KEY } from './helpers/test-app';
 
 const ROOT = path.resolve(__dirname, '..');
-const ENTRY = path.join(__dirname, 'helpers', 'shutdown-entry.ts');
+/** The service's own entry point, as production runs it (through ts-node here). */
+const ENTRY = path.join(ROOT, 'src', 'main.ts');
 /** 40 MiB of incompressible rows: the upload takes five 8 MiB parts (a multipart upload). */
 const FILLER_ROWS = 640;
 const FILLER_BYTES = 64 * 1024;
@@ -108,7 +109,7 @@ describe('Off-site upload killed mid-way (e2e, child process + SIGKILL)', () => 
         if (proc.exitCode !== null) {
           throw new Error(`The child exited early:\n${output}`);
         }
-        return /LISTENING (\d+)/.exec(output)?.[1];
+        return /Listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1];
       },
       60_000,
       'the child to listen',

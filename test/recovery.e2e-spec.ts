@@ -237,6 +237,8 @@ describe('Recovery (e2e)', () => {
         error: expect.any(String),
         rolled_back: true,
         safety_backup: expect.stringMatching(SAFETY_NAME),
+        reason: 'unknown',
+        message: 'The restored database has no admin user',
       });
       expect(await usernames(t)).toEqual(usersBefore);
       expect((await api('get', '/api/settings').expect(200)).body).toEqual(settingsBefore);

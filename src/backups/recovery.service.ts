@@ -353,8 +353,12 @@ export class RecoveryService {
         });
       }
       emitFailed(step.message, step.rolledBack);
-      // The stable `reason` of every failing operation (issue 12): the step's message is a SQLite code or ours.
-      const failure = classifyFailure(Object.assign(new Error(step.message), { code: step.message }));
+      // The stable `reason` of every failing operation (issue 12). The step's message is a SQLite code or one of
+      // ours, never a path, so it is the message shown.
+      const failure = {
+        reason: classifyFailure(Object.assign(new Error(step.message), { code: step.message })).reason,
+        message: step.message,
+      };
       if (step.safety === null) {
         throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, `Restore failed: ${step.message}`, {
           rolled_back: false,
