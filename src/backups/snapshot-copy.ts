@@ -222,8 +222,10 @@ async function pinnedCopy(job: SnapshotJob, hash: boolean): Promise<CopyResult |
     const library = String(db.prepare('SELECT sqlite_version()').pluck().get());
     const total = pages * pageSize;
     mainFd = fs.openSync(job.source, 'r');
-    // Normally the empty private temp file BackupFiles.createTemp made; created 0600 when absent.
-    destFd = fs.openSync(job.dest, 'w', 0o600);
+    // The new copy, never the live database: normally the empty private temp file BackupFiles.createTemp made;
+    // created 0600 when absent.
+    const copyPath = job.dest;
+    destFd = fs.openSync(copyPath, 'w', 0o600);
     const digest = hash ? createHash('sha256') : null;
     const buffers = Array.from({ length: BUFFERS }, () => Buffer.allocUnsafe(COPY_CHUNK));
     const writes: Array<Promise<void>> = buffers.map(() => Promise.resolve());

@@ -249,37 +249,58 @@ function runSnapshotChild(job: SnapshotChildJob, signal?: AbortSignal): Promise<
   if (signal?.aborted) {
     return Promise.reject(new SnapshotError('Snapshot aborted', 'ABORT_ERR'));
   }
-  return new Promise<SnapshotResult>((resolve, reject) => {
-    let reply: SnapshotWorkerReply | undefined;
+  const child = startChild();
+  const settled = settleOnExit<SnapshotResult>(child, 'process', () => child.kill('SIGKILL'), signal);
+  child.send(job);
+  return settled;
+}
+
+/**
+ * The outcome of a worker thread or child process that posts one reply and exits: resolved with an ok reply,
+ * rejected with a SnapshotError otherwise, and only once it has exited. Aborting calls `stop`.
+ */
+function settleOnExit<R>(
+  host: Worker | ChildProcess,
+  kind: 'worker' | 'process',
+  stop: () => void,
+  signal: AbortSignal | undefined,
+): Promise<R> {
+  return new Promise<R>((resolve, reject) => {
+    let reply: (WorkerFailure | { ok: true }) | undefined;
     let failure: Error | undefined;
     let aborted = false;
-    const child = startChild();
     const onAbort = (): void => {
       aborted = true;
-      child.kill('SIGKILL');
+      stop();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
-    child.on('message', (msg: SnapshotWorkerReply) => {
+    host.on('message', (msg: WorkerFailure | { ok: true } | { type: 'paused' }) => {
+      if ('type' in msg) {
+        // MC_TEST_PAUSE_AT after a commit: the worker has stopped for good, for a kill test to find it there.
+        new Logger('RestoreRunner').warn('MC_TEST_PAUSE_AT: the restore stops after the copy committed');
+        return;
+      }
       reply = msg;
     });
-    child.on('error', (err: Error) => {
-      failure ??= new SnapshotError(`Snapshot process failed: ${err.message}`);
+    host.on('error', (err: Error) => {
+      failure ??= new SnapshotError(
+        `Snapshot ${kind === 'worker' ? 'worker crashed' : 'process failed'}: ${err.message}`,
+      );
     });
-    child.on('exit', (code, sig) => {
+    host.on('exit', (code: number | null, sig?: NodeJS.Signals | null) => {
       signal?.removeEventListener('abort', onAbort);
       if (aborted && !reply?.ok) {
         reject(new SnapshotError('Snapshot aborted', 'ABORT_ERR'));
       } else if (failure) {
         reject(failure);
       } else if (!reply) {
-        reject(new SnapshotError(`Snapshot process exited with ${sig ?? `code ${code}`} without a result`));
+        reject(new SnapshotError(`Snapshot ${kind} exited with ${sig ?? `code ${code}`} without a result`));
       } else if (!reply.ok) {
         reject(new SnapshotError(reply.message, reply.code, reply.detail));
       } else {
-        resolve(reply);
+        resolve(reply as R);
       }
     });
-    child.send(job);
   });
 }
 
@@ -307,44 +328,8 @@ export function runWorkerJob<J extends WorkerJob>(
   if (signal?.aborted) {
     return Promise.reject(new SnapshotError('Snapshot aborted', 'ABORT_ERR'));
   }
-  return new Promise<ReplyOf<J>>((resolve, reject) => {
-    let reply: ReplyOf<J> | WorkerFailure | undefined;
-    let failure: Error | undefined;
-    let aborted = false;
-    const worker = startWorker(job, port);
-
-    const onAbort = (): void => {
-      aborted = true;
-      void worker.terminate();
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-
-    worker.on('message', (msg: ReplyOf<J> | WorkerFailure | { type: 'paused' }) => {
-      if ('type' in msg) {
-        // MC_TEST_PAUSE_AT after a commit: the worker has stopped for good, for a kill test to find it there.
-        new Logger('RestoreRunner').warn('MC_TEST_PAUSE_AT: the restore stops after the copy committed');
-        return;
-      }
-      reply = msg;
-    });
-    worker.on('error', (err: Error) => {
-      failure ??= new SnapshotError(`Snapshot worker crashed: ${err.message}`);
-    });
-    worker.on('exit', (code) => {
-      signal?.removeEventListener('abort', onAbort);
-      if (aborted && !reply?.ok) {
-        reject(new SnapshotError('Snapshot aborted', 'ABORT_ERR'));
-      } else if (failure) {
-        reject(failure);
-      } else if (!reply) {
-        reject(new SnapshotError(`Snapshot worker exited with code ${code} without a result`));
-      } else if (!reply.ok) {
-        reject(new SnapshotError(reply.message, reply.code, reply.detail));
-      } else {
-        resolve(reply);
-      }
-    });
-  });
+  const worker = startWorker(job, port);
+  return settleOnExit<ReplyOf<J>>(worker, 'worker', () => void worker.terminate(), signal);
 }
 
 /**
