@@ -41,6 +41,8 @@ module.exports = {
       testRegex: 'test/.*\\.e2e-spec\\.ts$',
       // Fails any test in which this process opens the live database outside SQLite or loses its locks on it.
       setupFilesAfterEnv: ['<rootDir>/test/helpers/live-db-tripwire.ts'],
+      // One build of dist/ for every suite that runs the compiled service or CLI (and only when e2e suites run).
+      globalSetup: '<rootDir>/test/global-setup.js',
     },
   ],
 };

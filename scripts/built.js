@@ -92,7 +92,7 @@ function runBuilt(entry) {
   require(path.join(DIST, entry));
 }
 
-module.exports = { runBuilt, staleReason };
+module.exports = { runBuilt, staleReason, build };
 
 if (require.main === module) {
   const entry = process.argv[2];

@@ -10,12 +10,11 @@ import { API_KEY, createUser, startTestApp, type TestApp } from './helpers/test-
 jest.setTimeout(60_000);
 
 let mainJs: string;
-let outDir: string;
 const folders: string[] = [];
 const running: TestApp[] = [];
 
 beforeAll(() => {
-  ({ mainJs, outDir } = buildCli());
+  ({ mainJs } = buildCli());
 }, 120_000);
 
 afterEach(async () => {
@@ -25,10 +24,6 @@ afterEach(async () => {
   while (folders.length > 0) {
     fs.rmSync(folders.pop() as string, { recursive: true, force: true });
   }
-});
-
-afterAll(() => {
-  fs.rmSync(outDir, { recursive: true, force: true });
 });
 
 /** A database made and migrated by the real app, which is then stopped (the CLI's usual situation). */

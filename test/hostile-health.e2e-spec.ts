@@ -148,13 +148,9 @@ describe('Health under hostile conditions (e2e)', () => {
     await o.app.close();
     o = undefined;
 
-    const { mainJs, outDir } = buildCli();
-    try {
-      const run = runCli(mainJs, dbPath, ['backups', 'restore', good.name, '--yes']);
-      expect([run.status, run.stderr]).toEqual([0, expect.any(String)]);
-    } finally {
-      fs.rmSync(outDir, { recursive: true, force: true });
-    }
+    const { mainJs } = buildCli();
+    const run = runCli(mainJs, dbPath, ['backups', 'restore', good.name, '--yes']);
+    expect([run.status, run.stderr]).toEqual([0, expect.any(String)]);
     o = await startObservabilityApp({}, {}, dir);
     expect((await asAdmin(200)).status).toBe('ok');
   });

@@ -25,7 +25,6 @@ function sha256(file: string): string {
 
 describe('Off-site copies from the CLI (keys, remote list/pull, disaster recovery)', () => {
   let mainJs: string;
-  let outDir: string;
   let s3: S3Server;
   let proxy: FaultProxy;
   let keys: AgeKeys;
@@ -48,7 +47,7 @@ describe('Off-site copies from the CLI (keys, remote list/pull, disaster recover
 
   beforeAll(async () => {
     useTestCredentials();
-    ({ mainJs, outDir } = buildCli());
+    ({ mainJs } = buildCli());
     s3 = await startS3();
     proxy = new FaultProxy(s3.endpoint);
     await proxy.start();
@@ -64,7 +63,6 @@ describe('Off-site copies from the CLI (keys, remote list/pull, disaster recover
     for (const dir of folders) {
       fs.rmSync(dir, { recursive: true, force: true });
     }
-    fs.rmSync(outDir, { recursive: true, force: true });
   });
 
   it('should generate an identity file (0600, never over an existing one) and print its recipient', async () => {

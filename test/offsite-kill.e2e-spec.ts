@@ -21,8 +21,8 @@ import {
 import { API_KEY } from './helpers/test-app';
 
 const ROOT = path.resolve(__dirname, '..');
-/** The service's own entry point, as production runs it (through ts-node here). */
-const ENTRY = path.join(ROOT, 'src', 'main.ts');
+/** The compiled service, as production runs it (dist/, built once per test run by test/global-setup.js). */
+const ENTRY = path.join(ROOT, 'dist', 'main.js');
 /** 40 MiB of incompressible rows: the upload takes five 8 MiB parts (a multipart upload). */
 const FILLER_ROWS = 640;
 const FILLER_BYTES = 64 * 1024;
@@ -79,7 +79,7 @@ describe('Off-site upload killed mid-way (e2e, child process + SIGKILL)', () => 
       BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
     });
     let output = '';
-    const proc = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', ENTRY], {
+    const proc = spawn(process.execPath, [ENTRY], {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH ?? '',

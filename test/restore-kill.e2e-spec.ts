@@ -23,10 +23,6 @@ beforeAll(() => {
   build = buildCli();
 });
 
-afterAll(() => {
-  fs.rmSync(build.outDir, { recursive: true, force: true });
-});
-
 interface Service {
   proc: ChildProcess;
   port: number;

@@ -58,14 +58,9 @@ function walDescriptors(dbPath: string): string[] {
 describe('Trust in restore (e2e)', () => {
   let t: TestApp;
   let mainJs: string;
-  let outDir: string;
 
   beforeAll(() => {
-    ({ mainJs, outDir } = buildCli());
-  });
-
-  afterAll(() => {
-    fs.rmSync(outDir, { recursive: true, force: true });
+    ({ mainJs } = buildCli());
   });
 
   beforeEach(async () => {

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 
 /**
- * Graceful shutdown, for real: src/main.ts itself in a child process, on a database large enough that a backup
+ * Graceful shutdown, for real: the compiled service (dist/main.js) in a child process, on a database large enough that a backup
  * takes a while, SIGTERM in the middle of `POST /api/backup`, and then everything the operator relies on. And
  * `npm start` exactly as an operator (or systemd, or a container runtime) runs it: SIGTERM to npm's pid must reach
  * the service.
@@ -15,7 +15,8 @@ import Database from 'better-sqlite3';
 
 const API_KEY = 'shutdown-test-key-0123456789';
 const ROOT = path.resolve(__dirname, '..');
-const MAIN = path.join(ROOT, 'src', 'main.ts');
+/** The compiled service, as production runs it (dist/, built once per test run by test/global-setup.js). */
+const MAIN = path.join(ROOT, 'dist', 'main.js');
 /** main.ts's first start-up line; with PORT=0 it names the port the kernel picked. */
 const LISTENING = /Listening on http:\/\/127\.0\.0\.1:(\d+)/;
 /** 4096 rows of 64 KiB random bytes: 256 MiB, so the copy and its quick_check take a noticeable time. */
@@ -132,7 +133,7 @@ describe('Graceful shutdown (e2e, child process)', () => {
     expect(before.rows).toBe(FILLER_ROWS);
 
     let output = '';
-    const proc = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', MAIN], {
+    const proc = spawn(process.execPath, [MAIN], {
       cwd: ROOT,
       detached: true,
       env: {

@@ -8,7 +8,7 @@ import { BackupFiles, InvalidBackupNameError } from './backup-files';
 import { BACKUP_PREFIX, SAFETY_PREFIX, UPLOAD_PREFIX, formatBackupName } from './backup-name';
 import { runSnapshotWorker } from './snapshot';
 
-// The worker thread compiles itself with ts-node on first use, which is slow on a cold cache.
+// Each job starts a fresh worker or child process; generous on a loaded machine.
 const SLOW = 60_000;
 const NOW = new Date(Date.UTC(2026, 0, 1, 3, 0, 0));
 

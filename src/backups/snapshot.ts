@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { type ChildProcess, fork, type StdioOptions } from 'node:child_process';
 import * as path from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { typeScriptEntrySource } from '../common/typescript-entry';
 import { checkSchema, type SchemaObject, type SchemaVerdict } from './schema-check';
 
 /**
@@ -213,21 +214,10 @@ const DEFAULT_RESTORE_MAX_WAIT_MS = 30_000;
  * Under ts-jest only: the e2e suite's live-database tripwire (test/helpers/live-db-tripwire.ts) wraps fs in each
  * worker too, so a raw open of the live database in a worker thread fails the operation that made it.
  */
-function tripwire(): string {
+function tripwire(): string[] {
   // eslint-disable-next-line no-restricted-properties -- a test hook, not configuration; only on the .ts path
   const file = process.env.MC_LIVE_DB_TRIPWIRE;
-  return file ? `require(${JSON.stringify(file)});` : '';
-}
-
-/** ts-node for a worker or child that must load TypeScript itself (under ts-jest / ts-node). */
-function tsNodeBootstrap(file: string, preload = ''): string {
-  const tsNode = require.resolve('ts-node');
-  return (
-    `require(${JSON.stringify(tsNode)}).register({ transpileOnly: true, skipProject: true, ` +
-    `compilerOptions: { module: 'commonjs', target: 'es2022', esModuleInterop: true } });` +
-    preload +
-    `require(${JSON.stringify(file)});`
-  );
+  return file ? [file] : [];
 }
 
 function startChild(): ChildProcess {
@@ -235,7 +225,7 @@ function startChild(): ChildProcess {
   if (__filename.endsWith('.ts')) {
     // The child must load TypeScript itself: node runs the -e bootstrap, which requires the .ts entry.
     const entry = path.join(__dirname, 'snapshot.child.ts');
-    return fork(entry, [], { stdio, execArgv: ['-e', tsNodeBootstrap(entry)] });
+    return fork(entry, [], { stdio, execArgv: ['-e', typeScriptEntrySource(entry)] });
   }
   // No inherited execArgv (--inspect, test-runner flags): the child is a plain node process.
   return fork(path.join(__dirname, 'snapshot.child.js'), [], { stdio, execArgv: [] });
@@ -308,9 +298,9 @@ function startWorker(job: WorkerJob, port?: MessagePort): Worker {
   const workerData = { job, port };
   const transferList = port ? [port] : [];
   // Compiled: the .js sibling. Under ts-jest / ts-node this file is .ts and so is the worker, which then needs a
-  // TypeScript loader of its own; registering it explicitly keeps that independent of the working directory.
+  // TypeScript loader of its own.
   if (__filename.endsWith('.ts')) {
-    const bootstrap = tsNodeBootstrap(path.join(__dirname, 'snapshot.worker.ts'), tripwire());
+    const bootstrap = typeScriptEntrySource(path.join(__dirname, 'snapshot.worker.ts'), tripwire());
     return new Worker(bootstrap, { eval: true, workerData, transferList });
   }
   return new Worker(path.join(__dirname, 'snapshot.worker.js'), { workerData, transferList });

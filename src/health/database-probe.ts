@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Clock } from '../common/clock';
+import { typeScriptEntrySource } from '../common/typescript-entry';
 import { AppConfig } from '../config/app-config';
 import { OBSERVABILITY_OPTIONS, ObservabilityOptions } from '../observability/observability-options';
 import type { ProbeJob, ProbeReply } from './database-probe.worker';
@@ -149,14 +150,9 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
 }
 
 function startWorker(job: ProbeJob): Worker {
-  // As in snapshot.ts: the .js sibling when compiled, ts-node registered explicitly under ts-jest / ts-node.
+  // As in snapshot.ts: the .js sibling when compiled, the TypeScript entry under ts-jest / ts-node.
   if (__filename.endsWith('.ts')) {
-    const workerFile = path.join(__dirname, 'database-probe.worker.ts');
-    const tsNode = require.resolve('ts-node');
-    const bootstrap =
-      `require(${JSON.stringify(tsNode)}).register({ transpileOnly: true, skipProject: true, ` +
-      `compilerOptions: { module: 'commonjs', target: 'es2022', esModuleInterop: true } });` +
-      `require(${JSON.stringify(workerFile)});`;
+    const bootstrap = typeScriptEntrySource(path.join(__dirname, 'database-probe.worker.ts'));
     return new Worker(bootstrap, { eval: true, workerData: job });
   }
   return new Worker(path.join(__dirname, 'database-probe.worker.js'), { workerData: job });
