@@ -41,7 +41,13 @@ export default tseslint.config(
           // TypeORM shares one connection: an await inside a transaction lets other modules' writes join it and be
           // rolled back with it. Use a synchronous better-sqlite3 transaction instead.
           selector: "CallExpression[callee.property.name='transaction'] > :function[async=true]",
-          message: 'No async transactions on the shared connection: use db.transaction(() => ...)() with no await.',
+          message: 'No async transactions on the shared connection: use db.transaction(() => ...).immediate().',
+        },
+        {
+          // A deferred transaction that reads before it writes cannot wait for another process's write lock: SQLite
+          // answers SQLITE_BUSY at once (it failed a restore beside a busy writer). Take the write lock first.
+          selector: "CallExpression[callee.type='CallExpression'][callee.callee.property.name='transaction']",
+          message: 'Begin write transactions IMMEDIATE: db.transaction(() => ...).immediate(), not (...)().',
         },
         {
           selector: "CallExpression[callee.property.name='save']:not([arguments.1])",

@@ -70,7 +70,7 @@ describe('Off-site upload killed mid-way (e2e, child process + SIGKILL)', () => 
         randomFillSync(payload);
         insert.run(id, payload);
       }
-    })();
+    }).immediate();
     db.pragma('wal_checkpoint(TRUNCATE)');
     db.close();
 

@@ -23,5 +23,5 @@ export async function replacePassword(
         ? db.prepare('DELETE FROM sessions WHERE user_id = ?').run(userId)
         : db.prepare('DELETE FROM sessions WHERE user_id = ? AND id != ?').run(userId, keepSessionId);
     return ended.changes;
-  })();
+  }).immediate();
 }

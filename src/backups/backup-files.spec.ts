@@ -296,7 +296,7 @@ describe('BackupFiles.snapshot', () => {
         for (let i = 0; i < 1000; i++) {
           fill.run(`row ${i}`);
         }
-      })();
+      }).immediate();
       const files = new BackupFiles(backupsDir);
       await files.ensureDir();
       const controller = new AbortController();
@@ -358,7 +358,7 @@ describe('BackupFiles.snapshot', () => {
         for (let i = 0; i < 30_000; i++) {
           fill.run();
         }
-      })();
+      }).immediate();
       expect((await fs.stat(sourcePath)).size + (await fs.stat(`${sourcePath}-wal`)).size).toBeGreaterThan(30e6);
 
       // Each write is one transaction touching two tables; a torn or mixed copy breaks count(log) = counter.n.
@@ -423,7 +423,7 @@ describe('runSnapshotWorker', () => {
         for (let i = 0; i < 500; i++) {
           insert.run(`row-${i}`);
         }
-      })();
+      }).immediate();
       await fs.mkdir(backupsDir);
       const dest = path.join(backupsDir, 'raw-copy');
       const result = await runSnapshotWorker(sourcePath, dest, { copyMethod: 'backup-api' });
@@ -478,14 +478,14 @@ describe('runSnapshotWorker copy methods', () => {
       for (let i = 0; i < 3000; i++) {
         insert.run(`row-${i}`, i % 10 === 0 ? 9000 : 300);
       }
-    })();
+    }).immediate();
     source.exec('DELETE FROM items WHERE id % 7 = 0');
     source.pragma('wal_checkpoint(TRUNCATE)');
     source.transaction(() => {
       for (let i = 0; i < 200; i++) {
         insert.run(`late-${i}`, 500);
       }
-    })();
+    }).immediate();
   }
 
   it(

@@ -36,5 +36,5 @@ export function writeCarried(db: Database, carried: CarriedRows): void {
         ).run(...names.map((c) => row[c]));
       }
     }
-  })();
+  }).immediate();
 }

@@ -131,7 +131,9 @@ export function restoreRecorded(db: Database.Database, restoreId: string, action
  * Everything a restore writes into the database after the copy, as ONE synchronous transaction on the live
  * connection (nothing else in this process can interleave with it): the carried tables, the audit log merged back
  * (the old log, then whatever arrived since the copy, then this restore's own event), and the sessions. Running it
- * twice gives the same result, so a crash anywhere in between is finished by running it again.
+ * twice gives the same result, so a crash anywhere in between is finished by running it again. It begins
+ * IMMEDIATE: it reads before it writes, and a deferred transaction that has read cannot wait for another process's
+ * write lock (SQLite answers SQLITE_BUSY at once), which failed a restore beside a busy writer.
  */
 export function finishRestore(db: Database.Database, pre: LiveState, options: FinishOptions): RestoreChanges {
   return db.transaction((): RestoreChanges => {
@@ -151,7 +153,7 @@ export function finishRestore(db: Database.Database, pre: LiveState, options: Fi
       insertAudit(db, { ...options.event, detail });
     }
     return changes;
-  })();
+  }).immediate();
 }
 
 function mergeAudit(db: Database.Database, pre: LiveState, options: FinishOptions): void {

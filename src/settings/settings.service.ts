@@ -140,7 +140,7 @@ export class SettingsService implements OnModuleDestroy {
         for (const row of rows) {
           upsert.run(row.key, row.value, row.updatedBy, row.updatedAt);
         }
-      })();
+      }).immediate();
     } catch (error) {
       this.logger.error(`Could not store settings ${rows.map((r) => r.key).join(', ')}: ${String(error)}`);
       throw new ApiError(HttpStatus.INTERNAL_SERVER_ERROR, 'Could not save the settings; nothing was changed');

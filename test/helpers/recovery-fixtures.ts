@@ -115,7 +115,7 @@ export function growDatabase(dbPath: string, bytes: number): void {
         for (let i = 0; i < Math.min(perTx, rows - done); i++) {
           insert.run();
         }
-      })();
+      }).immediate();
     }
     db.pragma('wal_checkpoint(TRUNCATE)');
   } finally {
