@@ -357,6 +357,7 @@ async function restore(job: RestoreJob, port: MessagePort | undefined): Promise<
         }
         closeQuietly(source);
         source = undefined;
+        syncCommittedWal(job.dest, job.busyTimeoutMs);
         checkpoint(job.dest, job.busyTimeoutMs);
         return { ok: true, pages: progress.totalPages, pageSize, steps, copyMs, totalMs: performance.now() - started };
       }
@@ -390,6 +391,27 @@ function awaitGoAhead(port: MessagePort | undefined): void {
       throw new Error('Restore aborted before the copy');
     }
     sleepMs(2);
+  }
+}
+
+/**
+ * Makes the copied pages durable before the restore is reported done (and its journal moves to `copied`, which
+ * start-up recovery would then finish). The connection better-sqlite3 opened for the copy runs WAL at
+ * synchronous=NORMAL (its build default), so its commit did not fsync the WAL; the checkpoint after it would, but
+ * it is best effort and copies nothing while a reader still holds the old snapshot. A commit at synchronous=FULL
+ * fsyncs the whole WAL, the copy's frames included: rewriting user_version with its own value is such a commit and
+ * changes nothing. If it cannot get the write lock the restore fails, and the caller rolls back to the safety copy.
+ */
+export function syncCommittedWal(file: string, busyTimeoutMs: number): void {
+  const db = new Database(file, { fileMustExist: true, timeout: busyTimeoutMs });
+  try {
+    db.pragma('synchronous = FULL');
+    db.transaction(() => {
+      const version = Number(db.pragma('user_version', { simple: true }));
+      db.pragma(`user_version = ${version}`);
+    }).immediate();
+  } finally {
+    closeQuietly(db);
   }
 }
 
