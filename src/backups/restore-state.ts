@@ -136,6 +136,18 @@ export function restoreRecorded(db: Database.Database, restoreId: string, action
  * write lock (SQLite answers SQLITE_BUSY at once), which failed a restore beside a busy writer.
  */
 export function finishRestore(db: Database.Database, pre: LiveState, options: FinishOptions): RestoreChanges {
+  // Durable before the caller removes the journal: the live connection runs WAL at synchronous=NORMAL, whose commits
+  // are not fsynced, and a lost finish with no journal left would lose the merged audit log for good.
+  const synchronous = Number(db.pragma('synchronous', { simple: true }));
+  db.pragma('synchronous = FULL');
+  try {
+    return finishTransaction(db, pre, options);
+  } finally {
+    db.pragma(`synchronous = ${synchronous}`);
+  }
+}
+
+function finishTransaction(db: Database.Database, pre: LiveState, options: FinishOptions): RestoreChanges {
   return db.transaction((): RestoreChanges => {
     writeCarried(db, pre.carried);
     mergeAudit(db, pre, options);
