@@ -127,36 +127,19 @@ export class RestoreRunner {
     let safety: SnapshotInfo | undefined;
     let pre: LiveState | undefined;
     let pages = 0;
-    /** The safety copy, started under the write lock; settled (never rejects) once its process has exited. */
-    let safetySettled: Promise<unknown> = Promise.resolve();
     try {
-      let safetyTaken: Promise<SnapshotInfo> | undefined;
       const options = {
         pauseAfterCommit: this.config.testPauseAt === 'copied',
-        // Under the write lock: the safety copy's pages are copied (the live database cannot change meanwhile), then
-        // the backup's pages are copied in while the safety copy is checked, fsynced and hashed; the copy-in
-        // commits only after beforeCommit, once the safety copy is whole and published and the journal names it.
         whileLocked: async (): Promise<void> => {
           await this.pauseAt('locked');
-          let copied!: () => void;
-          const safetyCopied = new Promise<void>((resolve) => (copied = resolve));
-          safetyTaken = this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now(), {
-            publishAfter: request.verified,
-            onCopied: () => copied(),
-          });
-          safetySettled = safetyTaken.catch(() => undefined);
-          await Promise.race([safetyCopied, safetySettled]);
-        },
-        beforeCommit: async (): Promise<void> => {
           try {
-            safety = await safetyTaken;
+            safety = await this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now(), {
+              publishAfter: request.verified,
+            });
           } catch (error) {
             // A refused backup is the answer even when the safety copy failed too (as when it was verified first).
             await request.verified;
             throw error;
-          }
-          if (!safety) {
-            throw new Error('the safety copy never started');
           }
           // After the verification: the backup file is only opened once it is known to be whole.
           const copiedAuditSeq = maxAuditIdOfFile(scratch ?? this.files.resolveInside(request.name));
@@ -176,8 +159,6 @@ export class RestoreRunner {
         : await this.files.restoreInto(request.name, this.config.dbPath, options);
       pages = copy.pages;
     } catch (error) {
-      // Whatever failed, the safety copy's process has exited before anything is decided or answered.
-      await safetySettled;
       if (error instanceof RestoreNotVerified) {
         // Refused (or unverifiable) before anything was published or copied: the live database never changed.
         this.journal.clear();

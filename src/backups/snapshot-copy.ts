@@ -59,8 +59,6 @@ export interface SnapshotJobOptions {
   raw: boolean;
   /** Use memory-mapped reads (child process only: a mapping of the file counts in this process's RSS). */
   mmap: boolean;
-  /** Told once the copy is made and its source connection closed, before the checks. */
-  onCopied?: () => void;
 }
 
 function closeQuietly(db: Database.Database | undefined): void {
@@ -400,7 +398,6 @@ export async function runSnapshotJob(job: SnapshotJob, options: SnapshotJobOptio
   const started = performance.now();
   const copy = (options.raw ? await pinnedCopy(job, job.hash) : null) ?? (await backupApiCopy(job, options.mmap));
   const copyMs = performance.now() - started;
-  options.onCopied?.();
   const checkStarted = performance.now();
   let hashMs = 0;
   const hashing = (job.hash && copy.sha256 === null ? hashInThread(job.dest) : Promise.resolve(copy.sha256)).then(

@@ -32,8 +32,7 @@ if (process.send !== undefined) {
   allowRawReads();
   process.once('message', (job: SnapshotChildJob) => {
     lowerPriority(job.nice);
-    // `copied` lets a restore start its page copy while this process checks the safety copy (see RestoreRunner).
-    void runSnapshotJob(job, { raw: job.raw, mmap: true, onCopied: () => process.send?.({ type: 'copied' }) })
+    void runSnapshotJob(job, { raw: job.raw, mmap: true })
       .catch(toFailure)
       .then((reply: SnapshotWorkerReply) => {
         const withRss = reply.ok ? { ...reply, peakRssBytes: process.resourceUsage().maxRSS * 1024 } : reply;

@@ -49,12 +49,6 @@ export interface RestoreJob {
   /** Give up when `dest` stays locked by another connection for this long. */
   maxWaitMs: number;
   handshake: boolean;
-  /**
-   * With `handshake`: copy every page but the last, then post `commit` and wait for `proceed` or `abort` before the
-   * step that commits. The caller finishes what must precede the commit (the safety copy's checks, the journal) in
-   * that window while the pages are being copied; `abort` rolls the uncommitted copy back.
-   */
-  commitGate: boolean;
   /** Fault injection for the kill tests (MC_TEST_PAUSE_AT): the worker stops dead after committing the copy. */
   pauseAfterCommit: boolean;
 }
@@ -160,10 +154,7 @@ export interface RestoreResult {
   pages: number;
   pageSize: number;
   steps: number;
-  /** The page copy, without the wait at the commit gate. */
   copyMs: number;
-  /** How long the copy waited, every page but the last copied, for the go-ahead to commit (0 without a gate). */
-  gateMs: number;
   totalMs: number;
 }
 
@@ -200,11 +191,6 @@ export interface SnapshotOptions {
   copyMethod?: 'auto' | 'backup-api';
   /** `process` only: the child's nice value (default {@link DEFAULT_SNAPSHOT_NICE}; 0 = the service's priority). */
   nice?: number;
-  /**
-   * `process` only: called once the pages are copied and the source connection is closed, before the checks
-   * (quick_check, fsync, sha256) start. The copy's content is final from then on.
-   */
-  onCopied?: () => void;
 }
 
 /**
@@ -273,12 +259,12 @@ function startChild(): ChildProcess {
  * Runs one snapshot job in a fresh child process (see snapshot.child.ts). Resolves only after the child has exited,
  * so nothing still holds a file open when the caller publishes or removes the copy.
  */
-function runSnapshotChild(job: SnapshotChildJob, signal?: AbortSignal, onCopied?: () => void): Promise<SnapshotResult> {
+function runSnapshotChild(job: SnapshotChildJob, signal?: AbortSignal): Promise<SnapshotResult> {
   if (signal?.aborted) {
     return Promise.reject(new SnapshotError('Snapshot aborted', 'ABORT_ERR'));
   }
   const child = startChild();
-  const settled = settleOnExit<SnapshotResult>(child, 'process', () => child.kill('SIGKILL'), signal, onCopied);
+  const settled = settleOnExit<SnapshotResult>(child, 'process', () => child.kill('SIGKILL'), signal);
   child.send(job);
   return settled;
 }
@@ -292,7 +278,6 @@ function settleOnExit<R>(
   kind: 'worker' | 'process',
   stop: () => void,
   signal: AbortSignal | undefined,
-  onCopied?: () => void,
 ): Promise<R> {
   return new Promise<R>((resolve, reject) => {
     let reply: (WorkerFailure | { ok: true }) | undefined;
@@ -303,11 +288,7 @@ function settleOnExit<R>(
       stop();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
-    host.on('message', (msg: WorkerFailure | { ok: true } | { type: 'paused' | 'copied' }) => {
-      if ('type' in msg && msg.type === 'copied') {
-        onCopied?.();
-        return;
-      }
+    host.on('message', (msg: WorkerFailure | { ok: true } | { type: 'paused' }) => {
       if ('type' in msg) {
         // MC_TEST_PAUSE_AT after a commit: the worker has stopped for good, for a kill test to find it there.
         new Logger('RestoreRunner').warn('MC_TEST_PAUSE_AT: the restore stops after the copy committed');
@@ -391,7 +372,6 @@ export function runSnapshotWorker(
   return runSnapshotChild(
     { ...job, raw: options.copyMethod === 'auto', nice: options.nice ?? DEFAULT_SNAPSHOT_NICE },
     options.signal,
-    options.onCopied,
   );
 }
 
@@ -442,12 +422,6 @@ export interface RestoreOptions {
    * throws, nothing is copied, the lock is released and the restore rejects with that error.
    */
   whileLocked?: () => Promise<void>;
-  /**
-   * With `whileLocked`: runs once every page but the last is copied, still under the write lock and before the
-   * commit (see RestoreJob.commitGate). When it throws, the copy is rolled back, nothing is committed, the lock is
-   * released and the restore rejects with that error.
-   */
-  beforeCommit?: () => Promise<void>;
   pauseAfterCommit?: boolean;
 }
 
@@ -464,33 +438,24 @@ export async function runRestoreWorker(
     busyTimeoutMs: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
     maxWaitMs: options.maxWaitMs ?? DEFAULT_RESTORE_MAX_WAIT_MS,
     handshake: options.whileLocked !== undefined,
-    commitGate: options.whileLocked !== undefined && options.beforeCommit !== undefined,
     pauseAfterCommit: options.pauseAfterCommit ?? false,
   };
   const whileLocked = options.whileLocked;
   if (!whileLocked) {
     return runWorkerJob(job);
   }
-  const steps: Record<string, (() => Promise<void>) | undefined> = {
-    locked: whileLocked,
-    commit: options.beforeCommit,
-  };
   const channel = new MessageChannel();
   let lockedWorkFailure: unknown;
   let lockedWorkRan = false;
   channel.port1.on('message', (message: { type?: unknown }) => {
-    const type = typeof message.type === 'string' ? message.type : '';
-    const work = steps[type];
-    if (!work) {
+    if (message.type !== 'locked' || lockedWorkRan) {
       return;
     }
-    // Each step runs once.
-    steps[type] = undefined;
     lockedWorkRan = true;
-    work().then(
+    whileLocked().then(
       () => channel.port1.postMessage({ type: 'proceed' }),
       (error: unknown) => {
-        lockedWorkFailure ??= error;
+        lockedWorkFailure = error;
         channel.port1.postMessage({ type: 'abort' });
       },
     );

@@ -321,37 +321,20 @@ async function restore(job: RestoreJob, port: MessagePort | undefined): Promise<
     const deadline = Date.now() + job.maxWaitMs;
     let steps = 0;
     let copyStarted = 0;
-    let gateMs = 0;
     for (;;) {
       let locked = false;
-      /** With a commit gate: every page but the last is copied, the next step commits only after the go-ahead. */
-      let gated = !job.commitGate;
       // The destination connection better-sqlite3 opens has no busy timeout. A first step that finds the live
       // database locked returns SQLITE_BUSY before the page count is known, which better-sqlite3 reports as a
       // finished backup of 0 pages: the handler never ran, so nothing was copied. Wait a little and start again.
       const progress = await source.backup(job.dest, {
-        progress: ({ remainingPages }) => {
+        progress: () => {
           steps += 1;
           if (!locked) {
             locked = true;
             if (job.handshake) {
-              awaitGoAhead(port, 'locked');
+              awaitGoAhead(port);
             }
             copyStarted = performance.now();
-            if (gated) {
-              return ALL_PAGES;
-            }
-            if (remainingPages > 1) {
-              // A step of fewer pages than remain never commits: the write transaction stays open meanwhile.
-              return remainingPages - 1;
-            }
-          }
-          if (!gated) {
-            // Every page but the last is in (uncommitted); the step after the go-ahead copies it and commits.
-            gated = true;
-            const waitStarted = performance.now();
-            awaitGoAhead(port, 'commit');
-            gateMs = performance.now() - waitStarted;
             return ALL_PAGES;
           }
           // Only a busy commit lands here: the write lock is already ours.
@@ -365,7 +348,7 @@ async function restore(job: RestoreJob, port: MessagePort | undefined): Promise<
         },
       });
       if (locked) {
-        const copyMs = performance.now() - copyStarted - gateMs;
+        const copyMs = performance.now() - copyStarted;
         if (job.pauseAfterCommit) {
           // Fault injection for the kill tests: the copy is committed and nothing after it has run.
           parentPort?.postMessage({ type: 'paused' });
@@ -376,15 +359,7 @@ async function restore(job: RestoreJob, port: MessagePort | undefined): Promise<
         closeQuietly(source);
         source = undefined;
         checkpoint(job.dest, job.busyTimeoutMs);
-        return {
-          ok: true,
-          pages: progress.totalPages,
-          pageSize,
-          steps,
-          copyMs,
-          gateMs,
-          totalMs: performance.now() - started,
-        };
+        return { ok: true, pages: progress.totalPages, pageSize, steps, copyMs, totalMs: performance.now() - started };
       }
       if (Date.now() > deadline) {
         throw Object.assign(new Error('Restore did not start: the live database stayed locked'), {
@@ -399,15 +374,14 @@ async function restore(job: RestoreJob, port: MessagePort | undefined): Promise<
 }
 
 /**
- * Tells the caller the write lock is held (`locked`), or that every page but the last is copied, uncommitted
- * (`commit`), then blocks this worker (not the service's event loop) until it answers. Throwing here makes
- * better-sqlite3 finish the backup without committing: nothing was copied.
+ * Tells the caller the write lock is held, then blocks this worker (not the service's event loop) until it answers.
+ * Throwing here makes better-sqlite3 finish the backup without committing: nothing was copied.
  */
-function awaitGoAhead(port: MessagePort | undefined, type: 'locked' | 'commit'): void {
+function awaitGoAhead(port: MessagePort | undefined): void {
   if (!port) {
     throw new Error('Restore handshake without a port');
   }
-  port.postMessage({ type });
+  port.postMessage({ type: 'locked' });
   for (;;) {
     const received = receiveMessageOnPort(port);
     if (received?.message.type === 'proceed') {
