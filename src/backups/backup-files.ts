@@ -323,21 +323,16 @@ export class BackupFiles {
     sourceDbPath: string,
     prefix: string,
     now: Date,
-    options: SnapshotOptions & {
-      /** Publish only once this resolves; when it rejects, the copy is discarded and that error rethrown. */
-      publishAfter?: Promise<unknown>;
-    } = {},
+    options: SnapshotOptions = {},
   ): Promise<SnapshotInfo> {
     const started = performance.now();
-    const { publishAfter, ...copyOptions } = options;
     // Fail on a bad prefix or date before doing any work.
     formatBackupName(prefix, now, 1);
     // No chmod here: a folder's mode is ensureDir's business at start-up.
     await fsp.mkdir(this.root, { recursive: true, mode: DIR_MODE });
-    const { tmp, result } = await this.copyToTemp(sourceDbPath, copyOptions);
+    const { tmp, result } = await this.copyToTemp(sourceDbPath, options);
     let name: string;
     try {
-      await publishAfter;
       name = await this.publishTemp(tmp, prefix, now);
     } catch (err) {
       await this.discardTemp(tmp).catch(() => undefined);

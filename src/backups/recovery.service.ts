@@ -22,7 +22,7 @@ import { type BackupKind, UPLOAD_PREFIX, parseBackupName, validateBackupName } f
 import { safeReason } from './backups.service';
 import type { RestoreResponseDto, UploadResponseDto, VerifyResultDto } from './dto/recovery.dto';
 import type { RestoreJournalEntry } from './restore-journal';
-import { RestoreNotVerified, RestoreRunner, RestoreStepError } from './restore-runner';
+import { RestoreRunner, RestoreStepError } from './restore-runner';
 import { sessionExists } from './restore-state';
 import type { InspectResult } from './snapshot';
 
@@ -36,13 +36,6 @@ export const REQUIRED_TABLES = ['users', 'sessions', 'settings', 'audit_log', 's
  */
 
 export type Checksum = 'match' | 'mismatch' | 'unknown';
-
-/** A restore's verification of its backup: `problem` is why it may not become the live database, or null. */
-interface RestoreVerdict {
-  check: InspectResult;
-  checksum: Checksum;
-  problem: string | null;
-}
 
 export const EMPTY_UPLOAD = 'The request body is empty: send the backup file as the body';
 
@@ -318,62 +311,21 @@ export class RecoveryService {
 
     // 1. Verify: nothing changes when the backup is not fit to become the live database.
     const manifest = await this.manifests.get(name);
+    const check = await this.files.inspect(name, { integrity: 'full', hash: true });
+    const checksum = compareChecksum(manifest, check.sha256);
     const livePageSize = Number(this.db.pragma('page_size', { simple: true }));
-    // A backup this service made at the current schema (its manifest says so) needs no migration, so the check
-    // can run beside the safety copy (two cores, both only read): the safety copy is published, and a page copied,
-    // only once the backup is proven fit (RestoreRun.verified). Any other backup is verified first, then migrated.
-    const expectedSchema =
-      manifest && manifest.schemaVersion !== null && manifest.schemaVersion >= SCHEMA_VERSION
-        ? manifest.schemaVersion
-        : null;
-    const verify = async (): Promise<RestoreVerdict> => {
-      const check = await this.files.inspect(name, { integrity: 'full', hash: true });
-      const checksum = compareChecksum(manifest, check.sha256);
-      const problem =
-        checksum === 'mismatch'
-          ? 'Backup checksum does not match its manifest'
-          : (applicationProblem(check) ??
-            (check.pageSize !== livePageSize ? 'Backup page size differs from the live database' : null) ??
-            // Beside the safety copy: the file must be the one its manifest describes (never migrated then).
-            (expectedSchema !== null && check.schemaVersion !== expectedSchema
-              ? 'Backup schema version differs from its manifest'
-              : null));
-      return { check, checksum, problem };
-    };
-    const refuse = async ({ check, checksum, problem }: RestoreVerdict): Promise<never> => {
+    const problem =
+      checksum === 'mismatch'
+        ? 'Backup checksum does not match its manifest'
+        : (applicationProblem(check) ??
+          (check.pageSize !== livePageSize ? 'Backup page size differs from the live database' : null));
+    if (problem) {
       await this.manifests
         .patch(name, manifest?.kind ?? kindFromName(name), { integrity: check.integrity, verifiedAt: null })
         .catch(() => undefined);
-      const reason = problem ?? 'The backup was not verified';
-      await failed({ stage: 'verify', reason, integrity: check.integrity, checksum, rolled_back: false });
-      emitFailed(reason, false);
-      throw new ApiError(HttpStatus.BAD_REQUEST, reason, { integrity: check.integrity, checksum });
-    };
-    const besideSafetyCopy = expectedSchema !== null;
-    let verifying: Promise<RestoreVerdict>;
-    let verified: Promise<Record<string, unknown>> | undefined;
-    if (besideSafetyCopy) {
-      verifying = verify();
-      verified = verifying.then(
-        (verdict) => {
-          if (verdict.problem !== null) {
-            throw new RestoreNotVerified();
-          }
-          return { integrity: 'ok', checksum: verdict.checksum };
-        },
-        () => {
-          throw new RestoreNotVerified();
-        },
-      );
-      // Awaited below and in RestoreRunner; never an unhandled rejection if the run stops before either.
-      verifying.catch(() => undefined);
-      verified.catch(() => undefined);
-    } else {
-      const verdict = await verify();
-      if (verdict.problem !== null) {
-        return refuse(verdict);
-      }
-      verifying = Promise.resolve(verdict);
+      await failed({ stage: 'verify', reason: problem, integrity: check.integrity, checksum, rolled_back: false });
+      emitFailed(problem, false);
+      throw new ApiError(HttpStatus.BAD_REQUEST, problem, { integrity: check.integrity, checksum });
     }
 
     // 2. Safety copy and page copy under the live write lock, then the bookkeeping and the health check; any failure
@@ -382,22 +334,13 @@ export class RecoveryService {
     try {
       done = await this.runner.run({
         name,
-        schemaVersion: expectedSchema ?? (await verifying).check.schemaVersion,
+        schemaVersion: check.schemaVersion,
         actor: request.actor,
         meta: request.meta,
         caller: this.callerSession(request.sessionToken),
-        detail: besideSafetyCopy ? {} : { integrity: 'ok', checksum: (await verifying).checksum },
-        verified,
+        detail: { integrity: 'ok', checksum },
       });
     } catch (error) {
-      if (besideSafetyCopy) {
-        // The verdict comes first, as when the check runs before anything else: the check's own failure (the backup
-        // vanished: 404) or a refusal (400), whatever else failed meanwhile. A copy never starts before it is ok.
-        const verdict = await verifying;
-        if (verdict.problem !== null) {
-          return refuse(verdict);
-        }
-      }
       const step =
         error instanceof RestoreStepError ? error : new RestoreStepError('copy', safeReason(error), false, null);
       this.logger.error(`Restore of ${name} failed at ${step.stage}: ${describe(error)}`);
@@ -432,7 +375,6 @@ export class RecoveryService {
     }
 
     // 3. Done: everything below writes into the restored database.
-    const { check } = await verifying;
     const durationMs = performance.now() - started;
     await this.manifests
       .patch(name, manifest?.kind ?? kindFromName(name), {

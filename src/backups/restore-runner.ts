@@ -47,24 +47,6 @@ export interface RestoreRun {
   caller: RestoreJournalEntry['caller'];
   /** Extra detail for the audit event. */
   detail: Record<string, unknown>;
-  /**
-   * The backup's verification, still running beside the safety copy (see RecoveryService.restore): resolves with
-   * more audit detail once the backup is proven fit, rejects with {@link RestoreNotVerified} otherwise. Nothing is
-   * published or copied before it resolves: the safety copy waits for it before it is published (a refused backup
-   * leaves no safety file), and the page copy waits for the safety copy. Absent: the backup was verified before.
-   */
-  verified?: Promise<Record<string, unknown>>;
-}
-
-/**
- * The backup's verification, run beside the safety copy, refused it or could not finish: nothing was published
- * or copied and the journal is gone. The caller has the verdict itself.
- */
-export class RestoreNotVerified extends Error {
-  constructor() {
-    super('The backup was not verified');
-    this.name = 'RestoreNotVerified';
-  }
 }
 
 export interface RestoreDone {
@@ -128,21 +110,12 @@ export class RestoreRunner {
     let pre: LiveState | undefined;
     let pages = 0;
     try {
+      const copiedAuditSeq = maxAuditIdOfFile(scratch ?? this.files.resolveInside(request.name));
       const options = {
         pauseAfterCommit: this.config.testPauseAt === 'copied',
         whileLocked: async (): Promise<void> => {
           await this.pauseAt('locked');
-          try {
-            safety = await this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now(), {
-              publishAfter: request.verified,
-            });
-          } catch (error) {
-            // A refused backup is the answer even when the safety copy failed too (as when it was verified first).
-            await request.verified;
-            throw error;
-          }
-          // After the verification: the backup file is only opened once it is known to be whole.
-          const copiedAuditSeq = maxAuditIdOfFile(scratch ?? this.files.resolveInside(request.name));
+          safety = await this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now());
           pre = readLiveState(this.db);
           pre.carried.get('backup_manifests')?.push(safetyManifestRow(safety, this.clock.nowSeconds()));
           entry = this.journal.advance(entry, {
@@ -159,11 +132,6 @@ export class RestoreRunner {
         : await this.files.restoreInto(request.name, this.config.dbPath, options);
       pages = copy.pages;
     } catch (error) {
-      if (error instanceof RestoreNotVerified) {
-        // Refused (or unverifiable) before anything was published or copied: the live database never changed.
-        this.journal.clear();
-        throw error;
-      }
       if (!safety || !pre) {
         this.journal.clear();
         throw new RestoreStepError('safety_backup', `could not take a safety backup (${reasonOf(error)})`, false, null);
@@ -184,9 +152,7 @@ export class RestoreRunner {
       throw new RestoreStepError('copy', 'the restore worker never took the write lock', false, null);
     }
     entry = this.journal.advance(entry, { stage: 'copied' });
-    // Settled long ago: the safety copy was only published once it resolved.
-    const verifiedDetail = request.verified ? await request.verified : {};
-    const changes = await this.finish(entry, pre, { pages, ...request.detail, ...verifiedDetail }, request.meta);
+    const changes = await this.finish(entry, pre, { pages, ...request.detail }, request.meta);
     return { safety, pages, changes };
   }
 
