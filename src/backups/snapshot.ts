@@ -68,19 +68,7 @@ export interface ProbeResult {
   ms: number;
 }
 
-/** sha256 of a file of the backups folder (never the live database), opened like every backup file. */
-export interface HashJob {
-  op: 'hash';
-  file: string;
-}
-
-export interface HashResult {
-  ok: true;
-  sha256: string;
-  ms: number;
-}
-
-export type WorkerJob = SnapshotJob | InspectJob | RestoreJob | ProbeJob | HashJob;
+export type WorkerJob = SnapshotJob | InspectJob | RestoreJob | ProbeJob;
 
 export interface WorkerFailure {
   ok: false;
@@ -164,9 +152,7 @@ type ReplyOf<J extends WorkerJob> = J extends SnapshotJob
     ? InspectResult
     : J extends ProbeJob
       ? ProbeResult
-      : J extends HashJob
-        ? HashResult
-        : RestoreResult;
+      : RestoreResult;
 
 export interface SnapshotOptions {
   /** SQLite busy timeout for the worker's own connection to the source. */
@@ -380,34 +366,13 @@ export async function runInspectWorker(
   file: string,
   options: { integrity: IntegrityLevel; hash: boolean; makeStandalone?: boolean },
 ): Promise<InspectResult> {
-  const job: InspectJob = {
+  const result = await runWorkerJob({
     op: 'inspect',
     file: path.resolve(file),
     integrity: options.integrity,
     hash: options.hash,
     makeStandalone: options.makeStandalone ?? false,
-  };
-  // The sha256 and the integrity check both only read the file: on two cores they take as long as the slower one
-  // (measured, README Benchmark), instead of one after the other. Not when the file may be converted first (the
-  // hash must be of the converted bytes).
-  const beside = job.hash && job.integrity !== 'none' && !job.makeStandalone;
-  let result: InspectResult;
-  if (beside) {
-    const [inspected, hashed] = await Promise.allSettled([
-      runWorkerJob({ ...job, hash: false }),
-      runWorkerJob({ op: 'hash', file: job.file }),
-    ]);
-    // Both workers have exited here, whatever happened (nothing still holds the file open).
-    if (inspected.status === 'rejected') {
-      throw inspected.reason;
-    }
-    if (hashed.status === 'rejected') {
-      throw hashed.reason;
-    }
-    result = { ...inspected.value, sha256: hashed.value.sha256, ms: Math.max(inspected.value.ms, hashed.value.ms) };
-  } else {
-    result = await runWorkerJob(job);
-  }
+  });
   if (result.opened && result.schemaVersion !== null) {
     result.schemaCheck = await checkSchema(result.schema, result.schemaVersion);
   }

@@ -8,7 +8,6 @@ import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from '
 import Database from 'better-sqlite3';
 import type { SchemaObject } from './schema-check';
 import type {
-  HashResult,
   InspectJob,
   InspectResult,
   ProbeJob,
@@ -426,7 +425,7 @@ function probe(job: ProbeJob): ProbeResult {
 async function run(
   job: WorkerJob,
   port: MessagePort | undefined,
-): Promise<SnapshotWorkerReply | InspectResult | RestoreResult | ProbeResult | HashResult | WorkerFailure> {
+): Promise<SnapshotWorkerReply | InspectResult | RestoreResult | ProbeResult | WorkerFailure> {
   switch (job.op) {
     case 'snapshot': {
       const started = performance.now();
@@ -463,10 +462,6 @@ async function run(
       return restore(job, port);
     case 'probe':
       return probe(job);
-    case 'hash': {
-      const started = performance.now();
-      return { ok: true, sha256: sha256File(job.file), ms: performance.now() - started };
-    }
     default:
       return { ok: false, message: 'Unknown snapshot worker operation' };
   }
