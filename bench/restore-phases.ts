@@ -1,11 +1,16 @@
 /**
- * `npm run bench:restore -- [--size <MiB>] [--runs <n>]`: where an online restore's time goes, phase by phase, next
- * to `BackupsService.create()` in the same run (issue #11: restore ≤ 3× the backup). Never run by CI.
+ * `npm run bench:restore -- [--size <MiB>] [--runs <n>] [--base <compiled tree>] [--keep]`: where an online
+ * restore's time goes, phase by phase, next to `BackupsService.create()` in the same run (issue #11: restore ≤ 3×
+ * the backup). Never run by CI.
  *
  * Builds a database like `npm run bench` (app schema + random filler), starts the compiled app (no HTTP), then per
  * round, in a rotating order: one `create()`, and one restore of a fresh backup through `RecoveryService.restore`
  * (the route's own call). The phases are timed by wrapping the service's own methods from the outside; nothing in
  * src/ knows about this. Before every timed run the WAL is checkpointed, `sync` runs and the file is read once.
+ *
+ * `--base <dir>`: the tsc output of another tree (e.g. `tsc -p tsconfig.build.json --outDir <dir>` in a worktree of
+ * main whose node_modules resolve), started beside this one on its own copy of the database and measured in the
+ * same rounds, so that a change is only kept when it beats what it replaces under the same load.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
