@@ -6,6 +6,7 @@ import { AuditService } from '../src/audit/audit.service';
 import { SettingsService } from '../src/settings/settings.service';
 import { buildCli, runCli } from './helpers/cli-runner';
 import { locksHeld } from './helpers/live-db-tripwire';
+import { waitFor } from './helpers/observability-app';
 import {
   addUser,
   auditEvents,
@@ -240,10 +241,13 @@ describe('Trust in restore (e2e)', () => {
     let acked = '';
     writer.stdout.on('data', (chunk: Buffer) => (acked += chunk.toString()));
     const exited = new Promise((resolve) => writer.on('exit', resolve));
+    const ackedCount = (): number => acked.split('\n').filter(Boolean).length;
+    // Writes on both sides of the restore: at least 10 acknowledged before it starts, and 10 more after it answers.
+    const whenAcked = (count: number) => waitFor(() => (ackedCount() >= count ? true : undefined), 60_000);
     try {
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await whenAcked(10);
       const restored = await api('post', '/api/backup/restore').send({ name: made.name }).expect(200);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await whenAcked(ackedCount() + 10);
       writer.kill('SIGTERM');
       await exited;
       const tokens = acked.trim().split('\n').filter(Boolean);
