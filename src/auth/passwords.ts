@@ -16,12 +16,14 @@ export async function replacePassword(
 ): Promise<number> {
   const passwordHash = await hashPassword(newPassword);
   const db = (manager.connection.driver as unknown as { databaseConnection: Database }).databaseConnection;
-  return db.transaction((): number => {
-    db.prepare('UPDATE users SET password_hash = ? WHERE id = ?').run(passwordHash, userId);
-    const ended =
-      keepSessionId === undefined
-        ? db.prepare('DELETE FROM sessions WHERE user_id = ?').run(userId)
-        : db.prepare('DELETE FROM sessions WHERE user_id = ? AND id != ?').run(userId, keepSessionId);
-    return ended.changes;
-  }).immediate();
+  return db
+    .transaction((): number => {
+      db.prepare('UPDATE users SET password_hash = ? WHERE id = ?').run(passwordHash, userId);
+      const ended =
+        keepSessionId === undefined
+          ? db.prepare('DELETE FROM sessions WHERE user_id = ?').run(userId)
+          : db.prepare('DELETE FROM sessions WHERE user_id = ? AND id != ?').run(userId, keepSessionId);
+      return ended.changes;
+    })
+    .immediate();
 }

@@ -292,11 +292,13 @@ describe('BackupFiles.snapshot', () => {
       // Large enough (about 64 MB) that the copy is still running when the abort comes.
       source = openWalDb(sourcePath);
       const fill = source.prepare('INSERT INTO items(label, pad) VALUES (?, randomblob(65536))');
-      source.transaction(() => {
-        for (let i = 0; i < 1000; i++) {
-          fill.run(`row ${i}`);
-        }
-      }).immediate();
+      source
+        .transaction(() => {
+          for (let i = 0; i < 1000; i++) {
+            fill.run(`row ${i}`);
+          }
+        })
+        .immediate();
       const files = new BackupFiles(backupsDir);
       await files.ensureDir();
       const controller = new AbortController();
@@ -354,11 +356,13 @@ describe('BackupFiles.snapshot', () => {
         INSERT INTO counter VALUES (0);
       `);
       const fill = source.prepare('INSERT INTO filler(b) VALUES (randomblob(1000))');
-      source.transaction(() => {
-        for (let i = 0; i < 30_000; i++) {
-          fill.run();
-        }
-      }).immediate();
+      source
+        .transaction(() => {
+          for (let i = 0; i < 30_000; i++) {
+            fill.run();
+          }
+        })
+        .immediate();
       expect((await fs.stat(sourcePath)).size + (await fs.stat(`${sourcePath}-wal`)).size).toBeGreaterThan(30e6);
 
       // Each write is one transaction touching two tables; a torn or mixed copy breaks count(log) = counter.n.
@@ -419,11 +423,13 @@ describe('runSnapshotWorker', () => {
     async () => {
       source = openWalDb(sourcePath);
       const insert = source.prepare('INSERT INTO items(label, pad) VALUES (?, randomblob(4000))');
-      source.transaction(() => {
-        for (let i = 0; i < 500; i++) {
-          insert.run(`row-${i}`);
-        }
-      }).immediate();
+      source
+        .transaction(() => {
+          for (let i = 0; i < 500; i++) {
+            insert.run(`row-${i}`);
+          }
+        })
+        .immediate();
       await fs.mkdir(backupsDir);
       const dest = path.join(backupsDir, 'raw-copy');
       const result = await runSnapshotWorker(sourcePath, dest, { copyMethod: 'backup-api' });
@@ -474,18 +480,22 @@ describe('runSnapshotWorker copy methods', () => {
     source = openWalDb(sourcePath);
     source.exec('CREATE INDEX items_label ON items(label)');
     const insert = source.prepare('INSERT INTO items(label, pad) VALUES (?, randomblob(?))');
-    source.transaction(() => {
-      for (let i = 0; i < 3000; i++) {
-        insert.run(`row-${i}`, i % 10 === 0 ? 9000 : 300);
-      }
-    }).immediate();
+    source
+      .transaction(() => {
+        for (let i = 0; i < 3000; i++) {
+          insert.run(`row-${i}`, i % 10 === 0 ? 9000 : 300);
+        }
+      })
+      .immediate();
     source.exec('DELETE FROM items WHERE id % 7 = 0');
     source.pragma('wal_checkpoint(TRUNCATE)');
-    source.transaction(() => {
-      for (let i = 0; i < 200; i++) {
-        insert.run(`late-${i}`, 500);
-      }
-    }).immediate();
+    source
+      .transaction(() => {
+        for (let i = 0; i < 200; i++) {
+          insert.run(`late-${i}`, 500);
+        }
+      })
+      .immediate();
   }
 
   it(

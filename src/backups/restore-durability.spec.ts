@@ -72,7 +72,12 @@ const hasStrace = spawnSync('strace', ['-e', 'trace=none', process.execPath, '-e
 
   it('fsyncs the finishing transaction before the journal can be removed', async () => {
     const live = path.join(dir, 'live.db');
-    const dataSource = new DataSource({ type: 'better-sqlite3', database: live, migrations: MIGRATIONS, logging: false });
+    const dataSource = new DataSource({
+      type: 'better-sqlite3',
+      database: live,
+      migrations: MIGRATIONS,
+      logging: false,
+    });
     await dataSource.initialize();
     await dataSource.query('PRAGMA journal_mode = WAL');
     await dataSource.runMigrations();

@@ -148,24 +148,26 @@ export function finishRestore(db: Database.Database, pre: LiveState, options: Fi
 }
 
 function finishTransaction(db: Database.Database, pre: LiveState, options: FinishOptions): RestoreChanges {
-  return db.transaction((): RestoreChanges => {
-    writeCarried(db, pre.carried);
-    mergeAudit(db, pre, options);
-    if (!options.keepSessions) {
-      replaceSessions(db, options);
-    }
-    const changes = changesBetween(pre, readPeople(db));
-    if (!restoreRecorded(db, options.restoreId, options.event.action)) {
-      // What the restore changed goes into its audit event too (users that reappear or vanish, settings).
-      const detail = {
-        ...options.event.detail,
-        ...(options.keepSessions ? {} : changes),
-        restore_id: options.restoreId,
-      };
-      insertAudit(db, { ...options.event, detail });
-    }
-    return changes;
-  }).immediate();
+  return db
+    .transaction((): RestoreChanges => {
+      writeCarried(db, pre.carried);
+      mergeAudit(db, pre, options);
+      if (!options.keepSessions) {
+        replaceSessions(db, options);
+      }
+      const changes = changesBetween(pre, readPeople(db));
+      if (!restoreRecorded(db, options.restoreId, options.event.action)) {
+        // What the restore changed goes into its audit event too (users that reappear or vanish, settings).
+        const detail = {
+          ...options.event.detail,
+          ...(options.keepSessions ? {} : changes),
+          restore_id: options.restoreId,
+        };
+        insertAudit(db, { ...options.event, detail });
+      }
+      return changes;
+    })
+    .immediate();
 }
 
 function mergeAudit(db: Database.Database, pre: LiveState, options: FinishOptions): void {
