@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import request from 'supertest';
 import { sha256 } from './helpers/backup-fixtures';
-import { buildCli, runCli, runNpmCli } from './helpers/cli-runner';
+import { compiledBuild, runCli, runNpmCli } from './helpers/cli-runner';
 import { API_KEY, createUser, startTestApp, type TestApp } from './helpers/test-app';
 
 jest.setTimeout(60_000);
@@ -14,7 +14,7 @@ const folders: string[] = [];
 const running: TestApp[] = [];
 
 beforeAll(() => {
-  ({ mainJs } = buildCli());
+  ({ mainJs } = compiledBuild());
 }, 120_000);
 
 afterEach(async () => {

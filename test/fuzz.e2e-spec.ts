@@ -1,10 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import request from 'supertest';
 import { checkpoint, contentDigest, inBackups, makeBackup } from './helpers/recovery-fixtures';
 import { freshRateLimits } from './helpers/rate-limit';
-import { API_KEY, startTestApp, type TestApp } from './helpers/test-app';
+import { startTestApp, type TestApp, withApiKey } from './helpers/test-app';
 
 /**
  * Property-based tests (issue 10, fuzzing). Bounded so `npm test` stays fast: 200 cases for names, settings and
@@ -78,8 +77,7 @@ describe('Fuzz (e2e, fast-check)', () => {
     await t?.close();
   });
 
-  const api = (method: 'get' | 'post' | 'put' | 'delete', url: string) =>
-    request(t.http)[method](url).set('x-api-key', API_KEY);
+  const api = (method: 'get' | 'post' | 'put' | 'delete', url: string) => withApiKey(t.http, method, url);
 
   function outsideUntouched(): void {
     expect(fs.readFileSync(sentinel, 'utf8')).toBe('do not touch');

@@ -4,7 +4,7 @@ import request from 'supertest';
 import { BackupFiles } from '../src/backups/backup-files';
 import { copyFileHashed } from '../src/cli/file-copy';
 import { inBackups, makeBackup } from './helpers/recovery-fixtures';
-import { ADMIN, API_KEY, startTestApp, type TestApp } from './helpers/test-app';
+import { ADMIN, API_KEY, startTestApp, type TestApp, withApiKey } from './helpers/test-app';
 
 /** Issue 10, findings 4 (a FIFO under a backup's name) and 8 (a file deleted while a route works on it). */
 describe('Hostile backups folder: FIFOs and races (e2e)', () => {
@@ -18,7 +18,7 @@ describe('Hostile backups folder: FIFOs and races (e2e)', () => {
     await t?.close();
   });
 
-  const api = (method: 'get' | 'post', url: string) => request(t.http)[method](url).set('x-api-key', API_KEY);
+  const api = (method: 'get' | 'post' | 'put' | 'delete', url: string) => withApiKey(t.http, method, url);
 
   /** Replaces a backup's file by a FIFO that nothing ever writes to. */
   function fifoInPlaceOf(name: string): string {

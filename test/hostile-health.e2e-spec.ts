@@ -5,7 +5,7 @@ import request from 'supertest';
 import { BackupFiles } from '../src/backups/backup-files';
 import { BackupHealthState } from '../src/health/backup-health-state';
 import { DatabaseProbe } from '../src/health/database-probe';
-import { buildCli, runCli } from './helpers/cli-runner';
+import { compiledBuild, runCli } from './helpers/cli-runner';
 import { startObservabilityApp, type ObservabilityApp } from './helpers/observability-app';
 import { inBackups, makeBackup } from './helpers/recovery-fixtures';
 import { API_KEY, createUser, type TestApp } from './helpers/test-app';
@@ -148,7 +148,7 @@ describe('Health under hostile conditions (e2e)', () => {
     await o.app.close();
     o = undefined;
 
-    const { mainJs } = buildCli();
+    const { mainJs } = compiledBuild();
     const run = runCli(mainJs, dbPath, ['backups', 'restore', good.name, '--yes']);
     expect([run.status, run.stderr]).toEqual([0, expect.any(String)]);
     o = await startObservabilityApp({}, {}, dir);

@@ -12,7 +12,7 @@ import {
   inBackups,
   makeBackup,
 } from './helpers/recovery-fixtures';
-import { API_KEY, startTestApp, type TestApp } from './helpers/test-app';
+import { startTestApp, type TestApp, withApiKey } from './helpers/test-app';
 
 /** Issue 10, findings 1 and 3: the schema an upload or restore may carry, and files that could never be restored. */
 describe('Hostile backups: schema, page size, encoding (e2e)', () => {
@@ -26,7 +26,7 @@ describe('Hostile backups: schema, page size, encoding (e2e)', () => {
     await t?.close();
   });
 
-  const api = (method: 'get' | 'post', url: string) => request(t.http)[method](url).set('x-api-key', API_KEY);
+  const api = (method: 'get' | 'post' | 'put' | 'delete', url: string) => withApiKey(t.http, method, url);
   const upload = (body: Buffer) =>
     api('post', '/api/backup/upload').set('Content-Type', 'application/octet-stream').send(body);
 

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import request from 'supertest';
-import { buildCli } from './helpers/cli-runner';
+import { compiledBuild } from './helpers/cli-runner';
 import { startObservabilityApp, type ObservabilityApp } from './helpers/observability-app';
 import {
   FaultProxy,
@@ -47,7 +47,7 @@ describe('Off-site copies from the CLI (keys, remote list/pull, disaster recover
 
   beforeAll(async () => {
     useTestCredentials();
-    ({ mainJs } = buildCli());
+    ({ mainJs } = compiledBuild());
     s3 = await startS3();
     proxy = new FaultProxy(s3.endpoint);
     await proxy.start();

@@ -21,7 +21,7 @@ import {
   usernames,
   withDb,
 } from './helpers/recovery-fixtures';
-import { API_KEY, loginCookie, startTestApp, type TestApp } from './helpers/test-app';
+import { API_KEY, loginCookie, startTestApp, type TestApp, withApiKey } from './helpers/test-app';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 const SAFETY_NAME = /^mc-safety-\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(?:-\d+)?\.db$/;
@@ -37,8 +37,7 @@ describe('Recovery (e2e)', () => {
     await t?.close();
   });
 
-  const api = (method: 'get' | 'post' | 'put' | 'delete', url: string) =>
-    request(t.http)[method](url).set('x-api-key', API_KEY);
+  const api = (method: 'get' | 'post' | 'put' | 'delete', url: string) => withApiKey(t.http, method, url);
 
   describe('manifest', () => {
     it('should record kind and sha256 of a new backup and list them with verified_at', async () => {

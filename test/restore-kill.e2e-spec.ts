@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { buildCli } from './helpers/cli-runner';
+import { compiledBuild } from './helpers/cli-runner';
 import { growDatabase, withDb } from './helpers/recovery-fixtures';
 
 /**
@@ -20,7 +20,7 @@ const DB_BYTES = 24 * 1024 * 1024;
 let build: { mainJs: string; outDir: string };
 
 beforeAll(() => {
-  build = buildCli();
+  build = compiledBuild();
 });
 
 interface Service {
@@ -41,7 +41,7 @@ function freePort(): Promise<number> {
   });
 }
 
-/** The real src/main.ts, compiled once (buildCli), started as the service is in production. */
+/** The real src/main.ts, compiled once (compiledBuild), started as the service is in production. */
 async function startService(dbPath: string, env: Record<string, string> = {}): Promise<Service> {
   let output = '';
   const port = await freePort();

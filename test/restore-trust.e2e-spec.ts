@@ -1,10 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import request from 'supertest';
 import { AuditService } from '../src/audit/audit.service';
 import { SettingsService } from '../src/settings/settings.service';
-import { buildCli, runCli } from './helpers/cli-runner';
+import { compiledBuild, runCli } from './helpers/cli-runner';
 import { locksHeld } from './helpers/live-db-tripwire';
 import { waitFor } from './helpers/observability-app';
 import {
@@ -16,7 +15,7 @@ import {
   usernames,
   withDb,
 } from './helpers/recovery-fixtures';
-import { API_KEY, startTestApp, type TestApp } from './helpers/test-app';
+import { startTestApp, type TestApp, withApiKey } from './helpers/test-app';
 
 /**
  * Issue 8, "trust in restore", in the service's own process: it never loses its locks on the live database, other
@@ -61,7 +60,7 @@ describe('Trust in restore (e2e)', () => {
   let mainJs: string;
 
   beforeAll(() => {
-    ({ mainJs } = buildCli());
+    ({ mainJs } = compiledBuild());
   });
 
   beforeEach(async () => {
@@ -72,8 +71,7 @@ describe('Trust in restore (e2e)', () => {
     await t?.close();
   });
 
-  const api = (method: 'get' | 'post' | 'put' | 'delete', url: string) =>
-    request(t.http)[method](url).set('x-api-key', API_KEY);
+  const api = (method: 'get' | 'post' | 'put' | 'delete', url: string) => withApiKey(t.http, method, url);
 
   async function allAudit(): Promise<Array<{ action: string; detail: Record<string, unknown> }>> {
     const response = await api('get', '/api/audit?limit=1000').expect(200);

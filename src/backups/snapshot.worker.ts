@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { readEveryTable } from '../database/read-every-table';
 import type { SchemaObject } from './schema-check';
 import type {
   InspectJob,
@@ -267,7 +268,7 @@ function inspect(job: InspectJob): InspectResult {
       const first = db.pragma(pragma, { simple: true });
       result.integrity = typeof first === 'string' ? first : String(first);
       if (job.integrity === 'full' && result.integrity === 'ok') {
-        countEveryTable(db);
+        readEveryTable(db);
       }
     }
     // Reading sqlite_schema runs nothing of the file's; the comparison with this application's schema is the
@@ -394,20 +395,6 @@ function awaitGoAhead(port: MessagePort | undefined): void {
       throw new Error('Restore aborted before the copy');
     }
     sleepMs(2);
-  }
-}
-
-/**
- * Reads every ordinary table to its end. integrity_check (SQLite 3.53) passes a file whose table root page was
- * overwritten with an index page, yet every read of that table fails with SQLITE_CORRUPT: a fuzzed upload like that
- * was stored, and restoring it failed after the copy and had to roll back. A failure here is the verdict.
- */
-function countEveryTable(db: Database.Database): void {
-  const tables = db
-    .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%'")
-    .all() as Array<{ name: string }>;
-  for (const { name } of tables) {
-    db.prepare(`SELECT count(*) FROM "${name.replace(/"/g, '""')}"`).get();
   }
 }
 

@@ -1,11 +1,12 @@
 /**
  * Runs in a worker thread (see database-probe.ts): `PRAGMA quick_check` of the live database, then a read of every
  * table, on a connection of its own, opened and closed through SQLite only (never a raw open of the file: closing a
- * raw descriptor would drop the locks the whole process holds on it). Node built-ins and better-sqlite3 only, so it
- * starts fast.
+ * raw descriptor would drop the locks the whole process holds on it). Node built-ins, better-sqlite3 and one small
+ * helper only, so it starts fast.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { readEveryTable } from '../database/read-every-table';
 
 export interface ProbeJob {
   dbPath: string;
@@ -19,20 +20,6 @@ export interface ProbeReply {
   ms: number;
 }
 
-/**
- * Reads every ordinary table to its end (a thrown SQLITE_CORRUPT is the verdict). quick_check passes a database
- * whose table root page was overwritten with an index page although every read of that table fails; backups copy
- * such a database faithfully, so it should show here before a restore is needed. About 0.6 s per GiB, in this worker.
- */
-function countEveryTable(db: Database.Database): void {
-  const tables = db
-    .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%'")
-    .all() as Array<{ name: string }>;
-  for (const { name } of tables) {
-    db.prepare(`SELECT count(*) FROM "${name.replace(/"/g, '""')}"`).get();
-  }
-}
-
 function probe(job: ProbeJob): ProbeReply {
   const started = performance.now();
   let db: Database.Database | undefined;
@@ -44,7 +31,7 @@ function probe(job: ProbeJob): ProbeReply {
     const first = db.pragma('quick_check(1)', { simple: true });
     const quickCheck = typeof first === 'string' ? first : String(first);
     if (quickCheck === 'ok') {
-      countEveryTable(db);
+      readEveryTable(db);
     }
     return { ok: quickCheck === 'ok', quickCheck, ms: performance.now() - started };
   } catch (error) {

@@ -194,19 +194,7 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
     } finally {
       this.drillsInFlight--;
     }
-    const now = this.clock.nowMs();
-    const state = await this.state(RESTORE_DRILL_TASK);
-    await this.tasks.save(
-      {
-        ...state,
-        running: this.drillsInFlight > 0,
-        lastResultOk: outcome.ok,
-        lastResultMessage: outcome.message,
-        lastResultAt: now,
-        lastSuccessAt: outcome.ok ? now : state.lastSuccessAt,
-      },
-      { transaction: false },
-    );
+    await this.recordResult(RESTORE_DRILL_TASK, this.drillsInFlight > 0, outcome);
     await this.audit.record({
       action: RESTORE_DRILL_TASK,
       actor: runBy,
@@ -219,6 +207,27 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
       this.logger.error(`Task ${RESTORE_DRILL_TASK} (${source}) failed: ${outcome.message}`);
     }
     return { ok: outcome.ok, message: outcome.message };
+  }
+
+  /** A run's outcome in the task's stored state (it survives restarts); the last success only moves on success. */
+  private async recordResult(
+    taskId: string,
+    stillRunning: boolean,
+    outcome: { ok: boolean; message: string },
+  ): Promise<void> {
+    const now = this.clock.nowMs();
+    const state = await this.state(taskId);
+    await this.tasks.save(
+      {
+        ...state,
+        running: stillRunning,
+        lastResultOk: outcome.ok,
+        lastResultMessage: outcome.message,
+        lastResultAt: now,
+        lastSuccessAt: outcome.ok ? now : state.lastSuccessAt,
+      },
+      { transaction: false },
+    );
   }
 
   private nextRun(taskId: string): number | null {
@@ -249,19 +258,7 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
     } finally {
       this.inFlight--;
     }
-    const now = this.clock.nowMs();
-    const state = await this.state(AUTO_BACKUP_TASK);
-    await this.tasks.save(
-      {
-        ...state,
-        running: this.inFlight > 0,
-        lastResultOk: result.ok,
-        lastResultMessage: result.message,
-        lastResultAt: now,
-        lastSuccessAt: result.ok ? now : state.lastSuccessAt,
-      },
-      { transaction: false },
-    );
+    await this.recordResult(AUTO_BACKUP_TASK, this.inFlight > 0, result);
     if (source !== 'trigger') {
       await this.audit.record({
         action: AUTO_BACKUP_TASK,

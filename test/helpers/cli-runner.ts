@@ -17,7 +17,7 @@ export interface CliRun {
  * (test/global-setup.js, the same build `npm start` makes), so each CLI spawn costs well under a second instead of
  * ts-node's 3-4 s, and no suite compiles the tree again. Shared by every suite: never delete it.
  */
-export function buildCli(): { mainJs: string; outDir: string } {
+export function compiledBuild(): { mainJs: string; outDir: string } {
   const outDir = path.join(ROOT, 'dist');
   const mainJs = path.join(outDir, 'cli', 'main.js');
   if (!fs.existsSync(mainJs) || !fs.existsSync(path.join(outDir, 'main.js'))) {

@@ -58,6 +58,11 @@ export async function startTestApp(env: Record<string, string> = {}, dir?: strin
 }
 
 /** Logs in through the real route and returns the `mc-session=...` cookie pair. */
+/** A request to `http` as the admin behind the API key, the usual caller of these tests. */
+export function withApiKey(http: App, method: 'get' | 'post' | 'put' | 'delete', url: string): request.Test {
+  return request(http)[method](url).set('x-api-key', API_KEY);
+}
+
 export async function loginCookie(http: App, username = ADMIN.username, password = ADMIN.password): Promise<string> {
   const response = await request(http).post('/api/auth/login').send({ username, password }).expect(200);
   const setCookie = response.headers['set-cookie'] as unknown as string[];
