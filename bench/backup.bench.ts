@@ -16,7 +16,7 @@ import type { AddressInfo } from 'node:net';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Database } from 'better-sqlite3';
 import { DataSource } from 'typeorm';
-import type { SnapshotOptions } from '../src/backups/snapshot';
+import type { SnapshotOptions } from '../src/sqlite/snapshot';
 import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './bench-app';
 import { checkpointTruncate, fillDatabase } from './bench-db';
 import { runOffsiteBench } from './offsite.bench';

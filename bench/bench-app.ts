@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as AppSetupModule from '../src/app.setup';
 import type * as BackupsServiceModule from '../src/backups/backups.service';
-import type * as SnapshotModule from '../src/backups/snapshot';
+import type * as SnapshotModule from '../src/sqlite/snapshot';
 import type * as AppConfigModule from '../src/config/app-config';
 import type { LatencySamples } from './bench-probes';
 import { progress, runCommand } from './bench-util';

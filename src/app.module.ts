@@ -5,7 +5,8 @@ import { ThrottlerModule } from '@nestjs/throttler';
 import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { BackupsModule } from './backups/backups.module';
-import { BackupsServerStartup } from './backups/server-startup';
+import { RecoveryModule } from './recovery/recovery.module';
+import { RecoveryStartup } from './recovery/startup-recovery';
 import { AuthenticationGuard } from './auth/guards/authentication.guard';
 import { CsrfGuard } from './auth/guards/csrf.guard';
 import { RolesGuard } from './auth/guards/roles.guard';
@@ -41,12 +42,13 @@ export class AppModule {
         AuthModule,
         HealthModule,
         BackupsModule,
+        RecoveryModule,
         SchedulerModule,
         ObservabilityModule,
         OffsiteModule,
       ],
       providers: [
-        BackupsServerStartup,
+        RecoveryStartup,
         OffsiteServerStartup,
         // Order matters: is the service shutting down, who you are, what you may do, forgery, is a restore running
         // (only those who may call learn that), how often.

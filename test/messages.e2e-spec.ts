@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
-import { EMPTY_UPLOAD } from '../src/backups/recovery.service';
+import { EMPTY_UPLOAD } from '../src/recovery/recovery.service';
 import { API_KEY, startTestApp, type TestApp } from './helpers/test-app';
 
 /** Messages that say what to do (issue #12 item 10), each checked on the real app. */

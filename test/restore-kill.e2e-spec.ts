@@ -140,8 +140,6 @@ const CASES: Array<{ point: string; rollback: boolean; expected: 'old' | 'restor
   { point: 'locked', rollback: false, expected: 'old', event: 'backup_restore_failed' },
   { point: 'copying', rollback: false, expected: 'old', event: 'backup_restore_failed' },
   { point: 'copied', rollback: false, expected: 'restored', event: 'backup_restore' },
-  { point: 'rolling_back', rollback: true, expected: 'old', event: 'backup_restore_failed' },
-  { point: 'rollback_copied', rollback: true, expected: 'old', event: 'backup_restore_failed' },
 ];
 
 describe('Restore killed at five points, then restarted (e2e, child processes)', () => {

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { BackupFiles, InvalidBackupNameError } from './backup-files';
 import { BACKUP_PREFIX, SAFETY_PREFIX, UPLOAD_PREFIX, formatBackupName } from './backup-name';
-import { runSnapshotWorker } from './snapshot';
+import { runSnapshotWorker } from '../sqlite/snapshot';
 
 // Each job starts a fresh worker or child process; generous on a loaded machine.
 const SLOW = 60_000;

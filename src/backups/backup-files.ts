@@ -23,7 +23,7 @@ import {
   type RestoreResult,
   type SnapshotOptions,
   type SnapshotResult,
-} from './snapshot';
+} from '../sqlite/snapshot';
 
 export interface BackupFileInfo {
   name: string;

@@ -6,8 +6,6 @@ import { BackupManifestEntity } from './backup-manifest.entity';
 import { BackupManifests } from './backup-manifests';
 import { BackupsController } from './backups.controller';
 import { BackupsService } from './backups.service';
-import { RecoveryService } from './recovery.service';
-import { RestoreRunner } from './restore-runner';
 
 @Module({
   imports: [TypeOrmModule.forFeature([BackupManifestEntity])],
@@ -15,14 +13,12 @@ import { RestoreRunner } from './restore-runner';
   providers: [
     BackupsService,
     BackupManifests,
-    RecoveryService,
-    RestoreRunner,
     {
       provide: BackupFiles,
       inject: [AppConfig],
       useFactory: (config: AppConfig) => new BackupFiles(config.backupsDir),
     },
   ],
-  exports: [BackupsService, BackupFiles, BackupManifests, RecoveryService, RestoreRunner],
+  exports: [BackupsService, BackupFiles, BackupManifests],
 })
 export class BackupsModule {}

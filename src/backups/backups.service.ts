@@ -6,9 +6,10 @@ import { classifyFailure, describeForLog } from '../common/failure-reason';
 import type { RequestMeta } from '../common/request-meta';
 import { AppConfig } from '../config/app-config';
 import { SettingsService } from '../settings/settings.service';
-import { BackupFiles, type BackupFileInfo } from './backup-files';
+import { BackupFiles } from './backup-files';
 import { BackupManifests } from './backup-manifests';
-import { BACKUP_PREFIX, type BackupKind, validateBackupName } from './backup-name';
+import { BACKUP_PREFIX, type BackupKind, parseBackupName, validateBackupName } from './backup-name';
+import type { ReadStream } from 'node:fs';
 import type { BackupDto, BackupListDto, CreatedBackupDto } from './dto/backup.dto';
 import { OperationLock } from '../common/operation-lock';
 import { OpsEvents } from '../common/ops-events';
@@ -24,6 +25,13 @@ export interface CreateBackupRequest {
 }
 
 export const BACKUP_FAILED = 'Backup failed';
+
+export interface DownloadHandle {
+  name: string;
+  size: number;
+  sha256: string;
+  stream: ReadStream;
+}
 
 @Injectable()
 export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
@@ -245,6 +253,31 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
     return pruned;
   }
 
+  /** A backup's stream with its sha256 (from the manifest, or computed now and recorded), audited. */
+  async download(name: string, actor: AuditActor, meta: RequestMeta): Promise<DownloadHandle> {
+    const manifest = await this.manifests.get(name);
+    let sha256 = manifest?.sha256 ?? null;
+    if (!sha256) {
+      if (!(await this.files.statBackup(name))) {
+        throw new ApiError(HttpStatus.NOT_FOUND, 'Backup not found');
+      }
+      sha256 = await this.manifests.hashNow(name, manifest?.kind ?? kindOf(parseBackupName(name) ?? {}));
+    }
+    const opened = await this.files.openForDownload(name);
+    if (!opened) {
+      throw new ApiError(HttpStatus.NOT_FOUND, 'Backup not found');
+    }
+    await this.audit.record({
+      action: 'backup_download',
+      actor,
+      targetType: 'backup',
+      targetId: name,
+      detail: { name, size: opened.size, sha256 },
+      meta,
+    });
+    return { name, size: opened.size, sha256, stream: opened.stream };
+  }
+
   private validName(rawName: unknown): string {
     const result = validateBackupName(rawName);
     if (!result.ok) {
@@ -255,7 +288,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
 }
 
 /** The kind a file's name implies. A foreign `.db` name came from outside, like an upload (and is never pruned). */
-export function kindOf(file: Pick<BackupFileInfo, 'kind'>): BackupKind {
+export function kindOf(file: { kind?: BackupKind | null }): BackupKind {
   return file.kind ?? 'upload';
 }
 

@@ -4,6 +4,7 @@ import { SessionEntity } from '../auth/session.entity';
 import { UserEntity } from '../auth/user.entity';
 import { AuditModule } from '../audit/audit.module';
 import { BackupsModule } from '../backups/backups.module';
+import { RecoveryModule } from '../recovery/recovery.module';
 import { CommonModule } from '../common/common.module';
 import { AppConfig } from '../config/app-config';
 import { ConfigModule } from '../config/config.module';
@@ -32,6 +33,7 @@ export class CliAppModule {
         AuditModule,
         SettingsModule,
         BackupsModule,
+        RecoveryModule,
         // Users and sessions without AuthModule, for `users reset-password`.
         TypeOrmModule.forFeature([UserEntity, SessionEntity]),
         OffsiteModule,

@@ -12,6 +12,8 @@ import { ResetPasswordCommand, UsersCommand } from './commands/users.command';
 import { KeysCommand, KeysGenerateCommand } from './commands/keys.command';
 import { RemoteListCommand, RemotePullCommand } from './commands/remote.command';
 import { RemoteRestore } from './remote-restore';
+import { FreshInstall } from '../recovery/fresh-install';
+import { ImportPipeline } from '../recovery/import-pipeline';
 import { OfflineRestore } from './offline-restore';
 import { Terminal } from './terminal';
 
@@ -75,6 +77,12 @@ export class CliModule {
         Terminal,
         AppSession,
         OfflineRestore,
+        FreshInstall,
+        {
+          provide: ImportPipeline,
+          inject: [BackupFiles],
+          useFactory: (files: BackupFiles) => new ImportPipeline(files),
+        },
         RemoteRestore,
         UsageExitCodes,
         BackupsCommand,

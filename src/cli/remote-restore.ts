@@ -1,20 +1,16 @@
 import { Injectable } from '@nestjs/common';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
-import { Transform, type TransformCallback, pipeline } from 'node:stream';
-import { BackupFiles } from '../backups/backup-files';
 import { AppConfig } from '../config/app-config';
 import { AgeCrypto } from '../offsite/age-crypto';
+import type { RemoteBackupDto } from '../offsite/dto/offsite.dto';
 import { BucketError, OffsiteBucket } from '../offsite/offsite-bucket';
 import { listRemoteBackups, resolveRemoteName } from '../offsite/remote-catalog';
-import { manifestObjectName, objectNameFor, parseRemoteManifest } from '../offsite/remote-objects';
-import type { RemoteBackupDto } from '../offsite/dto/offsite.dto';
+import { manifestObjectName, parseRemoteManifest } from '../offsite/remote-objects';
+import { bucketSource } from '../offsite/bucket-source';
+import { FreshInstall, InstallRefusedError } from '../recovery/fresh-install';
+import { ImportFailedError, ImportPipeline, ImportRefusedError } from '../recovery/import-pipeline';
 import { CliError, usageError } from './cli-error';
-import { fsyncDir } from './file-copy';
 import { formatBytes } from './format';
-import { restoreProblems } from './restore-check';
 import { Terminal } from './terminal';
 
 export interface RemoteRestoreOutcome {
@@ -26,16 +22,16 @@ export interface RemoteRestoreOutcome {
 
 /**
  * Disaster recovery on a machine with no database yet: `backups restore --from-remote <name|latest> --yes`.
- * Downloads the copy, decrypts it (the identity is required), checks it against its manifest and as a database of
- * this application, then installs it as MISSION_CONTROL_DB_PATH. The copy is written to a temp file in the backups
- * folder beside the database and linked into place: a hard link never replaces an existing file, and nothing ever
- * opens the database path itself.
+ * The copy comes in through the recovery import pipeline (size capped at its manifest, object and database sha256
+ * checked, decrypted with the identity, admitted as a database of this application), is kept in the backups folder
+ * under its own name, and is installed as MISSION_CONTROL_DB_PATH by FreshInstall, which audits the recovery.
  */
 @Injectable()
 export class RemoteRestore {
   constructor(
     private readonly config: AppConfig,
-    private readonly files: BackupFiles,
+    private readonly imports: ImportPipeline,
+    private readonly fresh: FreshInstall,
     private readonly terminal: Terminal,
   ) {}
 
@@ -101,74 +97,48 @@ export class RemoteRestore {
         throw new CliError('Restore cancelled');
       }
       this.terminal.out(`Downloading ${name} (${formatBytes(manifest.size)}) from ${bucket.bucket}/${bucket.prefix}`);
-      await this.files.ensureDir();
-      const stream = await bucket.getStream(objectNameFor(name, manifest.encrypted));
-      if (stream === null) {
-        throw new CliError(`${name} vanished from the bucket`);
-      }
-      const objectHash = createHash('sha256');
-      const plainHash = createHash('sha256');
       const progress = this.terminal.progress('Download', manifest.size);
-      let seen = 0;
-      const tap = new Transform({
-        transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-          objectHash.update(chunk);
-          seen += chunk.length;
-          progress.update(Math.min(seen, manifest.size));
-          callback(null, chunk);
-        },
-      });
-      pipeline(stream, tap, () => undefined);
-      let tmp: string | null = null;
+      let admitted;
       try {
-        try {
-          const plain = manifest.encrypted ? await crypto.decrypt(tap) : tap;
-          // Hashed as it arrives: the check below may switch a WAL-flagged copy to a standalone file.
-          const plainTap = new Transform({
-            transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-              plainHash.update(chunk);
-              callback(null, chunk);
-            },
-          });
-          pipeline(plain, plainTap, () => undefined);
-          tmp = (await this.files.receiveUpload(plainTap, Number.MAX_SAFE_INTEGER)).tmp;
-        } catch (error) {
-          if ((error as { name?: string }).name === 'BucketError') {
-            throw error;
-          }
-          throw new CliError(`${name} does not decrypt with the identity in BACKUP_ENCRYPTION_IDENTITY_FILE`);
-        } finally {
-          progress.stop();
-        }
-        if (objectHash.digest('hex') !== manifest.object_sha256) {
-          throw new CliError(`${name}: the stored object does not match its manifest (object_sha256)`);
-        }
-        const check = await this.files.inspectTemp(tmp, { integrity: 'full', hash: true, makeStandalone: true });
-        const sha256 = plainHash.digest('hex');
-        const problems = restoreProblems(check, sha256 === manifest.sha256 ? 'match' : 'mismatch');
-        if (problems.length > 0) {
-          throw new CliError(`Refusing to install ${name}: ${problems.join('; ')}`);
-        }
-        await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
-        try {
-          await fsp.link(tmp, target);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-            throw new CliError(`A database appeared at ${target} meanwhile; nothing was replaced`);
-          }
-          throw error;
-        }
-        await fsyncDir(path.dirname(target));
-        return { name, size: check.size, sha256, durationMs: performance.now() - started };
+        const received = await this.imports.receive(
+          bucketSource(bucket, crypto, name, manifest, (done) => progress.update(Math.min(done, manifest.size))),
+        );
+        admitted = await this.imports.admit(received, { livePageSize: null });
+      } catch (error) {
+        throw importFailure(name, error);
       } finally {
-        if (tmp !== null) {
-          await this.files.discardTemp(tmp).catch(() => undefined);
-        }
+        progress.stop();
       }
+      if (!(await this.imports.publishAs(admitted, name))) {
+        throw new CliError(`A local backup named ${name} exists already: restore it with \`backups restore ${name}\``);
+      }
+      try {
+        await this.fresh.installBackup(name, {
+          source: `off-site copy ${name} from ${bucket.bucket}/${bucket.prefix}`,
+        });
+      } catch (error) {
+        if (error instanceof InstallRefusedError) {
+          throw new CliError(error.message);
+        }
+        throw error;
+      }
+      return { name, size: admitted.size, sha256: admitted.sha256, durationMs: performance.now() - started };
     } finally {
       bucket.destroy();
     }
   }
+}
+
+/** One line for every way a download can fail: the pipeline has already removed what it wrote. */
+function importFailure(name: string, error: unknown): unknown {
+  if (error instanceof ImportRefusedError) {
+    return new CliError(`Refusing to install ${name}: ${error.verdict.problems.join('; ')}. Nothing was installed.`);
+  }
+  if (error instanceof ImportFailedError) {
+    const cause = error.cause instanceof BucketError ? ` (${error.cause.code})` : '';
+    return new CliError(`Cannot restore ${name}: ${error.message}${cause}. Nothing was installed.`);
+  }
+  return error;
 }
 
 /** A bucket failure is an expected outcome for an operator: one line with its code, no stack. */

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import type { Subscription } from 'rxjs';
-import { checkSchema, type SchemaObject } from '../backups/schema-check';
+import { checkSchema, type SchemaObject } from '../database/schema-check';
 import { OpsEvents } from '../common/ops-events';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
 

@@ -6,7 +6,8 @@ import { Subscription } from 'rxjs';
 import { Repository } from 'typeorm';
 import { AuditActor, AuditService, SYSTEM_ACTORS } from '../audit/audit.service';
 import { BackupsService } from '../backups/backups.service';
-import { RecoveryService } from '../backups/recovery.service';
+import { RecoveryService } from '../recovery/recovery.service';
+import { RestoreService } from '../recovery/restore.service';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
 import type { RequestMeta } from '../common/request-meta';
@@ -42,6 +43,7 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
     private readonly registry: SchedulerRegistry,
     private readonly clock: Clock,
     private readonly recovery: RecoveryService,
+    private readonly restores: RestoreService,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -61,7 +63,7 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
       }
     });
     // A restore replaces the settings along with everything else: take the schedule from the restored data.
-    this.restoredSubscription = this.recovery.restored$.subscribe(() => {
+    this.restoredSubscription = this.restores.restored$.subscribe(() => {
       this.applySchedule().catch((error: unknown) =>
         this.logger.error(`Could not re-apply the schedule after a restore: ${String(error)}`),
       );

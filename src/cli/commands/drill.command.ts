@@ -1,6 +1,6 @@
 import { CommandRunner, SubCommand } from 'nest-commander';
 import { AuditService } from '../../audit/audit.service';
-import { RecoveryService } from '../../backups/recovery.service';
+import { RecoveryService } from '../../recovery/recovery.service';
 import { RESTORE_DRILL_TASK } from '../../scheduler/schedule-timing';
 import { AppSession } from '../app-session';
 import { CLI_ACTOR } from '../cli-actor';

@@ -1,7 +1,7 @@
 import { CommandRunner, SubCommand } from 'nest-commander';
 import { BackupFiles } from '../../backups/backup-files';
 import { validateBackupName } from '../../backups/backup-name';
-import { RecoveryService } from '../../backups/recovery.service';
+import { RecoveryService } from '../../recovery/recovery.service';
 import { AppSession } from '../app-session';
 import { CLI_ACTOR, CLI_META } from '../cli-actor';
 import { CliError, usageError } from '../cli-error';

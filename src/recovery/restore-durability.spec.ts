@@ -35,7 +35,7 @@ const hasStrace = spawnSync('strace', ['-e', 'trace=none', process.execPath, '-e
     const trace = path.join(dir, 'strace.out');
     const script =
       `require(${JSON.stringify(require.resolve('sucrase/register/ts'))});` +
-      `const worker = require(${JSON.stringify(path.join(__dirname, 'snapshot.worker.ts'))});` +
+      `const worker = require(${JSON.stringify(path.join(__dirname, '..', 'sqlite', 'snapshot.worker.ts'))});` +
       `const state = require(${JSON.stringify(path.join(__dirname, 'restore-state.ts'))});` +
       `const Database = require('better-sqlite3');` +
       `${setup};require('node:fs').mkdirSync(process.argv[1] + '.mark');${body}`;

@@ -1,9 +1,12 @@
 import Database from 'better-sqlite3';
-import type { Checksum } from '../backups/recovery.service';
-import type { InspectResult } from '../backups/snapshot';
+import type { InspectResult } from '../sqlite/snapshot';
 import { SCHEMA_VERSION } from '../database/migrations';
-import { writeCarried } from '../backups/carried-state';
-import { compareChecksum, restoreProblems } from './restore-check';
+import { admit, type Checksum, compareChecksum } from './admission';
+import { writeCarried } from './carried-state';
+
+function restoreProblems(check: InspectResult, checksum: Checksum, livePageSize: number | null = null): string[] {
+  return admit({ check, checksum, livePageSize }).problems;
+}
 
 const SOUND: InspectResult = {
   ok: true,
@@ -24,8 +27,8 @@ const SOUND: InspectResult = {
   ms: 1,
 };
 
-describe('restore checks', () => {
-  describe('restoreProblems', () => {
+describe('admission', () => {
+  describe('admit', () => {
     it('should accept a sound backup of this application', () => {
       expect(restoreProblems(SOUND, 'unknown')).toEqual([]);
       expect(restoreProblems(SOUND, 'match')).toEqual([]);
@@ -47,6 +50,22 @@ describe('restore checks', () => {
       ['UTF-16 text', { ...SOUND, encoding: 'UTF-16le' }, 'unknown', /UTF-16le/],
     ] as [string, InspectResult, Checksum, RegExp][])('should refuse %s', (_label, check, checksum, reason) => {
       expect(restoreProblems(check, checksum).join('; ')).toMatch(reason);
+    });
+
+    it('should refuse a page size other than the live database’s, and ignore it on a bare machine', () => {
+      expect(restoreProblems({ ...SOUND, pageSize: 8192 }, 'unknown', 4096).join('; ')).toMatch(
+        /page size \(8192 bytes\) differs from the live database's \(4096 bytes\)/,
+      );
+      expect(restoreProblems({ ...SOUND, pageSize: 8192 }, 'unknown', null)).toEqual([]);
+    });
+
+    it('should say a migration is needed for an older schema, and list foreign tables', () => {
+      const verdict = admit({
+        check: { ...SOUND, schemaVersion: SCHEMA_VERSION - 1, schemaCheck: { problems: [], foreignTables: ['pin'] } },
+        checksum: 'match',
+        livePageSize: 4096,
+      });
+      expect(verdict).toEqual({ problems: [], foreignTables: ['pin'], needsMigration: true });
     });
   });
 

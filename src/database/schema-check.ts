@@ -1,5 +1,5 @@
 import { DataSource, type MigrationInterface } from 'typeorm';
-import { MIGRATIONS } from '../database/migrations';
+import { MIGRATIONS } from './migrations';
 
 /** One row of a database's `sqlite_schema`, as the inspect worker reads it from a file. */
 export interface SchemaObject {

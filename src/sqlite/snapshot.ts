@@ -3,7 +3,7 @@ import { type ChildProcess, fork, type StdioOptions } from 'node:child_process';
 import * as path from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { typeScriptEntrySource } from '../common/typescript-entry';
-import { checkSchema, type SchemaObject, type SchemaVerdict } from './schema-check';
+import { checkSchema, type SchemaObject, type SchemaVerdict } from '../database/schema-check';
 
 /**
  * Jobs for snapshot.worker.ts: SQLite work that may take long (copies, integrity_check, hashing) and therefore

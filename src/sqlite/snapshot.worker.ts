@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { readEveryTable } from '../database/read-every-table';
-import type { SchemaObject } from './schema-check';
+import type { SchemaObject } from '../database/schema-check';
 import type {
   InspectJob,
   InspectResult,

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { DataSource } from 'typeorm';
-import { MIGRATIONS, SCHEMA_VERSION } from '../database/migrations';
+import { MIGRATIONS, SCHEMA_VERSION } from './migrations';
 import {
   checkSchema,
   compareSchema,

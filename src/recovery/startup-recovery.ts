@@ -1,5 +1,5 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
-import { BackupsService } from './backups.service';
+import { BackupsService } from '../backups/backups.service';
 import { RestoreRunner } from './restore-runner';
 
 /**
@@ -7,15 +7,15 @@ import { RestoreRunner } from './restore-runner';
  * the backups folder's temp files, so only its start may sweep the ones a killed backup left behind.
  */
 @Injectable()
-export class BackupsServerStartup implements OnModuleInit {
+export class RecoveryStartup implements OnModuleInit {
   constructor(
     private readonly backups: BackupsService,
     private readonly restores: RestoreRunner,
   ) {}
 
-  /** A restore cut short by a crash is finished or undone before anything else, then temp files are swept. */
+  /** A restore cut short by a crash is settled before anything else, then temp files are swept. */
   async onModuleInit(): Promise<void> {
-    await this.restores.recover();
+    this.restores.recover();
     await this.backups.removeLeftovers();
   }
 }

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Allow } from 'class-validator';
-import { BackupDto } from './backup.dto';
+import { BackupDto } from '../../backups/dto/backup.dto';
 
 /** `{ "name" }` of an existing backup; the name rule is checked by the service (400 with the reason). */
 export class BackupNameDto {

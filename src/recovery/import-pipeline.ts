@@ -1,0 +1,210 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { BackupFiles } from '../backups/backup-files';
+import type { InspectResult } from '../sqlite/snapshot';
+import { admit, type AdmissionVerdict, compareChecksum } from './admission';
+
+/**
+ * Where the bytes of a candidate database come from: a bucket object, a local file, a rebuilt point in time. The
+ * source states what it promises (sizes, hashes); the pipeline holds it to every promise.
+ */
+export interface ImportSource {
+  /** Opens the stored bytes: ciphertext when `decrypt` is set, else the database itself. */
+  open(): Promise<Readable>;
+  /** More stored bytes than this and the import stops at once (a lying size never fills the disk). */
+  maxStoredBytes: number;
+  /** sha256 of the stored bytes, checked before anything is decrypted. */
+  storedSha256?: string;
+  /** sha256 of the database bytes (after decryption). */
+  sha256?: string;
+  /** Turns the stored bytes into the database bytes. */
+  decrypt?: (stored: Readable) => Promise<Readable>;
+  /** No byte for this long and the import fails (a stalled peer never hangs a request). */
+  stallMs?: number;
+}
+
+export type ImportFailureKind = 'too_large' | 'stalled' | 'mismatch' | 'decrypt' | 'source';
+
+/** The source broke a promise or failed; nothing was kept. `message` is one line for the operator. */
+export class ImportFailedError extends Error {
+  constructor(
+    readonly kind: ImportFailureKind,
+    message: string,
+    override readonly cause?: unknown,
+  ) {
+    super(message);
+    this.name = 'ImportFailedError';
+  }
+}
+
+/** The file arrived whole but may not become a live database; nothing was kept. */
+export class ImportRefusedError extends Error {
+  constructor(
+    readonly verdict: AdmissionVerdict,
+    readonly check: InspectResult,
+  ) {
+    super(verdict.problems.join('; '));
+    this.name = 'ImportRefusedError';
+  }
+}
+
+export interface ReceivedFile {
+  /** A temp file in the backups folder; the caller publishes or discards it. */
+  tmp: string;
+  size: number;
+  sha256: string;
+}
+
+export interface AdmittedFile extends ReceivedFile {
+  check: InspectResult;
+  verdict: AdmissionVerdict;
+}
+
+const DEFAULT_STALL_MS = 30_000;
+
+/**
+ * The one way a file enters the backups folder from outside (upload, pull, disaster recovery, point in time):
+ * source → temp file in the backups folder → size cap and sha256 against what the source promised → admission →
+ * published under a never-overwriting name. Every failure removes the temp files and says why in one line.
+ */
+export class ImportPipeline {
+  constructor(private readonly files: BackupFiles) {}
+
+  /** Receives the source into a temp file, holding it to its size and hashes. */
+  async receive(source: ImportSource): Promise<ReceivedFile> {
+    await this.files.ensureDir();
+    const stored = await this.files.createTemp();
+    let plain: string | null = null;
+    try {
+      const storedFile = await this.copyIn(await openSource(source), stored, source.maxStoredBytes, source.stallMs);
+      if (source.storedSha256 !== undefined && storedFile.sha256 !== source.storedSha256) {
+        throw new ImportFailedError('mismatch', 'The stored object does not match its manifest (damaged or altered)');
+      }
+      if (source.decrypt === undefined) {
+        plain = stored;
+        return checkPlain(stored, storedFile, source);
+      }
+      plain = await this.files.createTemp();
+      let decrypted: Readable;
+      try {
+        decrypted = await source.decrypt(createReadStream(stored));
+      } catch (error) {
+        throw new ImportFailedError('decrypt', 'It does not decrypt with the configured identity', error);
+      }
+      const plainFile = await this.copyIn(decrypted, plain, Number.MAX_SAFE_INTEGER, source.stallMs, 'decrypt');
+      return checkPlain(plain, plainFile, source);
+    } catch (error) {
+      await this.files.discardTemp(stored).catch(() => undefined);
+      if (plain !== null && plain !== stored) {
+        await this.files.discardTemp(plain).catch(() => undefined);
+      }
+      throw error;
+    } finally {
+      if (plain !== null && plain !== stored) {
+        await this.files.discardTemp(stored).catch(() => undefined);
+      }
+    }
+  }
+
+  /**
+   * A full inspection of a received temp file and the admission rule. Refused: the temp file is removed and
+   * ImportRefusedError says why. WAL-flagged files are made standalone first.
+   */
+  async admit(received: ReceivedFile, options: { livePageSize: number | null }): Promise<AdmittedFile> {
+    try {
+      const check = await this.files.inspectTemp(received.tmp, { integrity: 'full', hash: true, makeStandalone: true });
+      const verdict = admit({
+        check,
+        checksum: compareChecksum(received.sha256, received.sha256),
+        livePageSize: options.livePageSize,
+      });
+      if (verdict.problems.length > 0) {
+        throw new ImportRefusedError(verdict, check);
+      }
+      return { ...received, size: check.size, sha256: check.sha256 ?? received.sha256, check, verdict };
+    } catch (error) {
+      await this.files.discardTemp(received.tmp).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Publishes under `name` exactly (a pulled copy keeps its name); false when that name is taken. */
+  async publishAs(admitted: AdmittedFile, name: string): Promise<boolean> {
+    const published = await this.files.publishTempAs(admitted.tmp, name);
+    if (!published) {
+      await this.files.discardTemp(admitted.tmp).catch(() => undefined);
+    }
+    return published;
+  }
+
+  /** Publishes under a fresh `<prefix>YYYY-MM-DD_HH-MM-SS.db` name, never overwriting. */
+  publishNew(admitted: AdmittedFile, prefix: string, now: Date): Promise<string> {
+    return this.files.publishTemp(admitted.tmp, prefix, now);
+  }
+
+  discard(file: ReceivedFile): Promise<void> {
+    return this.files.discardTemp(file.tmp);
+  }
+
+  private async copyIn(
+    input: Readable,
+    dest: string,
+    maxBytes: number,
+    stallMs = DEFAULT_STALL_MS,
+    stage: 'source' | 'decrypt' = 'source',
+  ): Promise<{ size: number; sha256: string }> {
+    const hash = createHash('sha256');
+    let size = 0;
+    const timer: { handle?: NodeJS.Timeout } = {};
+    const meter = new Transform({
+      transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+        size += chunk.length;
+        if (size > maxBytes) {
+          callback(new ImportFailedError('too_large', `It is larger than promised (more than ${maxBytes} bytes)`));
+          return;
+        }
+        hash.update(chunk);
+        timer.handle?.refresh();
+        callback(null, chunk);
+      },
+    });
+    timer.handle = setTimeout(() => {
+      meter.destroy(new ImportFailedError('stalled', `No data arrived for ${Math.round(stallMs / 1000)} s`));
+    }, stallMs);
+    try {
+      await pipeline(input, meter, createWriteStream(dest, { flags: 'r+', flush: true }));
+    } catch (error) {
+      if (error instanceof ImportFailedError) {
+        throw error;
+      }
+      if (stage === 'decrypt') {
+        throw new ImportFailedError('decrypt', 'It does not decrypt: damaged, altered or not for this identity', error);
+      }
+      throw new ImportFailedError('source', 'The download failed before it was complete', error);
+    } finally {
+      clearTimeout(timer.handle);
+    }
+    return { size, sha256: hash.digest('hex') };
+  }
+}
+
+async function openSource(source: ImportSource): Promise<Readable> {
+  try {
+    return await source.open();
+  } catch (error) {
+    if (error instanceof ImportFailedError) {
+      throw error;
+    }
+    throw new ImportFailedError('source', 'The source could not be opened', error);
+  }
+}
+
+function checkPlain(tmp: string, file: { size: number; sha256: string }, source: ImportSource): ReceivedFile {
+  if (source.sha256 !== undefined && file.sha256 !== source.sha256) {
+    throw new ImportFailedError('mismatch', 'The decrypted database does not match its manifest (sha256)');
+  }
+  return { tmp, size: file.size, sha256: file.sha256 };
+}

@@ -1,0 +1,319 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import Database from 'better-sqlite3';
+import { DataSource } from 'typeorm';
+import type { AuditActor } from '../audit/audit.service';
+import { Clock } from '../common/clock';
+import type { RequestMeta } from '../common/request-meta';
+import { AppConfig, type RestorePausePoint } from '../config/app-config';
+import { MIGRATIONS, SCHEMA_VERSION } from '../database/migrations';
+import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
+import { BackupFiles, type SnapshotInfo } from '../backups/backup-files';
+import { SAFETY_PREFIX } from '../backups/backup-name';
+import { runProbeWorker } from '../sqlite/snapshot';
+import { newRestoreId, RestoreJournal, type RestoreJournalEntry } from './restore-journal';
+import {
+  type AuditRow,
+  finishRestore,
+  insertAudit,
+  maxAuditId,
+  readLiveState,
+  restoreRecorded,
+  type RestoreChanges,
+} from './restore-state';
+
+/** A restore step failed. `rolledBack`: the live database holds exactly what it held before (the safety copy). */
+export class RestoreStepError extends Error {
+  constructor(
+    readonly stage: string,
+    message: string,
+    readonly rolledBack: boolean,
+    readonly safety: string | null,
+  ) {
+    super(message);
+    this.name = 'RestoreStepError';
+  }
+}
+
+export interface RestoreRun {
+  name: string;
+  /** Newest migration of the backup; older ones are migrated in the scratch copy. */
+  schemaVersion: number | null;
+  actor: AuditActor;
+  meta: Partial<RequestMeta>;
+  caller: RestoreJournalEntry['caller'];
+  /** Extra detail for the audit event. */
+  detail: Record<string, unknown>;
+}
+
+export interface RestoreDone {
+  safety: SnapshotInfo;
+  pages: number;
+  changes: RestoreChanges;
+  /** The copy committed but could not yet be made durable: the journal stays for start-up to settle. */
+  durable: boolean;
+}
+
+export interface RecoveryOutcome {
+  name: string;
+  result: 'unchanged' | 'completed';
+}
+
+export const RESTORE_EVENT = 'backup_restore';
+export const RESTORE_FAILED_EVENT = 'backup_restore_failed';
+
+/**
+ * The part of a restore that changes the live database, and the start-up pass that settles one a crash cut short.
+ *
+ * The backup is copied into a scratch file first (and migrated there when older). Then, while the restore worker
+ * holds the live database's write lock: a safety copy is taken, the live state that a restore keeps (the carried
+ * tables, the whole audit log, the caller's session) is read and written into the scratch file together with this
+ * restore's own `backup_restore` event, the result is checked, and only then are its pages copied in and committed
+ * as one transaction. Nobody can write between the safety copy and the commit, and nothing is written after it: a
+ * failure anywhere leaves the live database exactly as the safety copy holds it, with no rollback to run, and no
+ * acknowledged write of anyone can be lost. The event committed with the copy is the restore's token: start-up
+ * reads it to know, not guess, whether the copy landed.
+ */
+@Injectable()
+export class RestoreRunner {
+  private readonly logger = new Logger(RestoreRunner.name);
+  readonly journal: RestoreJournal;
+
+  constructor(
+    private readonly files: BackupFiles,
+    private readonly config: AppConfig,
+    private readonly clock: Clock,
+    @Inject(SQLITE_HANDLE) private readonly db: SqliteHandle,
+  ) {
+    this.journal = new RestoreJournal(config.dbPath);
+  }
+
+  /** Written before the backup is verified, so a restore killed at any point leaves a trace start-up audits. */
+  begin(name: string, actor: AuditActor, mode: RestoreJournalEntry['mode'], caller: RestoreJournalEntry['caller']) {
+    const entry: RestoreJournalEntry = {
+      version: 2,
+      id: newRestoreId(),
+      mode,
+      name,
+      stage: 'started',
+      startedAt: this.clock.nowSeconds(),
+      actor: { id: actor.id, username: actor.username },
+      safety: null,
+      caller,
+    };
+    this.journal.write(entry);
+    return entry;
+  }
+
+  async run(started: RestoreJournalEntry, request: RestoreRun): Promise<RestoreDone> {
+    let entry = started;
+    let scratch: string;
+    try {
+      scratch = await this.prepareScratch(request);
+    } catch (error) {
+      throw new RestoreStepError('prepare', `could not prepare the backup (${reasonOf(error)})`, false, null);
+    }
+    let safety: SnapshotInfo | undefined;
+    let changes: RestoreChanges | undefined;
+    let stage = 'safety_backup';
+    try {
+      const copy = await this.files.restoreTempInto(scratch, this.config.dbPath, {
+        pauseAfterCommit: this.config.testPauseAt === 'copied',
+        whileLocked: async (): Promise<void> => {
+          await this.pauseAt('locked');
+          safety = await this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now());
+          stage = 'carry_over';
+          const pre = readLiveState(this.db);
+          pre.carried.get('backup_manifests')?.push(safetyManifestRow(safety, this.clock.nowSeconds()));
+          entry = this.journal.advance(entry, { stage: 'copying', safety: safety.name });
+          const event = this.auditRow(
+            entry,
+            RESTORE_EVENT,
+            { name: entry.name, safety_backup: safety.name, ...request.detail },
+            request.meta,
+          );
+          changes = finishInto(scratch, (db) =>
+            finishRestore(db, pre, {
+              restoreId: entry.id,
+              copiedAuditSeq: maxAuditId(db),
+              keepSessions: false,
+              caller: entry.caller,
+              now: this.clock.nowSeconds(),
+              event,
+            }),
+          );
+          stage = 'health';
+          assertAdmin(scratch);
+          await this.pauseAt('copying');
+          stage = 'copy';
+        },
+      });
+      if (!changes || !safety) {
+        throw new RestoreStepError('copy', 'the restore worker never took the write lock', false, null);
+      }
+      this.logger.debug(`Copied ${copy.pages} pages of ${entry.name} into the live database`);
+      this.journal.clear();
+      return { safety, pages: copy.pages, changes, durable: true };
+    } catch (error) {
+      if (safety && restoreRecorded(this.db, entry.id, RESTORE_EVENT) && changes) {
+        // The copy committed; only making it durable failed. Nothing is undone (others may have written since):
+        // the journal stays, and the next start confirms the restore by its token.
+        this.logger.error(`Restore of ${entry.name} committed but its fsync failed: ${reasonOf(error)}`);
+        return { safety, pages: 0, changes, durable: false };
+      }
+      this.journal.clear();
+      if (error instanceof RestoreStepError) {
+        throw new RestoreStepError(error.stage, error.message, safety !== undefined, safety?.name ?? null);
+      }
+      throw new RestoreStepError(stage, reasonOf(error), safety !== undefined, safety?.name ?? null);
+    } finally {
+      await this.files.discardTemp(scratch).catch(() => undefined);
+    }
+  }
+
+  /**
+   * At start-up (and before a CLI restore), before anything else uses the database: a restore the journal names
+   * either committed (its event is in the database: done) or did not (the database never changed: audited as
+   * interrupted). Nothing is ever copied back, so writes made after a restore's commit are never undone.
+   */
+  recover(): RecoveryOutcome | null {
+    const entry = this.journal.read();
+    if (entry === null) {
+      return null;
+    }
+    const outcome = (result: RecoveryOutcome['result']): RecoveryOutcome => ({ name: entry.name, result });
+    if (restoreRecorded(this.db, entry.id, RESTORE_EVENT)) {
+      this.logger.warn(`The restore of ${entry.name} had committed before the service stopped: it stands`);
+      this.journal.clear();
+      return outcome('completed');
+    }
+    if (!restoreRecorded(this.db, entry.id, RESTORE_FAILED_EVENT)) {
+      this.logger.warn(`The restore of ${entry.name} was interrupted before it changed anything`);
+      insertAudit(
+        this.db,
+        this.auditRow(entry, RESTORE_FAILED_EVENT, {
+          name: entry.name,
+          stage: 'interrupted',
+          reason: 'the restore was interrupted before its copy committed; the live database was not changed',
+          rolled_back: false,
+          recovered_at_startup: true,
+          ...(entry.safety ? { safety_backup: entry.safety } : {}),
+        }),
+      );
+    }
+    this.journal.clear();
+    return outcome('unchanged');
+  }
+
+  auditRow(
+    entry: RestoreJournalEntry,
+    action: string,
+    detail: Record<string, unknown>,
+    meta: Partial<RequestMeta> = {},
+  ): AuditRow {
+    return {
+      action,
+      actor: entry.actor.username,
+      actorId: entry.actor.id,
+      targetId: entry.name,
+      detail: { ...(entry.mode === 'offline' ? { offline: true } : {}), ...detail, restore_id: entry.id },
+      ip: meta.ip ?? null,
+      userAgent: meta.userAgent ?? null,
+      createdAt: this.clock.nowSeconds(),
+    };
+  }
+
+  /**
+   * The backup's pages in a scratch temp file, migrated to this build's schema on their own connection (the live
+   * database never runs a restore's migrations), then quick_check. The caller discards it.
+   */
+  private async prepareScratch(request: RestoreRun): Promise<string> {
+    const { tmp } = await this.files.restoreBackupToTemp(request.name);
+    try {
+      if (request.schemaVersion !== null && request.schemaVersion < SCHEMA_VERSION) {
+        await migrate(tmp);
+      }
+      const quick = await runProbeWorker(tmp);
+      if (quick.integrity !== 'ok') {
+        throw new Error('quick_check failed on the scratch copy');
+      }
+      return tmp;
+    } catch (error) {
+      await this.files.discardTemp(tmp).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async pauseAt(point: RestorePausePoint): Promise<void> {
+    if (this.config.testPauseAt === point) {
+      this.logger.warn(`MC_TEST_PAUSE_AT: the restore stops at ${point}`);
+      await new Promise<never>(() => undefined);
+    }
+  }
+}
+
+async function migrate(file: string): Promise<void> {
+  const scratch = new DataSource({
+    type: 'better-sqlite3',
+    database: file,
+    migrations: MIGRATIONS,
+    migrationsTransactionMode: 'each',
+    logging: false,
+  });
+  try {
+    await scratch.initialize();
+    await scratch.runMigrations({ transaction: 'each' });
+  } finally {
+    if (scratch.isInitialized) {
+      await scratch.destroy().catch(() => undefined);
+    }
+  }
+}
+
+function finishInto<T>(file: string, work: (db: Database.Database) => T): T {
+  const db = new Database(file, { fileMustExist: true });
+  try {
+    db.pragma('trusted_schema = OFF');
+    return work(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** The result must leave someone able to manage the service: checked before a page is copied. */
+function assertAdmin(file: string): void {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    const row = db.prepare("SELECT count(*) AS n FROM users WHERE role = 'admin'").get() as { n: number };
+    if (Number(row.n) < 1) {
+      throw new RestoreStepError('health', 'The restored database has no admin user', false, null);
+    }
+  } finally {
+    db.close();
+  }
+}
+
+/** The manifest row of the safety copy, carried into the restored data with the others. */
+export function safetyManifestRow(safety: SnapshotInfo, now: number): Record<string, unknown> {
+  return {
+    name: safety.name,
+    kind: 'safety',
+    sha256: safety.sha256,
+    size: safety.size,
+    page_count: safety.pages,
+    sqlite_version: safety.sqliteVersion,
+    schema_version: safety.schemaVersion,
+    quick_check: safety.quickCheck,
+    checked_at: now,
+    verified_at: null,
+    integrity: null,
+    created_at: now,
+  };
+}
+
+export function reasonOf(error: unknown): string {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  if (typeof e?.code === 'string' && e.code.startsWith('SQLITE_')) {
+    return e.code;
+  }
+  return typeof e?.message === 'string' ? e.message.replace(/\/[^\s'"]+/g, '<path>') : 'unknown error';
+}
