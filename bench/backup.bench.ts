@@ -67,14 +67,12 @@ const TOOLS = [
   'service-load',
   'worker',
   'worker-nice10',
-  'worker-api',
-  'worker-thread',
   'cli-backup',
   'vacuum-into',
   'cp',
 ] as const;
 type ToolId = (typeof TOOLS)[number];
-const WORKER_TOOLS = ['worker', 'worker-nice10', 'worker-api', 'worker-thread'] as const;
+const WORKER_TOOLS = ['worker', 'worker-nice10'] as const;
 type WorkerToolId = (typeof WORKER_TOOLS)[number];
 type CliToolId = Exclude<ToolId, 'service' | 'service-load' | WorkerToolId>;
 
@@ -86,8 +84,6 @@ function isWorkerTool(tool: ToolId): tool is WorkerToolId {
 const WORKER_OPTIONS: Record<WorkerToolId, SnapshotOptions> = {
   worker: {},
   'worker-nice10': { nice: 10 },
-  'worker-api': { copyMethod: 'backup-api' },
-  'worker-thread': { isolation: 'thread' },
 };
 
 const TOOL_LABELS: Record<ToolId, string> = {
@@ -95,10 +91,8 @@ const TOOL_LABELS: Record<ToolId, string> = {
   'service-load': 'This service: `BackupsService.create()` under the write load below',
   worker:
     "The service's snapshot job alone (`runSnapshotWorker` as the service calls it: child process, " +
-    'pinned-read copy; no publish, audit or retention)',
+    'backup API; no publish, audit or retention)',
   'worker-nice10': 'The same at a lower CPU priority (`nice: 10`)',
-  'worker-api': 'The snapshot job in its child process, forced to the backup API (`copyMethod: backup-api`)',
-  'worker-thread': 'The snapshot job in a worker thread of the service (`isolation: thread`; the previous design)',
   'cli-backup': '`sqlite3 db ".backup \'dest\'"`',
   'vacuum-into': '`sqlite3 db "VACUUM INTO \'dest\'"`',
   cp: '`cp db dest` (quiesced file)',
@@ -910,7 +904,7 @@ function report(bench: Bench, results: Results): string {
       'tool starts from the same quiesced file and a warm page cache (it cannot be dropped without root): these are ' +
       "warm-cache numbers. Every copy goes to the app's backups folder and is deleted after its run.",
     '- Service time = wall time of `BackupsService.create()`, all of it: start of the snapshot child process, the ' +
-      'copy (pinned read with sha256 on the way, or the backup API then journal_mode=DELETE), then quick_check, ' +
+      'copy (the backup API, then journal_mode=DELETE), then quick_check, ' +
       'fsync (and sha256 after a backup-API copy) side by side, hard-link publish, directory fsync, manifest and ' +
       'audit rows, retention. `sqlite3 .backup` and `VACUUM INTO` fdatasync their copy (checked with strace); `cp` ' +
       'does not. `worker*` rows: `runSnapshotWorker` alone with the options named, watched like a service run.',

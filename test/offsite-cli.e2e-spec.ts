@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -135,7 +136,21 @@ describe('Off-site copies from the CLI (keys, remote list/pull, disaster recover
     expect(restored.stderr).toBe('');
     expect(restored.status).toBe(0);
     expect(restored.stdout).toContain(`Installed ${newest}`);
-    expect(sha256(dbPath)).toBe(newestSha);
+    // The installed database is the newest copy, stamped with its own recovery: audited with its source, and no
+    // scheduler run carried over as "running".
+    const installed = new Database(dbPath, { readonly: true });
+    const recovery = installed.prepare("SELECT actor, detail FROM audit_log WHERE action = 'backup_restore'").all() as {
+      actor: string;
+      detail: string;
+    }[];
+    const stillRunning = installed.prepare('SELECT count(*) AS n FROM scheduler_tasks WHERE running = 1').get() as {
+      n: number;
+    };
+    installed.close();
+    expect(recovery).toHaveLength(1);
+    expect(JSON.parse(recovery[0].detail)).toMatchObject({ name: newest, source: expect.stringContaining(newest) });
+    expect(stillRunning.n).toBe(0);
+    const installedSha = sha256(dbPath);
     // Only the database itself: no temp file left beside it or in the backups folder.
     expect(fs.readdirSync(path.dirname(dbPath)).sort()).toEqual(['backups', 'mission-control.db']);
     expect(fs.readdirSync(path.join(path.dirname(dbPath), 'backups'))).toEqual([]);
@@ -148,7 +163,7 @@ describe('Off-site copies from the CLI (keys, remote list/pull, disaster recover
     // A second run refuses: there is a database now.
     const twice = await runCliAsync(mainJs, dbPath, ['backups', 'restore', '--from-remote', 'latest', '--yes'], env());
     expect(twice.status).toBe(1);
-    expect(sha256(dbPath)).toBe(newestSha);
+    expect(sha256(dbPath)).toBe(installedSha);
 
     // The service starts on the result, with the old machine's users.
     const revived = await startObservabilityApp(
@@ -178,5 +193,42 @@ describe('Off-site copies from the CLI (keys, remote list/pull, disaster recover
     const again = await runCliAsync(mainJs, dbPath, ['backups', 'remote', 'pull', newest], env());
     expect(again.status).toBe(1);
     expect(again.stderr).toMatch(/exists/);
+  });
+
+  it('should refuse a damaged off-site copy quickly and leave nothing, from the CLI and from the API', async () => {
+    const oldDir = folder();
+    const old = await startObservabilityApp(env(), {}, oldDir);
+    apps.push(old);
+    const name = (await request(old.http).post('/api/backup').set('x-api-key', API_KEY).expect(200)).body.backup
+      .name as string;
+    await waitFor(async () => {
+      const listed = (await request(old.http).get('/api/backup').set('x-api-key', API_KEY)).body.backups as {
+        name: string;
+        offsite: { status: string };
+      }[];
+      return listed.find((b) => b.name === name)?.offsite.status === 'uploaded';
+    });
+    // One bit flipped in the middle of the stored object.
+    const stored = s3.objectPath(`${name}.age`);
+    const bytes = fs.readFileSync(stored);
+    bytes[Math.floor(bytes.length / 2)] ^= 0x01;
+    fs.writeFileSync(stored, bytes);
+
+    const bare = folder();
+    const dbPath = path.join(bare, 'data', 'mission-control.db');
+    const run = await runCliAsync(mainJs, dbPath, ['backups', 'restore', '--from-remote', name, '--yes'], env());
+    expect(run.status).toBe(1);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(/does not match its manifest/);
+    expect(fs.existsSync(dbPath)).toBe(false);
+    expect(fs.readdirSync(path.join(bare, 'data', 'backups'))).toEqual([]);
+
+    // The API pull of the same object: a 4xx at once, no temp file left.
+    await request(old.http).delete('/api/backup').set('x-api-key', API_KEY).send({ name }).expect(200);
+    const pull = await request(old.http).post('/api/backup/remote/pull').set('x-api-key', API_KEY).send({ name });
+    expect(pull.status).toBeGreaterThanOrEqual(400);
+    expect(pull.status).toBeLessThan(500);
+    expect(pull.body.error).toMatch(/manifest/);
+    expect(fs.readdirSync(old.backupsDir).filter((f) => f.startsWith('.') || f === name)).toEqual([]);
   });
 });

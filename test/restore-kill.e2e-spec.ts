@@ -8,7 +8,7 @@ import { compiledBuild } from './helpers/cli-runner';
 import { growDatabase, withDb } from './helpers/recovery-fixtures';
 
 /**
- * SIGKILL in the middle of an online restore, at five known points (MC_TEST_PAUSE_AT stops the restore there for
+ * SIGKILL in the middle of an online restore, at four known points (MC_TEST_PAUSE_AT stops the restore there for
  * good), then a restart on the same files. Each time the restore journal must be finished or undone at start-up:
  * the live database passes integrity_check and holds the old state or the restored one (never a mix), every audit
  * event from before is still there plus the restore's outcome, no temporary file is left, and backups work.
@@ -137,12 +137,13 @@ function usernames(dbPath: string): string[] {
 }
 
 const CASES: Array<{ point: string; rollback: boolean; expected: 'old' | 'restored'; event: string }> = [
+  { point: 'verify', rollback: false, expected: 'old', event: 'backup_restore_failed' },
   { point: 'locked', rollback: false, expected: 'old', event: 'backup_restore_failed' },
   { point: 'copying', rollback: false, expected: 'old', event: 'backup_restore_failed' },
   { point: 'copied', rollback: false, expected: 'restored', event: 'backup_restore' },
 ];
 
-describe('Restore killed at five points, then restarted (e2e, child processes)', () => {
+describe('Restore killed at four points, then restarted (e2e, child processes)', () => {
   let dir: string;
   let services: Service[] = [];
 

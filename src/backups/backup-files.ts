@@ -1,11 +1,11 @@
-import { HttpStatus } from '@nestjs/common';
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, createWriteStream, type Dirent, lstatSync, type ReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ApiError } from '../common/api-error';
+import { DomainError } from '../common/domain-error';
+import { fsyncDir } from '../common/durable-fs';
 import {
   type BackupKind,
   compareNewestFirst,
@@ -71,12 +71,14 @@ export class UploadInterruptedError extends Error {
 
 /**
  * The named backup is not (or no longer) a regular file of the folder: it was deleted, or replaced by something
- * that is not a backup, between the caller's check and the work. An ApiError, so every route answers 404 for it
- * (issue 10, finding 8: a verify racing a delete answered 500), and the CLI prints the message.
+ * that is not a backup, between the caller's check and the work. Every route answers 404 for it (a verify racing a
+ * delete must not answer 500), and the CLI prints the message.
  */
-export class BackupNotFoundError extends ApiError {
+export class BackupNotFoundError extends DomainError {
+  readonly kind = 'not_found';
+
   constructor() {
-    super(HttpStatus.NOT_FOUND, 'Backup not found');
+    super('Backup not found');
     this.name = 'BackupNotFoundError';
   }
 }
@@ -88,7 +90,9 @@ function isGone(err: unknown): boolean {
   return GONE_CODES.has(errCode(err) ?? '');
 }
 
-export class InvalidBackupNameError extends Error {
+export class InvalidBackupNameError extends DomainError {
+  readonly kind = 'invalid';
+
   constructor(reason: string) {
     super(reason);
     this.name = 'InvalidBackupNameError';
@@ -145,18 +149,8 @@ export class BackupFiles {
     await fsp.chmod(this.root, DIR_MODE);
   }
 
-  async fsyncDir(): Promise<void> {
-    const handle = await fsp.open(this.root, 'r');
-    try {
-      await handle.sync();
-    } catch (err) {
-      // Some filesystems cannot fsync a directory; the entry is then as durable as that filesystem allows.
-      if (errCode(err) !== 'EINVAL' && errCode(err) !== 'EISDIR') {
-        throw err;
-      }
-    } finally {
-      await handle.close();
-    }
+  fsyncDir(): Promise<void> {
+    return fsyncDir(this.root);
   }
 
   /** Validates `name` and returns its absolute path, guaranteed to be a direct child of the backups folder. */

@@ -6,6 +6,7 @@
  * argument, a malformed backup name, restore without --yes when nobody can confirm).
  */
 import 'reflect-metadata';
+import { DomainError } from '../common/domain-error';
 import { CommandFactory } from 'nest-commander';
 import { AppConfig, ConfigError, loadConfig } from '../config/app-config';
 import { CliError, EXIT } from './cli-error';
@@ -19,6 +20,10 @@ function reportFailure(error: unknown): void {
   } else if (error instanceof CliError) {
     process.stderr.write(`${error.message}\n`);
     process.exitCode = error.exitCode;
+  } else if (error instanceof DomainError) {
+    // An expected outcome of the storage layer ("Backup not found"): its message is written for an operator.
+    process.stderr.write(`${error.message}\n`);
+    process.exitCode = EXIT.failure;
   } else {
     // Not an expected outcome: show everything, it is a bug report.
     process.stderr.write(

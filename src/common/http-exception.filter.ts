@@ -11,6 +11,7 @@ import {
 import { HttpAdapterHost } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { ApiError } from './api-error';
+import { DOMAIN_ERROR_STATUS, DomainError } from './domain-error';
 
 const GENERIC_MESSAGES: Record<number, string> = {
   400: 'Bad request',
@@ -82,6 +83,9 @@ export class HttpExceptionFilter implements ExceptionFilter {
   }
 
   toResponse(exception: unknown): { status: number; body: Record<string, unknown> } {
+    if (exception instanceof DomainError) {
+      return { status: DOMAIN_ERROR_STATUS[exception.kind], body: { error: exception.message } };
+    }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const payload = exception.getResponse();

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { isX25519Recipient, looksLikeIdentityFile } from '../offsite/age-crypto';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
-export const RESTORE_PAUSE_POINTS = ['locked', 'copying', 'copied'] as const;
+export const RESTORE_PAUSE_POINTS = ['verify', 'locked', 'copying', 'copied'] as const;
 export type RestorePausePoint = (typeof RESTORE_PAUSE_POINTS)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
 

@@ -1,5 +1,6 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { AppConfig, loadConfig } from './app-config';
+import { FaultPoints } from './fault-points';
 
 @Global()
 @Module({})
@@ -8,8 +9,8 @@ export class ConfigModule {
   static forRoot(config?: AppConfig): DynamicModule {
     return {
       module: ConfigModule,
-      providers: [{ provide: AppConfig, useFactory: () => config ?? loadConfig() }],
-      exports: [AppConfig],
+      providers: [{ provide: AppConfig, useFactory: () => config ?? loadConfig() }, FaultPoints],
+      exports: [AppConfig, FaultPoints],
     };
   }
 }

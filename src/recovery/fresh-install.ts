@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import type { AuditActor } from '../audit/audit.service';
 import { BackupFiles } from '../backups/backup-files';
 import { Clock } from '../common/clock';
+import { fsyncDir } from '../common/durable-fs';
 import { AppConfig } from '../config/app-config';
 import { admit } from './admission';
 import { newRestoreId } from './restore-journal';
@@ -34,11 +35,9 @@ export class FreshInstall {
     private readonly clock: Clock,
   ) {}
 
+  /** A backup of the backups folder, copied page by page into a scratch file first (the backup stays as it is). */
   async installBackup(name: string, options: { source: string; actor?: AuditActor }): Promise<{ size: number }> {
-    const target = this.config.dbPath;
-    if (fs.existsSync(target)) {
-      throw new InstallRefusedError(`A database already exists at ${target}; nothing was replaced`);
-    }
+    this.assertNoDatabase();
     const { tmp } = await this.files.restoreBackupToTemp(name);
     try {
       const check = await this.files.inspectTemp(tmp, { integrity: 'full', hash: false, makeStandalone: true });
@@ -46,21 +45,38 @@ export class FreshInstall {
       if (verdict.problems.length > 0) {
         throw new InstallRefusedError(`Refusing to install ${name}: ${verdict.problems.join('; ')}`);
       }
-      this.stamp(tmp, name, options);
-      await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
-      try {
-        await fsp.link(tmp, target);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-          throw new InstallRefusedError(`A database appeared at ${target} meanwhile; nothing was replaced`);
-        }
-        throw error;
-      }
-      await fsyncDir(path.dirname(target));
+      await this.installTemp(tmp, name, options);
       return { size: check.size };
     } finally {
       await this.files.discardTemp(tmp).catch(() => undefined);
     }
+  }
+
+  /**
+   * A temp file of the backups folder that the import pipeline has already admitted (a download from the bucket):
+   * stamped and linked into place. The caller still discards the temp name; the database keeps the inode.
+   */
+  async installTemp(tmp: string, name: string, options: { source: string; actor?: AuditActor }): Promise<void> {
+    const target = this.assertNoDatabase();
+    this.stamp(tmp, name, options);
+    await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    try {
+      await fsp.link(tmp, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new InstallRefusedError(`A database appeared at ${target} meanwhile; nothing was replaced`);
+      }
+      throw error;
+    }
+    await fsyncDir(path.dirname(target));
+  }
+
+  private assertNoDatabase(): string {
+    const target = this.config.dbPath;
+    if (fs.existsSync(target)) {
+      throw new InstallRefusedError(`A database already exists at ${target}; nothing was replaced`);
+    }
+    return target;
   }
 
   /** One durable transaction in the scratch file, before it is linked into place. */
@@ -86,19 +102,5 @@ export class FreshInstall {
     } finally {
       db.close();
     }
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fsp.open(dir, 'r');
-  try {
-    await handle.sync();
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (code !== 'EINVAL' && code !== 'EISDIR') {
-      throw error;
-    }
-  } finally {
-    await handle.close();
   }
 }

@@ -4,7 +4,8 @@ import { DataSource } from 'typeorm';
 import type { AuditActor } from '../audit/audit.service';
 import { Clock } from '../common/clock';
 import type { RequestMeta } from '../common/request-meta';
-import { AppConfig, type RestorePausePoint } from '../config/app-config';
+import { AppConfig } from '../config/app-config';
+import { FaultPoints } from '../config/fault-points';
 import { MIGRATIONS, SCHEMA_VERSION } from '../database/migrations';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
 import { BackupFiles, type SnapshotInfo } from '../backups/backup-files';
@@ -82,6 +83,7 @@ export class RestoreRunner {
     private readonly files: BackupFiles,
     private readonly config: AppConfig,
     private readonly clock: Clock,
+    private readonly faults: FaultPoints,
     @Inject(SQLITE_HANDLE) private readonly db: SqliteHandle,
   ) {
     this.journal = new RestoreJournal(config.dbPath);
@@ -117,9 +119,8 @@ export class RestoreRunner {
     let stage = 'safety_backup';
     try {
       const copy = await this.files.restoreTempInto(scratch, this.config.dbPath, {
-        pauseAfterCommit: this.config.testPauseAt === 'copied',
         whileLocked: async (): Promise<void> => {
-          await this.pauseAt('locked');
+          await this.faults.reach('locked');
           safety = await this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now());
           stage = 'carry_over';
           const pre = readLiveState(this.db);
@@ -143,7 +144,7 @@ export class RestoreRunner {
           );
           stage = 'health';
           assertAdmin(scratch);
-          await this.pauseAt('copying');
+          await this.faults.reach('copying');
           stage = 'copy';
         },
       });
@@ -151,6 +152,7 @@ export class RestoreRunner {
         throw new RestoreStepError('copy', 'the restore worker never took the write lock', false, null);
       }
       this.logger.debug(`Copied ${copy.pages} pages of ${entry.name} into the live database`);
+      await this.faults.reach('copied');
       this.journal.clear();
       return { safety, pages: copy.pages, changes, durable: true };
     } catch (error) {
@@ -240,13 +242,6 @@ export class RestoreRunner {
     } catch (error) {
       await this.files.discardTemp(tmp).catch(() => undefined);
       throw error;
-    }
-  }
-
-  private async pauseAt(point: RestorePausePoint): Promise<void> {
-    if (this.config.testPauseAt === point) {
-      this.logger.warn(`MC_TEST_PAUSE_AT: the restore stops at ${point}`);
-      await new Promise<never>(() => undefined);
     }
   }
 }

@@ -11,6 +11,7 @@ import { classifyFailure } from '../common/failure-reason';
 import { OperationLock } from '../common/operation-lock';
 import { OpsEvents } from '../common/ops-events';
 import type { RequestMeta } from '../common/request-meta';
+import { FaultPoints } from '../config/fault-points';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
 import { admit, compareChecksum } from './admission';
 import type { RestoreResponseDto } from './dto/recovery.dto';
@@ -47,6 +48,7 @@ export class RestoreService {
     private readonly events: OpsEvents,
     private readonly clock: Clock,
     private readonly runner: RestoreRunner,
+    private readonly faults: FaultPoints,
     @Inject(SQLITE_HANDLE) private readonly db: SqliteHandle,
   ) {}
 
@@ -61,6 +63,7 @@ export class RestoreService {
     // A journal left by an earlier restore is settled first: this one overwrites it.
     this.runner.recover();
     const entry = this.runner.begin(name, request.actor, request.mode ?? 'online', this.callerSession(request));
+    await this.faults.reach('verify');
     const failed = (detail: Record<string, unknown>): void => {
       insertAudit(this.db, this.runner.auditRow(entry, RESTORE_FAILED_EVENT, { name, ...detail }, request.meta));
       this.runner.journal.clear();

@@ -1,15 +1,13 @@
 /**
  * Entry point of the snapshot child process (see runSnapshotWorker in snapshot.ts). A process of its own, not a
  * thread of the service, because:
- * - it may read the live database's files with its own descriptors (see snapshot-copy.ts): closing those in the
- *   service's process would drop the service's SQLite locks;
  * - its memory maps, buffers and file handles never count against the service process, and end with it;
  * - it can run at a lower CPU priority (`nice`; measured not to pay by default, see DEFAULT_SNAPSHOT_NICE).
  * Keep imports to node built-ins, better-sqlite3 and snapshot-copy so that it starts fast and never loads Nest.
  */
 import * as os from 'node:os';
 import type { SnapshotChildJob, SnapshotWorkerReply, WorkerFailure } from './snapshot';
-import { allowRawReads, runSnapshotJob } from './snapshot-copy';
+import { runSnapshotJob } from './snapshot-copy';
 
 function toFailure(err: unknown): WorkerFailure {
   const e = err as { message?: unknown; code?: unknown } | null;
@@ -29,10 +27,9 @@ function lowerPriority(nice: number): void {
 }
 
 if (process.send !== undefined) {
-  allowRawReads();
   process.once('message', (job: SnapshotChildJob) => {
     lowerPriority(job.nice);
-    void runSnapshotJob(job, { raw: job.raw, mmap: true })
+    void runSnapshotJob(job, { mmap: true })
       .catch(toFailure)
       .then((reply: SnapshotWorkerReply) => {
         const withRss = reply.ok ? { ...reply, peakRssBytes: process.resourceUsage().maxRSS * 1024 } : reply;

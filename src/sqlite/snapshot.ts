@@ -1,4 +1,3 @@
-import { Logger } from '@nestjs/common';
 import { type ChildProcess, fork, type StdioOptions } from 'node:child_process';
 import * as path from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
@@ -50,8 +49,6 @@ export interface RestoreJob {
   /** Give up when `dest` stays locked by another connection for this long. */
   maxWaitMs: number;
   handshake: boolean;
-  /** Fault injection for the kill tests (MC_TEST_PAUSE_AT): the worker stops dead after committing the copy. */
-  pauseAfterCommit: boolean;
 }
 
 /**
@@ -164,19 +161,7 @@ export interface SnapshotOptions {
   signal?: AbortSignal;
   /** Compute the copy's sha256 in the worker (default true). */
   hash?: boolean;
-  /**
-   * Where the job runs: `process` (default), a child process of its own (see snapshot.child.ts); `thread`, a
-   * worker thread of this process (the backup API only, one step after the other; kept for comparison).
-   */
-  isolation?: 'process' | 'thread';
-  /**
-   * `process` only: `backup-api` (default) copies with SQLite's backup API; `auto` copies by a pinned read of the
-   * main file when the WAL allows it, else by the backup API (see snapshot-copy.ts). The pinned read stays opt-in:
-   * in the final 1 GiB bench run it was not faster (0.76x of sqlite3 .backup against 0.84x for the backup API in
-   * the same child), and it depends on more of SQLite's internals than a backup should.
-   */
-  copyMethod?: 'auto' | 'backup-api';
-  /** `process` only: the child's nice value (default {@link DEFAULT_SNAPSHOT_NICE}; 0 = the service's priority). */
+  /** The child's nice value (default {@link DEFAULT_SNAPSHOT_NICE}; 0 = the service's priority). */
   nice?: number;
 }
 
@@ -190,7 +175,6 @@ export const DEFAULT_SNAPSHOT_NICE = 0;
 
 /** What the snapshot child process receives: the job plus how to run it. */
 export interface SnapshotChildJob extends SnapshotJob {
-  raw: boolean;
   nice: number;
 }
 
@@ -264,12 +248,7 @@ function settleOnExit<R>(
       stop();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
-    host.on('message', (msg: WorkerFailure | { ok: true } | { type: 'paused' }) => {
-      if ('type' in msg) {
-        // MC_TEST_PAUSE_AT after a commit: the worker has stopped for good, for a kill test to find it there.
-        new Logger('RestoreRunner').warn('MC_TEST_PAUSE_AT: the restore stops after the copy committed');
-        return;
-      }
+    host.on('message', (msg: WorkerFailure | { ok: true }) => {
       reply = msg;
     });
     host.on('error', (err: Error) => {
@@ -325,9 +304,7 @@ export function runWorkerJob<J extends WorkerJob>(
 /**
  * Copies the SQLite database at `source` into the new file `dest`, read-consistently, then makes the copy a
  * self-contained rollback-journal database, requires `PRAGMA quick_check` = ok, fsyncs it and (unless
- * `hash: false`) hashes it. By default in a child process at a lower CPU priority (see snapshot-copy.ts for how
- * it copies); with `isolation: 'thread'` in a worker thread with the backup API, one step after the other. On
- * failure `dest` (and a `-journal`, `-wal` or `-shm` beside it) may exist: the caller owns cleanup.
+ * `hash: false`) hashes it, in a child process of its own (see snapshot-copy.ts). On failure `dest` (and a `-journal`, `-wal` or `-shm` beside it) may exist: the caller owns cleanup.
  */
 export function runSnapshotWorker(
   source: string,
@@ -342,13 +319,7 @@ export function runSnapshotWorker(
     maxSteps: options.maxSteps ?? DEFAULT_MAX_STEPS,
     hash: options.hash ?? true,
   };
-  if (options.isolation === 'thread') {
-    return runWorkerJob(job, options.signal);
-  }
-  return runSnapshotChild(
-    { ...job, raw: options.copyMethod === 'auto', nice: options.nice ?? DEFAULT_SNAPSHOT_NICE },
-    options.signal,
-  );
+  return runSnapshotChild({ ...job, nice: options.nice ?? DEFAULT_SNAPSHOT_NICE }, options.signal);
 }
 
 /** See {@link InspectJob}. Never rejects for a broken file (that is `opened: false`), only for a worker failure. */
@@ -377,7 +348,6 @@ export interface RestoreOptions {
    * throws, nothing is copied, the lock is released and the restore rejects with that error.
    */
   whileLocked?: () => Promise<void>;
-  pauseAfterCommit?: boolean;
 }
 
 /** See {@link RestoreJob}. */
@@ -393,7 +363,6 @@ export async function runRestoreWorker(
     busyTimeoutMs: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
     maxWaitMs: options.maxWaitMs ?? DEFAULT_RESTORE_MAX_WAIT_MS,
     handshake: options.whileLocked !== undefined,
-    pauseAfterCommit: options.pauseAfterCommit ?? false,
   };
   const whileLocked = options.whileLocked;
   if (!whileLocked) {

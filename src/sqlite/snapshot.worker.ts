@@ -15,7 +15,6 @@ import type {
   ProbeResult,
   RestoreJob,
   RestoreResult,
-  SnapshotJob,
   SnapshotWorkerReply,
   WorkerFailure,
   WorkerJob,
@@ -41,60 +40,6 @@ function closeQuietly(db: Database.Database | undefined): void {
 
 function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-async function copyDatabase(job: SnapshotJob): Promise<{ steps: number }> {
-  let source: Database.Database | undefined;
-  try {
-    source = new Database(job.source, { fileMustExist: true, timeout: job.busyTimeoutMs });
-    // Read-write open (a read-only one cannot always attach to a WAL database), but this connection never writes.
-    source.pragma('query_only = ON');
-    let steps = 1;
-    // better-sqlite3 always makes a first step of 0 pages and only then asks for a rate. Every further call means
-    // SQLITE_BUSY or a restart, each of which already waited for the busy timeout; give up after a few.
-    await source.backup(job.dest, {
-      progress: () => {
-        steps += 1;
-        if (steps > job.maxSteps) {
-          throw new Error('Backup did not complete: source database stayed busy');
-        }
-        return ALL_PAGES;
-      },
-    });
-    return { steps };
-  } finally {
-    closeQuietly(source);
-  }
-}
-
-interface CopyFacts {
-  pages: number;
-  pageSize: number;
-  quickCheck: string;
-  sqliteVersion: string | null;
-  schemaVersion: number | null;
-}
-
-function makeStandalone(dest: string): CopyFacts {
-  let copy: Database.Database | undefined;
-  try {
-    copy = new Database(dest, { fileMustExist: true });
-    // The copy inherits the source's WAL flag; left as is, every later open would create -wal/-shm files.
-    const mode = copy.pragma('journal_mode = DELETE', { simple: true });
-    if (mode !== 'delete') {
-      throw new Error('Could not switch the copy to rollback-journal mode');
-    }
-    copy.close();
-    copy = new Database(dest, { readonly: true, fileMustExist: true });
-    const quickCheck = String(copy.pragma('quick_check', { simple: true }));
-    const pages = Number(copy.pragma('page_count', { simple: true }));
-    const pageSize = Number(copy.pragma('page_size', { simple: true }));
-    const sqliteVersion = String((copy.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v);
-    const schemaVersion = hasTable(copy, MIGRATIONS_TABLE) ? migrationVersion(copy) : null;
-    return { pages, pageSize, quickCheck, sqliteVersion, schemaVersion };
-  } finally {
-    closeQuietly(copy);
-  }
 }
 
 function fsyncFile(file: string): number {
@@ -176,10 +121,6 @@ function headerSqliteVersion(header: Buffer): string | null {
 function defensive(db: Database.Database): void {
   db.unsafeMode(false);
   db.pragma('trusted_schema = OFF');
-}
-
-function hasTable(db: Database.Database, name: string): boolean {
-  return db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined;
 }
 
 function migrationVersion(db: Database.Database): number | null {
@@ -352,13 +293,6 @@ async function restore(job: RestoreJob, port: MessagePort | undefined): Promise<
       });
       if (locked) {
         const copyMs = performance.now() - copyStarted;
-        if (job.pauseAfterCommit) {
-          // Fault injection for the kill tests: the copy is committed and nothing after it has run.
-          parentPort?.postMessage({ type: 'paused' });
-          for (;;) {
-            sleepMs(60_000);
-          }
-        }
         closeQuietly(source);
         source = undefined;
         syncCommittedWal(job.dest, job.busyTimeoutMs);
@@ -453,35 +387,6 @@ async function run(
   port: MessagePort | undefined,
 ): Promise<SnapshotWorkerReply | InspectResult | RestoreResult | ProbeResult | WorkerFailure> {
   switch (job.op) {
-    case 'snapshot': {
-      const started = performance.now();
-      const { steps } = await copyDatabase(job);
-      const copyMs = performance.now() - started;
-      const facts = makeStandalone(job.dest);
-      if (facts.quickCheck !== 'ok') {
-        return { ok: false, message: 'Backup copy failed quick_check', detail: facts.quickCheck };
-      }
-      const size = fsyncFile(job.dest);
-      const hashStarted = performance.now();
-      // Right after the fsync the file is in the page cache: hashing here costs a read from memory, off the main
-      // thread, and the caller records it with the backup.
-      const sha256 = job.hash ? sha256File(job.dest) : null;
-      const hashMs = performance.now() - hashStarted;
-      return {
-        ok: true,
-        pages: facts.pages,
-        pageSize: facts.pageSize,
-        size,
-        steps,
-        quickCheck: 'ok',
-        copyMs,
-        totalMs: performance.now() - started,
-        sha256,
-        sqliteVersion: facts.sqliteVersion,
-        schemaVersion: facts.schemaVersion,
-        hashMs,
-      };
-    }
     case 'inspect':
       return inspect(job);
     case 'restore':

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Clock } from '../../common/clock';
 import { generateIdentityFile } from '../../offsite/age-crypto';
 import { CliError, usageError } from '../cli-error';
-import { fsyncDir } from '../file-copy';
+import { fsyncDir } from '../../common/durable-fs';
 import { Terminal } from '../terminal';
 
 @SubCommand({
