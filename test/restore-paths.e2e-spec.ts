@@ -114,7 +114,9 @@ describe('Restore paths keep every acknowledged write (e2e)', () => {
       const made = await makeBackup(t);
       await t.close({ keepFiles: true });
       apps.splice(apps.indexOf(t), 1);
-      const dbBefore = fs.readFileSync(t.dbPath);
+      // The service is closed: reading the file's bytes cannot drop anyone's SQLite locks.
+      const closedDatabase = t.dbPath;
+      const dbBefore = fs.readFileSync(closedDatabase);
       const journal = path.join(dir, '.mission-control.db.restore-journal.json');
       const entry = {
         version: 2,
@@ -135,7 +137,7 @@ describe('Restore paths keep every acknowledged write (e2e)', () => {
         fs.writeFileSync(journal, JSON.stringify({ ...entry, ...(shape as object) }));
       }
       await expect(startTestApp({}, dir)).rejects.toThrow(/restore journal .*restore-journal\.json is not valid/);
-      expect(fs.readFileSync(t.dbPath).equals(dbBefore)).toBe(true);
+      expect(fs.readFileSync(closedDatabase).equals(dbBefore)).toBe(true);
       expect(fs.readdirSync(path.join(dir, 'backups'))).toEqual([made.name]);
     },
   );
