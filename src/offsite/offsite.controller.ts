@@ -18,7 +18,8 @@ import { ErrorResponseDto } from '../common/error-response.dto';
 import { BackupsRateLimit } from '../common/rate-limit';
 import { requestMeta } from '../common/request-meta';
 import { PullResponseDto, RemoteListDto, RemoteNameDto, RemoteSyncDto, RemoteVerifyDto } from './dto/offsite.dto';
-import { OffsiteService } from './offsite.service';
+import { RemoteService } from './remote.service';
+import { UploadWorker } from './upload-worker';
 
 const NOT_CONFIGURED = 'Off-site not configured (OFFSITE_S3_BUCKET unset), or an invalid name';
 const BUCKET_FAILED = 'The bucket did not answer or refused (the reason is a short code)';
@@ -27,7 +28,10 @@ const BUCKET_FAILED = 'The bucket did not answer or refused (the reason is a sho
 @Controller('backup/remote')
 @AdminOnly()
 export class OffsiteController {
-  constructor(private readonly offsite: OffsiteService) {}
+  constructor(
+    private readonly remote: RemoteService,
+    private readonly worker: UploadWorker,
+  ) {}
 
   @Get()
   @ApiOperation({
@@ -38,7 +42,7 @@ export class OffsiteController {
   @ApiBadRequestResponse({ description: NOT_CONFIGURED, type: ErrorResponseDto })
   @ApiBadGatewayResponse({ description: BUCKET_FAILED, type: ErrorResponseDto })
   list(): Promise<RemoteListDto> {
-    return this.offsite.listRemote();
+    return this.remote.list();
   }
 
   @Post('sync')
@@ -50,7 +54,7 @@ export class OffsiteController {
   @ApiOkResponse({ type: RemoteSyncDto })
   @ApiBadRequestResponse({ description: NOT_CONFIGURED, type: ErrorResponseDto })
   sync(): Promise<RemoteSyncDto> {
-    return this.offsite.sync();
+    return this.worker.uploadPendingNow();
   }
 
   @Post('verify')
@@ -67,7 +71,7 @@ export class OffsiteController {
   @ApiBadRequestResponse({ description: NOT_CONFIGURED, type: ErrorResponseDto })
   @ApiBadGatewayResponse({ description: BUCKET_FAILED, type: ErrorResponseDto })
   verify(@Body() body: RemoteNameDto, @CurrentUser() user: AuthUser, @Req() req: Request): Promise<RemoteVerifyDto> {
-    return this.offsite.verify(body.name, user, requestMeta(req));
+    return this.remote.verify(body.name, user, requestMeta(req));
   }
 
   @Post('pull')
@@ -93,6 +97,6 @@ export class OffsiteController {
   })
   @ApiBadGatewayResponse({ description: BUCKET_FAILED, type: ErrorResponseDto })
   pull(@Body() body: RemoteNameDto, @CurrentUser() user: AuthUser, @Req() req: Request): Promise<PullResponseDto> {
-    return this.offsite.pull(body.name, user, requestMeta(req));
+    return this.remote.pull(body.name, user, requestMeta(req));
   }
 }

@@ -1,7 +1,7 @@
 import { CommandRunner, Option, SubCommand } from 'nest-commander';
 import { validateBackupName } from '../../backups/backup-name';
 import { ApiError } from '../../common/api-error';
-import { OffsiteService } from '../../offsite/offsite.service';
+import { RemoteService } from '../../offsite/remote.service';
 import { AppSession } from '../app-session';
 import { CLI_ACTOR, CLI_META } from '../cli-actor';
 import { CliError, usageError } from '../cli-error';
@@ -67,7 +67,7 @@ export class RemotePullCommand extends CommandRunner {
     }
     const pulled = await this.session.run(async (app) => {
       try {
-        return await app.get(OffsiteService).pull(valid.name, CLI_ACTOR, CLI_META);
+        return await app.get(RemoteService).pull(valid.name, CLI_ACTOR, CLI_META);
       } catch (error) {
         if (error instanceof ApiError) {
           const body = error.getResponse() as { error: string; reason?: string };
