@@ -7,6 +7,7 @@ import { AgeCrypto } from './age-crypto';
 import { OffsiteBucket } from './offsite-bucket';
 import { OffsiteController } from './offsite.controller';
 import { OffsiteOutbox } from './offsite-outbox';
+import { OffsiteTracker } from './offsite-tracker';
 import { BucketRetention } from './bucket-retention';
 import { OFFSITE_BUCKET, OFFSITE_CRYPTO } from './offsite-common';
 import { RemoteService } from './remote.service';
@@ -23,6 +24,7 @@ import { UploadWorker } from './upload-worker';
     BucketRetention,
     RemoteService,
     OffsiteOutbox,
+    OffsiteTracker,
     {
       provide: OFFSITE_BUCKET,
       inject: [AppConfig],

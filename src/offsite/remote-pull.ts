@@ -1,7 +1,7 @@
 import { HttpStatus } from '@nestjs/common';
 import type { Readable } from 'node:stream';
 import type { AuditActor, AuditService } from '../audit/audit.service';
-import type { BackupFiles } from '../backups/backup-files';
+import { UploadTooLargeError, type BackupFiles } from '../backups/backup-files';
 import type { BackupManifests } from '../backups/backup-manifests';
 import { parseBackupName } from '../backups/backup-name';
 import { ApiError } from '../common/api-error';
@@ -10,10 +10,13 @@ import type { RequestMeta } from '../common/request-meta';
 import type { AgeCrypto } from './age-crypto';
 import { BucketError, type OffsiteBucket } from './offsite-bucket';
 import type { OffsiteOutbox } from './offsite-outbox';
+import { maxObjectBytes } from './remote-catalog';
 import { objectNameFor, type RemoteManifest } from './remote-objects';
-import { hashingTap, through } from './stream-taps';
+import { cappedBody, hashingTap, through } from './stream-taps';
 import { createdAtOf } from './upload-pipeline';
 import type { PullResponseDto } from './dto/offsite.dto';
+
+const TOO_LARGE = 'The off-site copy is larger than its manifest says';
 
 export interface PullDeps {
   bucket: OffsiteBucket;
@@ -42,12 +45,19 @@ export async function downloadAndPublish(
   const objectName = objectNameFor(name, manifest.encrypted);
   let tmp: string | null = null;
   try {
-    const stream = await bucket.getStream(objectName);
-    if (stream === null) {
+    const object = await bucket.getObject(objectName);
+    if (object === null) {
       throw new ApiError(HttpStatus.NOT_FOUND, 'No off-site copy of that name');
     }
+    // Never more than the manifest promised: a huge object behind a small manifest stops at once.
+    let capped: ReturnType<typeof cappedBody>;
+    try {
+      capped = cappedBody(object, maxObjectBytes(manifest));
+    } catch {
+      throw new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, TOO_LARGE);
+    }
     const objectTap = hashingTap();
-    const tapped = through(stream, objectTap.stream);
+    const tapped = through(capped.body, objectTap.stream);
     let plain: Readable;
     try {
       plain = manifest.encrypted ? await crypto.decrypt(tapped) : tapped;
@@ -58,10 +68,13 @@ export async function downloadAndPublish(
     // Hashed as it arrives: the check below may switch a WAL-flagged copy to a standalone file.
     const plainTap = hashingTap();
     try {
-      tmp = (await files.receiveUpload(through(plain, plainTap.stream), Number.MAX_SAFE_INTEGER)).tmp;
+      tmp = (await files.receiveUpload(through(plain, plainTap.stream), manifest.size)).tmp;
     } catch (error) {
       if (error instanceof BucketError) {
         throw error;
+      }
+      if (capped.exceeded() || error instanceof UploadTooLargeError) {
+        throw new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, TOO_LARGE);
       }
       throw new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, 'The off-site copy is damaged (it does not decrypt)');
     }

@@ -1,6 +1,6 @@
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
 import { AuditActor, AuditService } from '../audit/audit.service';
-import { BackupFiles } from '../backups/backup-files';
+import { BackupFiles, UploadTooLargeError } from '../backups/backup-files';
 import { BackupManifests } from '../backups/backup-manifests';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
@@ -9,11 +9,11 @@ import { AgeCrypto } from './age-crypto';
 import { BucketError, type OffsiteBucket } from './offsite-bucket';
 import { NOT_CONFIGURED, OFFSITE_BUCKET, OFFSITE_CRYPTO, reasonOf, validName } from './offsite-common';
 import { OffsiteOutbox } from './offsite-outbox';
-import { listRemoteBackups } from './remote-catalog';
+import { listRemoteBackups, maxObjectBytes } from './remote-catalog';
 import { manifestObjectName, objectNameFor, parseRemoteManifest, type RemoteManifest } from './remote-objects';
 import { downloadAndPublish } from './remote-pull';
-import { hashingTap, hashStream, through } from './stream-taps';
-import type { PullResponseDto, RemoteListDto, RemoteVerifyDto } from './dto/offsite.dto';
+import { cappedBody, hashingTap, hashStream, through } from './stream-taps';
+import type { PullResponseDto, RemoteListDto, RemoteVerifyDto, VerifyCheck } from './dto/offsite.dto';
 
 /**
  * The remote routes and their CLI twins: list what the bucket holds, verify a copy, pull one into the backups
@@ -49,17 +49,26 @@ export class RemoteService {
     throw new ApiError(HttpStatus.BAD_GATEWAY, 'Off-site storage request failed', { reason });
   }
 
-  /** Read from the bucket itself (copies made by another machine show too), newest first. */
-  async list(): Promise<RemoteListDto> {
+  /**
+   * Read from the bucket itself (copies made by another machine show too), newest first. The LIST pages give every
+   * name and size; manifests are read only for the copies on the requested page that this machine did not upload.
+   */
+  async list(page: { limit?: number; offset?: number } = {}): Promise<RemoteListDto> {
     const bucket = this.requireConfigured();
-    const known = new Map(
-      this.outbox
-        .all()
-        .filter((row) => row.status === 'uploaded' && row.object_name !== null)
-        .map((row) => [row.object_name!, { sha256: row.sha256, size: row.size }]),
-    );
     try {
-      return { backups: await listRemoteBackups(bucket, known), bucket: bucket.bucket, prefix: bucket.prefix };
+      const listed = await listRemoteBackups(bucket, {
+        known: this.outbox.knownCopies(),
+        limit: page.limit,
+        offset: page.offset,
+        nowMs: this.clock.nowMs(),
+      });
+      return {
+        backups: listed.backups,
+        bucket: bucket.bucket,
+        prefix: bucket.prefix,
+        total: listed.total,
+        offset: page.offset ?? 0,
+      };
     } catch (error) {
       return this.bucketFailed(error);
     }
@@ -72,7 +81,8 @@ export class RemoteService {
   /**
    * Reads the stored object back and hashes it against the manifest's object_sha256; with the identity, also
    * decrypts it (same single read) into a scratch file beside the backups, hashes it against sha256 and runs
-   * integrity_check. The scratch file is always removed.
+   * integrity_check. `checked` says what was; `ok` is null when only the stored bytes could be checked. The
+   * scratch file is always removed. No such object: 404; an object without a valid manifest: 422.
    */
   async verify(rawName: unknown, actor: AuditActor, meta?: Partial<RequestMeta>): Promise<RemoteVerifyDto> {
     const bucket = this.requireConfigured();
@@ -96,32 +106,72 @@ export class RemoteService {
 
   private async verifyNamed(bucket: OffsiteBucket, name: string): Promise<RemoteVerifyDto> {
     const manifest = await this.remoteManifest(name);
-    const missing: RemoteVerifyDto = {
+    const object = await bucket.getObject(objectNameFor(name, manifest?.encrypted ?? true));
+    if (object === null) {
+      throw new ApiError(HttpStatus.NOT_FOUND, 'No off-site copy of that name');
+    }
+    if (manifest === null) {
+      object.body.destroy();
+      throw new ApiError(
+        HttpStatus.UNPROCESSABLE_ENTITY,
+        'The off-site copy has no valid manifest: there is nothing to check it against',
+      );
+    }
+    const failed = (checked: VerifyCheck[]): RemoteVerifyDto => ({
       ok: false,
       name,
-      object: 'missing',
+      object: 'mismatch',
       decrypted: false,
       integrity: null,
       checksum: null,
-    };
-    const objectName = objectNameFor(name, manifest?.encrypted ?? true);
-    const stream = await bucket.getStream(objectName);
-    if (stream === null || manifest === null) {
-      stream?.destroy();
-      return missing;
+      checked,
+    });
+    let capped: ReturnType<typeof cappedBody>;
+    try {
+      capped = cappedBody(object, maxObjectBytes(manifest));
+    } catch {
+      return failed(['object_size']);
     }
     const decrypt = this.crypto.canDecrypt || !manifest.encrypted;
     if (!decrypt) {
-      const stored = await hashStream(stream);
-      const object = stored.sha256 === manifest.object_sha256 ? 'match' : 'mismatch';
-      return { ok: object === 'match', name, object, decrypted: false, integrity: null, checksum: null };
+      try {
+        const stored = await hashStream(capped.body);
+        const match = stored.sha256 === manifest.object_sha256;
+        // Only the stored bytes could be checked: a match proves the bucket kept them, not what is inside.
+        return {
+          ok: match ? null : false,
+          name,
+          object: match ? 'match' : 'mismatch',
+          decrypted: false,
+          integrity: null,
+          checksum: null,
+          checked: ['object_sha256'],
+        };
+      } catch (error) {
+        if (capped.exceeded()) {
+          return failed(['object_size']);
+        }
+        throw error;
+      }
     }
+    return this.verifyInside(name, manifest, capped);
+  }
+
+  /** The decrypting half of verify: the object's hash, then the backup's hash and integrity_check. */
+  private async verifyInside(
+    name: string,
+    manifest: RemoteManifest,
+    capped: ReturnType<typeof cappedBody>,
+  ): Promise<RemoteVerifyDto> {
     const objectTap = hashingTap();
-    const tapped = through(stream, objectTap.stream);
+    const tapped = through(capped.body, objectTap.stream);
+    const checks: VerifyCheck[] = manifest.encrypted
+      ? ['object_sha256', 'decrypt', 'sha256', 'integrity']
+      : ['object_sha256', 'sha256', 'integrity'];
     let tmp: string | null = null;
     try {
       const plain = manifest.encrypted ? await this.crypto.decrypt(tapped) : tapped;
-      const received = await this.files.receiveUpload(plain, Number.MAX_SAFE_INTEGER);
+      const received = await this.files.receiveUpload(plain, manifest.size);
       tmp = received.tmp;
       const stored = objectTap.result();
       const object = stored.sha256 === manifest.object_sha256 ? 'match' : 'mismatch';
@@ -135,14 +185,34 @@ export class RemoteService {
         decrypted: manifest.encrypted,
         integrity,
         checksum,
+        checked: checks,
       };
     } catch (error) {
       if (error instanceof BucketError) {
         throw error;
       }
+      if (capped.exceeded() || error instanceof UploadTooLargeError) {
+        return {
+          ok: false,
+          name,
+          object: 'mismatch',
+          decrypted: false,
+          integrity: null,
+          checksum: null,
+          checked: [capped.exceeded() ? 'object_size' : 'size'],
+        };
+      }
       // Altered bytes fail age's authentication: that is a damaged object, not a bucket failure.
       this.logger.warn(`Off-site verify of ${name}: the object does not decrypt (${reasonOf(error)})`);
-      return { ok: false, name, object: 'mismatch', decrypted: false, integrity: null, checksum: null };
+      return {
+        ok: false,
+        name,
+        object: 'mismatch',
+        decrypted: false,
+        integrity: null,
+        checksum: null,
+        checked: [manifest.encrypted ? 'decrypt' : 'sha256'],
+      };
     } finally {
       tapped.destroy();
       if (tmp !== null) {

@@ -48,3 +48,40 @@ export async function hashStream(stream: Readable): Promise<{ sha256: string; by
   }
   return { sha256: hash.digest('hex'), bytes };
 }
+
+/**
+ * A pass-through that fails the stream (`OBJECT_TOO_LARGE`) as soon as more than `limit` bytes arrive, so a
+ * download stops at the size its manifest promised instead of reading whatever the bucket sends.
+ */
+export function byteCap(limit: number): { stream: Transform; exceeded: () => boolean } {
+  let bytes = 0;
+  let over = false;
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+      bytes += chunk.length;
+      if (bytes > limit) {
+        over = true;
+        callback(new CodedError('OBJECT_TOO_LARGE'));
+        return;
+      }
+      callback(null, chunk);
+    },
+  });
+  return { stream, exceeded: () => over };
+}
+
+/**
+ * A stored object's body, capped at `limit` bytes: refused before the first byte when its Content-Length already
+ * says more (the body is destroyed, so the connection stops), else cut off by {@link byteCap} as it streams.
+ */
+export function cappedBody(
+  object: { body: Readable; contentLength: number | null },
+  limit: number,
+): { body: Readable; exceeded: () => boolean } {
+  if (object.contentLength !== null && object.contentLength > limit) {
+    object.body.destroy();
+    throw new CodedError('OBJECT_TOO_LARGE');
+  }
+  const cap = byteCap(limit);
+  return { body: through(object.body, cap.stream), exceeded: cap.exceeded };
+}

@@ -7,6 +7,7 @@ import {
   OnModuleDestroy,
   OnModuleInit,
 } from '@nestjs/common';
+import { watch, type FSWatcher } from 'node:fs';
 import type { Subscription } from 'rxjs';
 import { AuditService, SYSTEM_ACTORS } from '../audit/audit.service';
 import { BackupFiles } from '../backups/backup-files';
@@ -19,11 +20,33 @@ import { BucketRetention } from './bucket-retention';
 import type { OffsiteBucket } from './offsite-bucket';
 import { NOT_CONFIGURED, OFFSITE_BUCKET, reasonOf } from './offsite-common';
 import { OffsiteOutbox, type OutboxRow } from './offsite-outbox';
+import { OffsiteTracker } from './offsite-tracker';
 import { createdAtOf, UploadPipeline } from './upload-pipeline';
 import type { RemoteSyncDto } from './dto/offsite.dto';
 
-/** How often the worker looks at the local outbox for rows other processes (the CLI) queued. Never the bucket. */
+/**
+ * How often the worker looks at the local outbox anyway: the safety net behind the events and the folder watch
+ * (retries are scheduled by their own back-off). Never the bucket.
+ */
 const OUTBOX_POLL_MS = 5 * 60 * 1000;
+/** After a backup appears in the folder, when to look for its outbox row (the other process queues it just after). */
+const NOTICED_DELAYS_MS = [500, 3000];
+
+type UploadResult = 'uploaded' | 'failed' | 'interrupted';
+
+/** What one call of {@link UploadWorker.uploadPendingNow} saw happen. */
+class Tally {
+  readonly uploaded = new Set<string>();
+  readonly failed = new Set<string>();
+
+  record(name: string, result: UploadResult): void {
+    if (result === 'uploaded') {
+      this.uploaded.add(name);
+    } else if (result === 'failed') {
+      this.failed.add(name);
+    }
+  }
+}
 
 /**
  * The upload worker: queues every published backup (listening on OpsEvents; `src/backups` knows nothing of this
@@ -41,6 +64,9 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
   private again = false;
   private timer: NodeJS.Timeout | null = null;
   private readonly stopping = new AbortController();
+  private watcher: FSWatcher | null = null;
+  private readonly noticeTimers = new Set<NodeJS.Timeout>();
+  private readonly tallies = new Set<Tally>();
 
   constructor(
     @Inject(OFFSITE_BUCKET) private readonly bucket: OffsiteBucket | null,
@@ -52,6 +78,7 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
     private readonly clock: Clock,
     private readonly events: OpsEvents,
     private readonly remoteCopies: RemoteCopies,
+    private readonly tracker: OffsiteTracker,
   ) {}
 
   get configured(): boolean {
@@ -62,7 +89,7 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
     if (!this.configured) {
       return;
     }
-    this.remoteCopies.attach(this.outbox);
+    this.remoteCopies.attach(this.tracker);
     // Synchronous on purpose: the row exists before the backup's request goes on to local retention.
     this.subscription = this.events.subscribe((event) => {
       if ((event.type === 'backup_succeeded' || event.type === 'backup_imported') && this.eligible(event.name)) {
@@ -84,6 +111,12 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
       clearTimeout(this.timer);
       this.timer = null;
     }
+    this.watcher?.close();
+    this.watcher = null;
+    for (const timer of this.noticeTimers) {
+      clearTimeout(timer);
+    }
+    this.noticeTimers.clear();
     this.stopping.abort();
     await this.draining?.catch(() => undefined);
   }
@@ -91,7 +124,9 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
   /**
    * The service's worker, at start-up: aborts multipart uploads a killed process left, queues every local backup
    * the outbox does not know (a crash between publishing and queueing loses nothing), forgets rows of files that
-   * are gone, and tries everything waiting now (a restart is often what fixed the bucket).
+   * are gone, notes what the bucket holds (for health, after a recovery on a bare machine), watches the backups
+   * folder for backups other processes publish, and tries everything waiting now (a restart is often what fixed
+   * the bucket).
    */
   async start(): Promise<void> {
     if (!this.configured || this.running) {
@@ -107,8 +142,46 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
       this.logger.warn(`Could not look for interrupted multipart uploads: ${reasonOf(error)}`);
     }
     await this.reconcile();
+    await this.watchFolder();
     this.outbox.makeAllDue();
     this.kick();
+    await this.tracker.refresh();
+  }
+
+  /**
+   * A backup the CLI (another process) publishes is queued by that process, in this database; this process learns
+   * of it through the folder (inotify where there is one), not on the next poll.
+   */
+  private async watchFolder(): Promise<void> {
+    try {
+      await this.files.ensureDir();
+      this.watcher = watch(this.files.dir, { persistent: false }, (_event, filename) => {
+        if (typeof filename === 'string' && this.eligible(filename)) {
+          this.noticed();
+        }
+      });
+      this.watcher.on('error', (error: unknown) => {
+        this.logger.warn(`Stopped watching the backups folder (${reasonOf(error)}); the outbox poll goes on`);
+        this.watcher?.close();
+        this.watcher = null;
+      });
+    } catch (error) {
+      this.logger.warn(`Cannot watch the backups folder (${reasonOf(error)}); the outbox poll goes on`);
+    }
+  }
+
+  private noticed(): void {
+    if (this.noticeTimers.size > 0) {
+      return;
+    }
+    for (const delay of NOTICED_DELAYS_MS) {
+      const timer = setTimeout(() => {
+        this.noticeTimers.delete(timer);
+        this.kick();
+      }, delay);
+      timer.unref();
+      this.noticeTimers.add(timer);
+    }
   }
 
   /**
@@ -120,14 +193,16 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
       throw new ApiError(HttpStatus.BAD_REQUEST, NOT_CONFIGURED);
     }
     await this.draining?.catch(() => undefined);
-    this.outbox.makeAllDue();
-    await this.drain();
-    const rows = this.outbox.all();
-    return {
-      uploaded: rows.filter((row) => row.status === 'uploaded').length,
-      pending: rows.filter((row) => row.status === 'pending').length,
-      failed: rows.filter((row) => row.status === 'failed').length,
-    };
+    const tally = new Tally();
+    this.tallies.add(tally);
+    try {
+      this.outbox.makeAllDue();
+      await this.drain();
+    } finally {
+      this.tallies.delete(tally);
+    }
+    const stillWaiting = this.outbox.waiting().filter((row) => !tally.failed.has(row.name));
+    return { uploaded: tally.uploaded.size, pending: stillWaiting.length, failed: tally.failed.size };
   }
 
   private async reconcile(): Promise<void> {
@@ -186,11 +261,21 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
     this.draining = (async () => {
       do {
         this.again = false;
-        for (const row of this.outbox.waiting({ dueAtMs: this.clock.nowMs() })) {
+        // One row at a time, asking again after each: a backup published meanwhile goes next (newest first).
+        const tried = new Set<string>();
+        for (;;) {
           if (this.stopping.signal.aborted) {
             return;
           }
-          await this.uploadOne(row);
+          const row = this.outbox.waiting({ dueAtMs: this.clock.nowMs() }).find((r) => !tried.has(r.name));
+          if (row === undefined) {
+            break;
+          }
+          tried.add(row.name);
+          const result = await this.uploadOne(row);
+          for (const tally of this.tallies) {
+            tally.record(row.name, result);
+          }
         }
       } while (this.again && !this.stopping.signal.aborted);
     })()
@@ -203,7 +288,7 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
     return this.draining;
   }
 
-  private async uploadOne(row: OutboxRow): Promise<void> {
+  private async uploadOne(row: OutboxRow): Promise<UploadResult> {
     const { name } = row;
     const started = performance.now();
     const stat = await this.files.statBackup(name);
@@ -211,7 +296,7 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
       // Deleted before it could be copied (the delete's audit row says so): nothing left to send.
       this.outbox.remove(name);
       await this.failed(name, 'LOCAL_FILE_GONE', row.attempts + 1, null);
-      return;
+      return 'failed';
     }
     try {
       const outcome = await this.pipeline.upload(name, stat.size, row, this.stopping.signal);
@@ -242,14 +327,15 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
     } catch (error) {
       if (this.stopping.signal.aborted) {
         this.logger.warn(`Off-site copy of ${name} interrupted by shutdown; it stays queued`);
-        return;
+        return 'interrupted';
       }
       const reason = reasonOf(error);
       const attempts = this.outbox.markFailed(name, reason);
       await this.failed(name, reason, attempts, this.outbox.get(name)?.next_attempt_at_ms ?? null);
-      return;
+      return 'failed';
     }
-    await this.retention.prune();
+    await this.retention.prune({ keep: name });
+    return 'uploaded';
   }
 
   private async failed(name: string, reason: string, attempts: number, nextAttemptAtMs: number | null): Promise<void> {
