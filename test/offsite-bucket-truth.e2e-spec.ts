@@ -141,8 +141,8 @@ describe('Off-site copies: what the bucket holds is the truth (e2e, s3rver)', ()
 
   it('should upload a backup the CLI made while the service runs within seconds, not on the 5-minute poll', async () => {
     const t = await start();
-    // The worker has started and polled once: from now on only an event or the folder can wake it early.
-    await waitFor(() => proxy.requests.some((r) => r.url.includes('list-type=2')), 10_000, 'the start-up LIST');
+    // The worker has started (its first request) and found nothing to do: only the folder can wake it early now.
+    await waitFor(() => proxy.requests.some((r) => r.url.includes('uploads=')), 10_000, 'the worker to start');
     const { mainJs } = compiledBuild();
     const made = await runCliAsync(mainJs, path.join(t.dir, 'mission-control.db'), ['backups', 'create'], env());
     expect(made.stderr).toBe('');

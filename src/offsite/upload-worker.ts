@@ -155,6 +155,10 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
   private async watchFolder(): Promise<void> {
     try {
       await this.files.ensureDir();
+      if (!this.running) {
+        // Shut down meanwhile.
+        return;
+      }
       this.watcher = watch(this.files.dir, { persistent: false }, (_event, filename) => {
         if (typeof filename === 'string' && this.eligible(filename)) {
           this.noticed();
