@@ -18,6 +18,8 @@ type NewestCopy = NonNullable<OffsiteProgressView['newestCopy']>;
 export class OffsiteTracker implements RemoteCopyTracker {
   private readonly logger = new Logger(OffsiteTracker.name);
   private newest: NewestCopy | null = null;
+  /** When the bucket was last listed (Unix seconds); null until it has been. */
+  private seenAt: number | null = null;
 
   constructor(
     @Inject(OFFSITE_BUCKET) private readonly bucket: OffsiteBucket | null,
@@ -35,16 +37,24 @@ export class OffsiteTracker implements RemoteCopyTracker {
 
   progress(): OffsiteProgressView {
     const local = this.outbox.progress();
-    const bucket = this.newest;
-    if (bucket === null) {
+    if (this.seenAt === null) {
       return local;
     }
-    return {
-      ...local,
-      lastUploadedAt: maxOf(local.lastUploadedAt, bucket.storedAt),
-      newestUploadedBackupAt: maxOf(local.newestUploadedBackupAt, bucket.createdAt),
-      newestCopy: bucket,
-    };
+    const bucket = this.newest;
+    const lastUploadedAt = bucket === null ? local.lastUploadedAt : maxOf(local.lastUploadedAt, bucket.storedAt);
+    if (local.lastUploadedAt !== null && local.lastUploadedAt > this.seenAt) {
+      // An upload since the last look: the outbox is ahead of what was seen.
+      return {
+        ...local,
+        lastUploadedAt,
+        newestUploadedBackupAt:
+          bucket === null ? local.newestUploadedBackupAt : maxOf(local.newestUploadedBackupAt, bucket.createdAt),
+        newestCopy: bucket,
+      };
+    }
+    // The bucket as last seen is the truth: a copy the outbox calls uploaded but the bucket no longer holds (deleted
+    // by retention or by hand) does not count.
+    return { ...local, lastUploadedAt, newestUploadedBackupAt: bucket?.createdAt ?? null, newestCopy: bucket };
   }
 
   /** One LIST (and a manifest read for a copy this machine did not make): what the bucket holds now. Never throws. */
@@ -66,6 +76,7 @@ export class OffsiteTracker implements RemoteCopyTracker {
       entries.filter((entry) => !entry.future),
       reader,
     );
+    this.seenAt = this.clock.nowSeconds();
     this.newest =
       found === null
         ? null
