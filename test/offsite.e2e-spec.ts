@@ -175,6 +175,7 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
       decrypted: true,
       integrity: 'ok',
       checksum: 'match',
+      checked: ['object_sha256', 'decrypt', 'sha256', 'integrity'],
     });
 
     const uploads = await audit(t, 'offsite_upload');
@@ -280,8 +281,8 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
       .post('/api/backup/remote/verify')
       .set('x-api-key', API_KEY)
       .send({ name: 'mc-backup-2000-01-01_00-00-00.db' })
-      .expect(200);
-    expect(missing.body).toMatchObject({ ok: false, object: 'missing' });
+      .expect(404);
+    expect(missing.body).toEqual({ error: 'No off-site copy of that name' });
     await request(t.http)
       .post('/api/backup/remote/verify')
       .set('x-api-key', API_KEY)
@@ -320,19 +321,20 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
       .expect(400);
     expect(refused.body.error).toMatch(/identity/);
     expect(fs.existsSync(path.join(noIdentity.backupsDir, name))).toBe(false);
-    // Without the identity, verify still checks the stored bytes.
+    // Without the identity, verify still checks the stored bytes, and says that is all it checked.
     const verified = await request(noIdentity.http)
       .post('/api/backup/remote/verify')
       .set('x-api-key', API_KEY)
       .send({ name })
       .expect(200);
     expect(verified.body).toEqual({
-      ok: true,
+      ok: null,
       name,
       object: 'match',
       decrypted: false,
       integrity: null,
       checksum: null,
+      checked: ['object_sha256'],
     });
   });
 
@@ -349,7 +351,13 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
     const manifest = JSON.parse(fs.readFileSync(s3.objectPath(`${name}.json`), 'utf8')) as { encrypted: boolean };
     expect(manifest.encrypted).toBe(false);
     const verified = await request(t.http).post('/api/backup/remote/verify').set('x-api-key', API_KEY).send({ name });
-    expect(verified.body).toMatchObject({ ok: true, object: 'match', integrity: 'ok', checksum: 'match' });
+    expect(verified.body).toMatchObject({
+      ok: true,
+      object: 'match',
+      integrity: 'ok',
+      checksum: 'match',
+      checked: ['object_sha256', 'sha256', 'integrity'],
+    });
   });
 
   it('should apply remote retention by count and by days, never to the newest, skipping an Object Lock refusal', async () => {

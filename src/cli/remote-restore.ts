@@ -4,8 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { AgeCrypto } from '../offsite/age-crypto';
 import type { RemoteBackupDto } from '../offsite/dto/offsite.dto';
 import { BucketError, OffsiteBucket } from '../offsite/offsite-bucket';
-import { listRemoteBackups, resolveRemoteName } from '../offsite/remote-catalog';
-import { manifestObjectName, parseRemoteManifest } from '../offsite/remote-objects';
+import { findRemoteCopy, listRemoteBackups, maxObjectBytes } from '../offsite/remote-catalog';
 import { bucketSource } from '../offsite/bucket-source';
 import { FreshInstall, InstallRefusedError } from '../recovery/fresh-install';
 import { ImportFailedError, ImportPipeline, ImportRefusedError } from '../recovery/import-pipeline';
@@ -43,10 +42,12 @@ export class RemoteRestore {
     return new OffsiteBucket(this.config.offsite, this.config.offsiteRequestTimeoutMs);
   }
 
-  async list(): Promise<{ backups: RemoteBackupDto[]; bucket: string; prefix: string }> {
+  /** The newest `limit` copies (every one without it); manifests are read for those only. */
+  async list(limit?: number): Promise<{ backups: RemoteBackupDto[]; bucket: string; prefix: string; total: number }> {
     const bucket = this.bucket();
     try {
-      return { backups: await listRemoteBackups(bucket), bucket: bucket.bucket, prefix: bucket.prefix };
+      const listed = await listRemoteBackups(bucket, { limit, nowMs: Date.now() });
+      return { backups: listed.backups, bucket: bucket.bucket, prefix: bucket.prefix, total: listed.total };
     } catch (error) {
       throw asCliError(error);
     } finally {
@@ -77,16 +78,15 @@ export class RemoteRestore {
     const crypto = new AgeCrypto([], this.config.offsite?.identityFile);
     const bucket = this.bucket();
     try {
-      const backups = await listRemoteBackups(bucket);
-      const name = resolveRemoteName(requested, backups);
-      if (name === null) {
+      const found = await findRemoteCopy(bucket, requested, Date.now());
+      if (found === null) {
         throw new CliError(
           requested === 'latest'
             ? `No backups under ${bucket.prefix} in bucket ${bucket.bucket}`
             : `No off-site copy named ${requested} (see \`backups remote list\`)`,
         );
       }
-      const manifest = parseRemoteManifest(await bucket.getSmall(manifestObjectName(name)));
+      const { name, manifest } = found;
       if (manifest === null) {
         throw new CliError(`${name} has no readable manifest in the bucket; recover it by hand with age and sqlite3`);
       }

@@ -22,8 +22,12 @@ export interface OffsiteProgressView {
   failingSince: number | null;
   /** The time in the name of the newest backup queued for off-site, uploaded or not. */
   newestBackupAt: number | null;
-  /** The time in the name of the newest backup whose copy is uploaded. */
+  /** The time in the name of the newest backup whose copy is uploaded (by this machine or, seen in the bucket, any). */
   newestUploadedBackupAt: number | null;
+  /** Since when the oldest backup not uploaded yet has waited (queued at); null when none waits. */
+  oldestWaitingSince?: number | null;
+  /** The newest copy the bucket was last seen to hold with a valid manifest; null when none, or never looked. */
+  newestCopy?: { name: string; createdAt: number; storedAt: number; checkedAt: number } | null;
 }
 
 /** What the off-site module knows, read synchronously (it is a small local table). */

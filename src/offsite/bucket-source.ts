@@ -1,12 +1,10 @@
 import { pipeline, type Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ImportSource } from '../recovery/import-pipeline';
 import { ImportFailedError } from '../recovery/import-pipeline';
-import { type AgeCrypto, ageOverhead } from './age-crypto';
+import type { AgeCrypto } from './age-crypto';
 import type { OffsiteBucket } from './offsite-bucket';
+import { maxObjectBytes } from './remote-catalog';
 import { objectNameFor, type RemoteManifest } from './remote-objects';
-
-/** Room for the age header (one X25519 stanza is about 200 bytes; a few recipients fit easily). */
-const AGE_HEADER_ALLOWANCE = 16 * 1024;
 
 /**
  * An off-site copy as a source for the recovery import pipeline, held to its manifest: never more stored bytes than
@@ -21,7 +19,7 @@ export function bucketSource(
   onProgress: (storedBytes: number) => void = () => undefined,
 ): ImportSource {
   return {
-    maxStoredBytes: manifest.size + (manifest.encrypted ? ageOverhead(manifest.size) + AGE_HEADER_ALLOWANCE : 0),
+    maxStoredBytes: maxObjectBytes(manifest),
     storedSha256: manifest.object_sha256,
     sha256: manifest.sha256,
     decrypt: manifest.encrypted ? (stored: Readable) => crypto.decrypt(stored) : undefined,

@@ -164,11 +164,14 @@ export class OffsiteBucket {
     return (await this.getObject(name, signal))?.body ?? null;
   }
 
-  /** The object's bytes as a stream and its user metadata (`x-amz-meta-*`), or null when there is no such object. */
+  /**
+   * The object's bytes as a stream, its user metadata (`x-amz-meta-*`) and its Content-Length when the server
+   * sent one, or null when there is no such object.
+   */
   async getObject(
     name: string,
     signal?: AbortSignal,
-  ): Promise<{ body: Readable; metadata: Record<string, string> } | null> {
+  ): Promise<{ body: Readable; metadata: Record<string, string>; contentLength: number | null } | null> {
     try {
       const response = await this.client.send(
         new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + name }),
@@ -177,7 +180,11 @@ export class OffsiteBucket {
       if (!(response.Body instanceof Readable)) {
         throw new BucketError('NoBody', null);
       }
-      return { body: response.Body, metadata: response.Metadata ?? {} };
+      return {
+        body: response.Body,
+        metadata: response.Metadata ?? {},
+        contentLength: typeof response.ContentLength === 'number' ? response.ContentLength : null,
+      };
     } catch (error) {
       if (isStatus(error, 404, 'NoSuchKey', 'NotFound')) {
         return null;

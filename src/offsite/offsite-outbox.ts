@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { Clock } from '../common/clock';
 import type { OffsiteCopyView, OffsiteProgressView, RemoteCopyTracker } from '../common/remote-copies';
 import { SQLITE_HANDLE, type SqliteHandle } from '../database/sqlite-handle';
+import { FUTURE_SLACK_MS, type KnownCopy } from './remote-catalog';
 
 /** Back-off after the n-th failure: 30 s, 1 min, 2 min … capped at 1 hour. */
 export const BACKOFF_BASE_MS = 30_000;
@@ -73,12 +74,25 @@ export class OffsiteOutbox implements RemoteCopyTracker {
     return this.db.prepare('SELECT * FROM offsite_uploads').all() as OutboxRow[];
   }
 
-  /** Rows not uploaded yet, oldest backup first; only those due at `nowMs` unless `all`. */
+  /**
+   * Rows not uploaded yet, newest backup first (after an outage the newest copy matters most); only those due at
+   * `dueAtMs` unless it is absent.
+   */
   waiting(options: { dueAtMs?: number } = {}): OutboxRow[] {
     const rows = this.db
-      .prepare(`SELECT * FROM offsite_uploads WHERE status != 'uploaded' ORDER BY backup_created_at ASC, name ASC`)
+      .prepare(`SELECT * FROM offsite_uploads WHERE status != 'uploaded' ORDER BY backup_created_at DESC, name DESC`)
       .all() as OutboxRow[];
     return options.dueAtMs === undefined ? rows : rows.filter((row) => row.next_attempt_at_ms <= options.dueAtMs!);
+  }
+
+  /** What this machine knows of the objects it uploaded (or pulled), by object name: listing needs no manifest. */
+  knownCopies(): Map<string, KnownCopy> {
+    const rows = this.db
+      .prepare(
+        `SELECT object_name, sha256, size FROM offsite_uploads WHERE status = 'uploaded' AND object_name IS NOT NULL`,
+      )
+      .all() as { object_name: string; sha256: string | null; size: number | null }[];
+    return new Map(rows.map((row) => [row.object_name, { sha256: row.sha256, size: row.size }]));
   }
 
   /** When the next waiting row is due (ms), or null when nothing waits. */
@@ -161,22 +175,27 @@ export class OffsiteOutbox implements RemoteCopyTracker {
   }
 
   progress(): OffsiteProgressView {
+    // A backup named later than now (made while the clock was ahead) never counts as the newest.
+    const latest = Math.floor((this.clock.nowMs() + FUTURE_SLACK_MS) / 1000);
     const row = this.db
       .prepare(
         `SELECT
            SUM(CASE WHEN status != 'uploaded' THEN 1 ELSE 0 END) AS pending,
            MAX(uploaded_at) AS last_uploaded_at,
            MIN(CASE WHEN status = 'failed' THEN first_failed_at END) AS failing_since,
-           MAX(backup_created_at) AS newest_backup_at,
-           MAX(CASE WHEN status = 'uploaded' THEN backup_created_at END) AS newest_uploaded_backup_at
+           MAX(CASE WHEN backup_created_at <= @latest THEN backup_created_at END) AS newest_backup_at,
+           MAX(CASE WHEN status = 'uploaded' AND backup_created_at <= @latest THEN backup_created_at END)
+             AS newest_uploaded_backup_at,
+           MIN(CASE WHEN status != 'uploaded' THEN enqueued_at END) AS oldest_waiting_since
          FROM offsite_uploads`,
       )
-      .get() as {
+      .get({ latest }) as {
       pending: number | null;
       last_uploaded_at: number | null;
       failing_since: number | null;
       newest_backup_at: number | null;
       newest_uploaded_backup_at: number | null;
+      oldest_waiting_since: number | null;
     };
     return {
       configured: true,
@@ -185,6 +204,8 @@ export class OffsiteOutbox implements RemoteCopyTracker {
       failingSince: row.failing_since,
       newestBackupAt: row.newest_backup_at,
       newestUploadedBackupAt: row.newest_uploaded_backup_at,
+      oldestWaitingSince: row.oldest_waiting_since,
+      newestCopy: null,
     };
   }
 }

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, Post, Req } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Post, Query, Req } from '@nestjs/common';
 import {
   ApiBadGatewayResponse,
   ApiBadRequestResponse,
@@ -17,8 +17,16 @@ import { AdminOnly, CurrentUser } from '../auth/decorators';
 import { ErrorResponseDto } from '../common/error-response.dto';
 import { BackupsRateLimit } from '../common/rate-limit';
 import { requestMeta } from '../common/request-meta';
-import { PullResponseDto, RemoteListDto, RemoteNameDto, RemoteSyncDto, RemoteVerifyDto } from './dto/offsite.dto';
-import { OffsiteService } from './offsite.service';
+import {
+  PullResponseDto,
+  RemoteListDto,
+  RemoteListQueryDto,
+  RemoteNameDto,
+  RemoteSyncDto,
+  RemoteVerifyDto,
+} from './dto/offsite.dto';
+import { RemoteService } from './remote.service';
+import { UploadWorker } from './upload-worker';
 
 const NOT_CONFIGURED = 'Off-site not configured (OFFSITE_S3_BUCKET unset), or an invalid name';
 const BUCKET_FAILED = 'The bucket did not answer or refused (the reason is a short code)';
@@ -27,30 +35,35 @@ const BUCKET_FAILED = 'The bucket did not answer or refused (the reason is a sho
 @Controller('backup/remote')
 @AdminOnly()
 export class OffsiteController {
-  constructor(private readonly offsite: OffsiteService) {}
+  constructor(
+    private readonly remote: RemoteService,
+    private readonly worker: UploadWorker,
+  ) {}
 
   @Get()
   @ApiOperation({
     summary: 'List the off-site copies, read from the bucket itself, newest first',
-    description: 'Copies made by another machine under the same prefix show too.',
+    description:
+      'Copies made by another machine under the same prefix show too. `limit`/`offset` page through a large ' +
+      'bucket: names and sizes come from the LIST pages, manifests are read only for the copies returned.',
   })
   @ApiOkResponse({ type: RemoteListDto })
   @ApiBadRequestResponse({ description: NOT_CONFIGURED, type: ErrorResponseDto })
   @ApiBadGatewayResponse({ description: BUCKET_FAILED, type: ErrorResponseDto })
-  list(): Promise<RemoteListDto> {
-    return this.offsite.listRemote();
+  list(@Query() query: RemoteListQueryDto): Promise<RemoteListDto> {
+    return this.remote.list(query);
   }
 
   @Post('sync')
   @HttpCode(200)
   @BackupsRateLimit()
   @ApiOperation({
-    summary: 'Try every pending off-site upload now (back-off or not) and count the outcome',
+    summary: 'Try every pending off-site upload now (back-off or not) and count what this call did',
   })
   @ApiOkResponse({ type: RemoteSyncDto })
   @ApiBadRequestResponse({ description: NOT_CONFIGURED, type: ErrorResponseDto })
   sync(): Promise<RemoteSyncDto> {
-    return this.offsite.sync();
+    return this.worker.uploadPendingNow();
   }
 
   @Post('verify')
@@ -60,14 +73,20 @@ export class OffsiteController {
     summary: 'Read an off-site copy back and check it against its manifest',
     description:
       'Hashes the stored object against object_sha256; with BACKUP_ENCRYPTION_IDENTITY_FILE also decrypts it to a ' +
-      'scratch file (removed afterwards), hashes it against sha256 and runs integrity_check.',
+      'scratch file (removed afterwards), hashes it against sha256 and runs integrity_check. `checked` lists what ' +
+      'was checked; `ok` is null when only the stored bytes could be (encrypted, no identity).',
   })
   @ApiBody({ type: RemoteNameDto })
   @ApiOkResponse({ type: RemoteVerifyDto })
   @ApiBadRequestResponse({ description: NOT_CONFIGURED, type: ErrorResponseDto })
+  @ApiNotFoundResponse({ description: 'No off-site copy of that name', type: ErrorResponseDto })
+  @ApiUnprocessableEntityResponse({
+    description: 'The copy has no valid manifest to check it against',
+    type: ErrorResponseDto,
+  })
   @ApiBadGatewayResponse({ description: BUCKET_FAILED, type: ErrorResponseDto })
   verify(@Body() body: RemoteNameDto, @CurrentUser() user: AuthUser, @Req() req: Request): Promise<RemoteVerifyDto> {
-    return this.offsite.verify(body.name, user, requestMeta(req));
+    return this.remote.verify(body.name, user, requestMeta(req));
   }
 
   @Post('pull')
@@ -93,6 +112,6 @@ export class OffsiteController {
   })
   @ApiBadGatewayResponse({ description: BUCKET_FAILED, type: ErrorResponseDto })
   pull(@Body() body: RemoteNameDto, @CurrentUser() user: AuthUser, @Req() req: Request): Promise<PullResponseDto> {
-    return this.offsite.pull(body.name, user, requestMeta(req));
+    return this.remote.pull(body.name, user, requestMeta(req));
   }
 }

@@ -1,13 +1,16 @@
 import { CommandRunner, Option, SubCommand } from 'nest-commander';
 import { validateBackupName } from '../../backups/backup-name';
 import { ApiError } from '../../common/api-error';
-import { OffsiteService } from '../../offsite/offsite.service';
+import { RemoteService } from '../../offsite/remote.service';
 import { AppSession } from '../app-session';
 import { CLI_ACTOR, CLI_META } from '../cli-actor';
 import { CliError, usageError } from '../cli-error';
 import { formatBytes, formatTable, formatUtc } from '../format';
 import { RemoteRestore } from '../remote-restore';
 import { Terminal } from '../terminal';
+
+/** Copies `remote list` shows unless told otherwise: each one not uploaded from here costs a manifest read. */
+const DEFAULT_LIST_LIMIT = 50;
 
 @SubCommand({ name: 'list', description: 'List the off-site copies in the bucket, newest first (times in UTC)' })
 export class RemoteListCommand extends CommandRunner {
@@ -18,13 +21,27 @@ export class RemoteListCommand extends CommandRunner {
     super();
   }
 
-  @Option({ flags: '--json', description: 'print JSON: { backups: [...], bucket, prefix }' })
+  @Option({ flags: '--json', description: 'print JSON: { backups: [...], bucket, prefix, total }' })
   parseJson(): boolean {
     return true;
   }
 
-  async run(_params: string[], options: { json?: boolean } = {}): Promise<void> {
-    const listing = await this.remote.list();
+  @Option({ flags: '--limit <n>', description: `show the newest n copies (default ${DEFAULT_LIST_LIMIT})` })
+  parseLimit(value: string): number {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > 100_000) {
+      throw usageError('--limit must be a whole number from 1 to 100000');
+    }
+    return n;
+  }
+
+  @Option({ flags: '--all', description: 'show every copy (reads the manifest of each one not uploaded from here)' })
+  parseAll(): boolean {
+    return true;
+  }
+
+  async run(_params: string[], options: { json?: boolean; limit?: number; all?: boolean } = {}): Promise<void> {
+    const listing = await this.remote.list(options.all ? undefined : (options.limit ?? DEFAULT_LIST_LIMIT));
     if (options.json) {
       this.terminal.out(JSON.stringify(listing, null, 2));
       return;
@@ -41,7 +58,12 @@ export class RemoteListCommand extends CommandRunner {
       b.sha256 === null ? '-' : b.sha256.slice(0, 12),
     ]);
     this.terminal.out(formatTable([['NAME', 'SIZE', 'STORED', 'UPLOADED (UTC)', 'SHA256'], ...rows]));
-    this.terminal.out(`\n${listing.backups.length} copy(ies) in ${listing.bucket}/${listing.prefix}`);
+    const shown = listing.backups.length;
+    this.terminal.out(
+      shown < listing.total
+        ? `\nThe newest ${shown} of ${listing.total} copies in ${listing.bucket}/${listing.prefix} (--limit N or --all)`
+        : `\n${shown} copy(ies) in ${listing.bucket}/${listing.prefix}`,
+    );
   }
 }
 
@@ -67,7 +89,7 @@ export class RemotePullCommand extends CommandRunner {
     }
     const pulled = await this.session.run(async (app) => {
       try {
-        return await app.get(OffsiteService).pull(valid.name, CLI_ACTOR, CLI_META);
+        return await app.get(RemoteService).pull(valid.name, CLI_ACTOR, CLI_META);
       } catch (error) {
         if (error instanceof ApiError) {
           const body = error.getResponse() as { error: string; reason?: string };
