@@ -4,7 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { AgeCrypto } from '../offsite/age-crypto';
 import type { RemoteBackupDto } from '../offsite/dto/offsite.dto';
 import { BucketError, OffsiteBucket } from '../offsite/offsite-bucket';
-import { findRemoteCopy, listRemoteBackups, maxObjectBytes } from '../offsite/remote-catalog';
+import { findRemoteCopy, listRemoteBackups } from '../offsite/remote-catalog';
 import { bucketSource } from '../offsite/bucket-source';
 import { FreshInstall, InstallRefusedError } from '../recovery/fresh-install';
 import { ImportFailedError, ImportPipeline, ImportRefusedError } from '../recovery/import-pipeline';
