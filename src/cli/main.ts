@@ -8,17 +8,21 @@
 import 'reflect-metadata';
 import { CommandFactory } from 'nest-commander';
 import { AppConfig, ConfigError, loadConfig } from '../config/app-config';
-import { CliError, EXIT } from './cli-error';
+import { CliError, EXIT, systemErrorLine } from './cli-error';
 import { CLI_NAME, CliModule, UsageExit } from './cli.module';
 import { CliLogger } from './cli-logger';
 
 function reportFailure(error: unknown): void {
+  const systemError = systemErrorLine(error);
   if (error instanceof UsageExit) {
     // Commander has already printed the message or the help.
     process.exitCode = error.exitCode;
   } else if (error instanceof CliError) {
     process.stderr.write(`${error.message}\n`);
     process.exitCode = error.exitCode;
+  } else if (systemError !== undefined) {
+    process.stderr.write(`${systemError}\n`);
+    process.exitCode = EXIT.failure;
   } else {
     // Not an expected outcome: show everything, it is a bug report.
     process.stderr.write(
