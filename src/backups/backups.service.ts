@@ -1,6 +1,6 @@
 import { BeforeApplicationShutdown, HttpStatus, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { AuditActor, AuditService, SYSTEM_ACTORS } from '../audit/audit.service';
-import { ApiError } from '../common/api-error';
+import { ApiError, InputError } from '../common/api-error';
 import { Clock } from '../common/clock';
 import { classifyFailure, describeForLog } from '../common/failure-reason';
 import type { RequestMeta } from '../common/request-meta';
@@ -248,7 +248,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
   private validName(rawName: unknown): string {
     const result = validateBackupName(rawName);
     if (!result.ok) {
-      throw new ApiError(HttpStatus.BAD_REQUEST, result.reason);
+      throw new InputError(result.reason);
     }
     return result.name;
   }

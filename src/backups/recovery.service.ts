@@ -6,7 +6,7 @@ import type { ReadStream } from 'node:fs';
 import { Observable, Subject } from 'rxjs';
 import { AuditActor, AuditService } from '../audit/audit.service';
 import { hashSessionToken } from '../auth/credentials';
-import { ApiError } from '../common/api-error';
+import { ApiError, InputError } from '../common/api-error';
 import { Clock } from '../common/clock';
 import { type ClassifiedFailure, classifyFailure, describeForLog } from '../common/failure-reason';
 import { OperationLock } from '../common/operation-lock';
@@ -508,7 +508,7 @@ export class RecoveryService {
 function validName(rawName: unknown): string {
   const result = validateBackupName(rawName);
   if (!result.ok) {
-    throw new ApiError(HttpStatus.BAD_REQUEST, result.reason);
+    throw new InputError(result.reason);
   }
   return result.name;
 }
