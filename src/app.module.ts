@@ -12,6 +12,7 @@ import { RolesGuard } from './auth/guards/roles.guard';
 import { AvailabilityGuard, RestoreInProgressGuard } from './common/availability';
 import { CommonModule } from './common/common.module';
 import { HttpExceptionFilter } from './common/http-exception.filter';
+import { RootController } from './common/root.controller';
 import {
   BACKUPS_RATE_LIMIT,
   BACKUPS_THROTTLER,
@@ -54,6 +55,7 @@ export class AppModule {
         ObservabilityModule,
         OffsiteModule,
       ],
+      controllers: [RootController],
       providers: [
         BackupsServerStartup,
         OffsiteServerStartup,
