@@ -1,5 +1,5 @@
 import { DynamicModule, Module } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { ThrottlerModule } from '@nestjs/throttler';
 import { AuditModule } from './audit/audit.module';
@@ -13,7 +13,14 @@ import { RolesGuard } from './auth/guards/roles.guard';
 import { AvailabilityGuard, RestoreInProgressGuard } from './common/availability';
 import { CommonModule } from './common/common.module';
 import { HttpExceptionFilter } from './common/http-exception.filter';
-import { BACKUPS_RATE_LIMIT, BACKUPS_THROTTLER, RateLimitGuard } from './common/rate-limit';
+import { RootController } from './common/root.controller';
+import {
+  BACKUPS_RATE_LIMIT,
+  BACKUPS_THROTTLER,
+  RateLimitGuard,
+  RateLimitRefundInterceptor,
+  RateLimitStorage,
+} from './common/rate-limit';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
@@ -36,7 +43,10 @@ export class AppModule {
         CommonModule,
         DatabaseModule,
         ScheduleModule.forRoot(),
-        ThrottlerModule.forRoot({ throttlers: [{ name: BACKUPS_THROTTLER, ...BACKUPS_RATE_LIMIT }] }),
+        ThrottlerModule.forRoot({
+          throttlers: [{ name: BACKUPS_THROTTLER, ...BACKUPS_RATE_LIMIT }],
+          storage: new RateLimitStorage(),
+        }),
         AuditModule,
         SettingsModule,
         AuthModule,
@@ -47,6 +57,7 @@ export class AppModule {
         ObservabilityModule,
         OffsiteModule,
       ],
+      controllers: [RootController],
       providers: [
         RecoveryStartup,
         OffsiteServerStartup,
@@ -58,6 +69,7 @@ export class AppModule {
         { provide: APP_GUARD, useClass: CsrfGuard },
         { provide: APP_GUARD, useClass: RestoreInProgressGuard },
         { provide: APP_GUARD, useClass: RateLimitGuard },
+        { provide: APP_INTERCEPTOR, useClass: RateLimitRefundInterceptor },
         { provide: APP_FILTER, useClass: HttpExceptionFilter },
       ],
     };

@@ -71,7 +71,7 @@ export function configureApp(app: NestExpressApplication, config: AppConfig, opt
   app.use(cookieParser());
   app.useBodyParser('json', { limit: JSON_BODY_LIMIT });
   app.use(requireJsonBody);
-  app.setGlobalPrefix('api', { exclude: ['metrics'] });
+  app.setGlobalPrefix('api', { exclude: ['metrics', '/'] });
   app.useGlobalPipes(createValidationPipe());
   SwaggerModule.setup('api/docs', app, () => buildOpenApiDocument(app), {
     jsonDocumentUrl: 'api/docs-json',

@@ -13,7 +13,9 @@ class QuietLogsEnvironment extends TestEnvironment {
     } else if (event.name === 'test_done') {
       const logs = this.global.__mcTestLogs ?? [];
       if (event.test.errors.length > 0 && logs.length > 0) {
-        process.stderr.write(`\n--- logs of the failed test "${event.test.name}" ---\n${logs.join('')}--- end of logs ---\n`);
+        process.stderr.write(
+          `\n--- logs of the failed test "${event.test.name}" ---\n${logs.join('')}--- end of logs ---\n`,
+        );
       }
       this.global.__mcTestLogs = [];
     }

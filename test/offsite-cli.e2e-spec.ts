@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import request from 'supertest';
+import { sha256 } from './helpers/backup-fixtures';
 import { compiledBuild } from './helpers/cli-runner';
 import { startObservabilityApp, type ObservabilityApp } from './helpers/observability-app';
 import {
@@ -19,10 +19,6 @@ import {
   type S3Server,
 } from './helpers/s3-fixtures';
 import { ADMIN, API_KEY } from './helpers/test-app';
-
-function sha256(file: string): string {
-  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
 
 describe('Off-site copies from the CLI (keys, remote list/pull, disaster recovery)', () => {
   let mainJs: string;

@@ -104,18 +104,22 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
     proxy = new FaultProxy(s3.endpoint);
     await proxy.start();
     dir = fs.mkdtempSync(path.join(tmpdir(), 'mc-offsite-'));
-    const keyDir = fs.mkdtempSync(path.join(tmpdir(), 'mc-keys-'));
-    keys = await makeAgeKeys(keyDir);
-    breakGlass = await makeAgeKeys(fs.mkdtempSync(path.join(tmpdir(), 'mc-keys-')));
+    // The key files go beside the data folder, inside it: removed with it, never left in the temp folder.
+    keys = await makeAgeKeys(fs.mkdtempSync(path.join(dir, 'keys-')));
+    breakGlass = await makeAgeKeys(fs.mkdtempSync(path.join(dir, 'keys-')));
   });
 
   afterEach(async () => {
+    const folders = new Set([dir]);
     for (const t of apps.splice(0)) {
       await t.app.close();
+      folders.add(t.dir);
     }
     await proxy.close();
     await s3.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+    for (const folder of folders) {
+      fs.rmSync(folder, { recursive: true, force: true });
+    }
   });
 
   it('should upload every backup encrypted: the object decrypts to the exact local bytes, the manifest matches', async () => {

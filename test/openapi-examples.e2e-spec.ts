@@ -43,7 +43,9 @@ describe('OpenAPI examples (e2e)', () => {
     );
     expect(bodies('/api/backup/verify', 'post', '404')).toEqual([{ error: 'Backup not found' }]);
     expect(bodies('/api/auth/users/{id}', 'delete', '404')).toEqual([{ error: 'User not found' }]);
-    expect(bodies('/api/backup', 'post', '429')).toEqual([{ error: 'Rate limit exceeded: wait before trying again' }]);
+    expect(bodies('/api/backup', 'post', '429')).toEqual([
+      { error: 'Rate limit exceeded: wait before trying again', retry_after_seconds: 42 },
+    ]);
     expect(doc.paths['/api/backup'].post.responses['429'].headers).toHaveProperty('Retry-After');
     expect(doc.paths['/api/auth/login'].post.responses['429'].headers).toHaveProperty('Retry-After');
     expect(bodies('/api/backup/restore', 'post', '503')).toEqual([

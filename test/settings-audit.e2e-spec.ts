@@ -82,6 +82,14 @@ describe('Settings and audit (e2e)', () => {
       expect(settings['general.backup_retention_count'].value).toBe('10');
       expect((await get('/api/audit?action=settings_update').expect(200)).body.total).toBe(0);
     });
+    it('should name the cron field that is out of range and its range, and store nothing', async () => {
+      const response = await put({ settings: { 'general.backup_cron': '61 25 * * *' } }).expect(400);
+      expect(response.body).toEqual({
+        error: 'Invalid settings',
+        details: ['general.backup_cron: minute must be 0-59 (got 61); hour must be 0-23 (got 25)'],
+      });
+      expect(await t.dataSource.query('SELECT * FROM settings')).toEqual([]);
+    });
   });
 
   describe('audit', () => {

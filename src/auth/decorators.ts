@@ -25,15 +25,9 @@ export const IS_OPTIONAL_AUTH = 'mc:optional-auth';
 /**
  * A public route that still learns who calls when credentials come with the request (`@CurrentUser()` is then set,
  * else undefined); wrong or missing credentials are not an error. Health uses it to show details to admins only.
+ * No security scheme in the OpenAPI document: Swagger UI would draw a lock on a route anyone may call.
  */
-export const OptionalAuth = () =>
-  applyDecorators(
-    SetMetadata(IS_PUBLIC, true),
-    SetMetadata(IS_OPTIONAL_AUTH, true),
-    ApiCookieAuth(SESSION_COOKIE),
-    ApiSecurity(API_KEY_SECURITY),
-    ApiSecurity(BEARER_SECURITY),
-  );
+export const OptionalAuth = () => applyDecorators(SetMetadata(IS_PUBLIC, true), SetMetadata(IS_OPTIONAL_AUTH, true));
 
 /** The lowest role that may call the route (viewer < operator < admin), with its Swagger notes. */
 export function Roles(role: Role) {

@@ -1,12 +1,15 @@
-import { HttpStatus, Injectable, type PipeTransform } from '@nestjs/common';
-import { ApiError } from '../common/api-error';
+import { Injectable, type PipeTransform } from '@nestjs/common';
+import { InputError } from '../common/api-error';
 import { validateBackupName } from './backup-name';
 
-/** The backup name rule at the HTTP boundary: a 400 with the reason, so services receive only valid names. */
+/**
+ * The backup name rule at the HTTP boundary: a 400 with the reason (which gives back its turn of the rate limit), so
+ * services receive only valid names.
+ */
 export function requireBackupName(raw: unknown): string {
   const result = validateBackupName(raw);
   if (!result.ok) {
-    throw new ApiError(HttpStatus.BAD_REQUEST, result.reason);
+    throw new InputError(result.reason);
   }
   return result.name;
 }

@@ -8,7 +8,8 @@ import { AppConfig } from '../config/app-config';
 import { SettingsService } from '../settings/settings.service';
 import { BackupFiles } from './backup-files';
 import { BackupManifests } from './backup-manifests';
-import { BACKUP_PREFIX, type BackupKind, parseBackupName, validateBackupName } from './backup-name';
+import { requireBackupName } from './backup-name.pipe';
+import { BACKUP_PREFIX, type BackupKind, parseBackupName } from './backup-name';
 import type { ReadStream } from 'node:fs';
 import type { BackupDto, BackupListDto, CreatedBackupDto } from './dto/backup.dto';
 import { OperationLock } from '../common/operation-lock';
@@ -279,11 +280,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   private validName(rawName: unknown): string {
-    const result = validateBackupName(rawName);
-    if (!result.ok) {
-      throw new ApiError(HttpStatus.BAD_REQUEST, result.reason);
-    }
-    return result.name;
+    return requireBackupName(rawName);
   }
 }
 

@@ -33,3 +33,15 @@ export function errorReason(error: unknown): string {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * Node's own message for an operating-system refusal (a missing folder, a full disk, no permission), or undefined for
+ * anything else. Those are the machine's state for the operator to fix, not bugs, so they get one line, no stack.
+ */
+export function systemErrorLine(error: unknown): string | undefined {
+  const { code, syscall, message } = (error ?? {}) as { code?: unknown; syscall?: unknown; message?: unknown };
+  if (typeof code === 'string' && typeof syscall === 'string' && typeof message === 'string') {
+    return message.split('\n')[0];
+  }
+  return undefined;
+}

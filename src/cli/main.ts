@@ -9,11 +9,12 @@ import 'reflect-metadata';
 import { DomainError } from '../common/domain-error';
 import { CommandFactory } from 'nest-commander';
 import { AppConfig, ConfigError, loadConfig } from '../config/app-config';
-import { CliError, EXIT } from './cli-error';
+import { CliError, EXIT, systemErrorLine } from './cli-error';
 import { CLI_NAME, CliModule, UsageExit } from './cli.module';
 import { CliLogger } from './cli-logger';
 
 function reportFailure(error: unknown): void {
+  const systemError = systemErrorLine(error);
   if (error instanceof UsageExit) {
     // Commander has already printed the message or the help.
     process.exitCode = error.exitCode;
@@ -23,6 +24,9 @@ function reportFailure(error: unknown): void {
   } else if (error instanceof DomainError) {
     // An expected outcome of the storage layer ("Backup not found"): its message is written for an operator.
     process.stderr.write(`${error.message}\n`);
+    process.exitCode = EXIT.failure;
+  } else if (systemError !== undefined) {
+    process.stderr.write(`${systemError}\n`);
     process.exitCode = EXIT.failure;
   } else {
     // Not an expected outcome: show everything, it is a bug report.

@@ -3,4 +3,6 @@ export class ErrorResponseDto {
   error: string;
   /** Validation messages, one per problem, when the body failed validation. */
   details?: string[];
+  /** With a 429: the seconds to wait before trying again, as in the Retry-After header. */
+  retry_after_seconds?: number;
 }

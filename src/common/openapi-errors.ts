@@ -108,7 +108,9 @@ export function documentErrorExamples(original: OpenAPIObject): OpenAPIObject {
         const message = login
           ? 'Too many failed login attempts: wait before trying again'
           : 'Rate limit exceeded: wait before trying again';
-        setExamples(responses['429'], { limited: { summary: 'Over the limit', value: { error: message } } });
+        setExamples(responses['429'], {
+          limited: { summary: 'Over the limit', value: { error: message, retry_after_seconds: 42 } },
+        });
         responses['429'].headers = { 'Retry-After': RETRY_AFTER, ...(responses['429'].headers ?? {}) };
       }
       if (responses['500'] && route === '/api/backup' && method === 'post') {

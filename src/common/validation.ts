@@ -1,6 +1,6 @@
-import { HttpStatus, ValidationPipe } from '@nestjs/common';
+import { ValidationPipe } from '@nestjs/common';
 import type { ValidationError } from 'class-validator';
-import { ApiError } from './api-error';
+import { InputError } from './api-error';
 
 /**
  * The messages of a failed body, one per problem. A field that is missing (or null) gets exactly one,
@@ -22,9 +22,9 @@ export function validationMessages(errors: ValidationError[], prefix = ''): stri
 }
 
 /** 400 `{ "error": "<the messages, joined>", "details": [ … ] }`. */
-export function validationException(errors: ValidationError[]): ApiError {
+export function validationException(errors: ValidationError[]): InputError {
   const details = validationMessages(errors);
-  return new ApiError(HttpStatus.BAD_REQUEST, details.join('; ') || 'Invalid request body', { details });
+  return new InputError(details.join('; ') || 'Invalid request body', { details });
 }
 
 export function createValidationPipe(): ValidationPipe {

@@ -6,7 +6,7 @@ import { SettingsService } from '../settings/settings.service';
 
 /**
  * The few lines an operator reads after `npm start`: where it listens, the database and backups folder, the
- * schedule, and what is configured (names only: no secret ever reaches a log line). Nest's own module and route
+ * schedule, off-site copies, and what is configured (names only: no secret ever reaches a log line). Nest's own module and route
  * lines are at debug (see QuietStartupLogger).
  */
 export async function startupSummary(app: INestApplication, config: AppConfig): Promise<string[]> {
@@ -33,7 +33,24 @@ export async function startupSummary(app: INestApplication, config: AppConfig): 
       `MC_COOKIE_SECURE ${config.cookieSecure}, TRUSTED_PROXIES ${config.trustedProxies.join(',') || 'none'}, ` +
       `MAX_UPLOAD_BYTES ${config.maxUploadBytes}, SHUTDOWN_TIMEOUT_MS ${config.shutdownTimeoutMs}, ` +
       `LOG_LEVEL ${config.logLevel}`,
+    `${offsiteLine(config)}; replication: off`,
   ];
+}
+
+/** Names and places only: the configuration refuses an endpoint URL with credentials in it. */
+function offsiteLine({ offsite }: AppConfig): string {
+  if (offsite === undefined) {
+    return 'Off-site copies: off (OFFSITE_S3_BUCKET not set)';
+  }
+  const encryption =
+    offsite.recipients.length > 0
+      ? `encrypted to ${offsite.recipients.length} age recipient${offsite.recipients.length === 1 ? '' : 's'}`
+      : 'NOT encrypted (OFFSITE_ALLOW_PLAINTEXT)';
+  return (
+    `Off-site copies: on, bucket "${offsite.bucket}" at ${offsite.endpoint ?? 'AWS S3'}, prefix "${offsite.prefix}", ` +
+    `${encryption}, ` +
+    `BACKUP_ENCRYPTION_IDENTITY_FILE ${offsite.identityFile === undefined ? 'not set' : 'set'}`
+  );
 }
 
 export async function logStartupSummary(

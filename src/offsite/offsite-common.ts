@@ -1,6 +1,4 @@
-import { HttpStatus } from '@nestjs/common';
-import { validateBackupName } from '../backups/backup-name';
-import { ApiError } from '../common/api-error';
+import { requireBackupName } from '../backups/backup-name.pipe';
 import { BucketError, describeBucketError } from './offsite-bucket';
 
 /** Injection tokens: the bucket adapter (null when off-site is not configured) and the age encrypter/decrypter. */
@@ -30,11 +28,5 @@ export class CodedError extends Error {
   }
 }
 
-/** A backup name from a request, or a 400. */
-export function validName(rawName: unknown): string {
-  const result = validateBackupName(rawName);
-  if (!result.ok) {
-    throw new ApiError(HttpStatus.BAD_REQUEST, result.reason);
-  }
-  return result.name;
-}
+/** A backup name from a request, or a 400 (the one rule, see backup-name.pipe.ts). */
+export const validName = requireBackupName;

@@ -18,7 +18,7 @@ import type { Request } from 'express';
 import type { AuthUser } from '../auth/auth-user';
 import { AdminOnly, CurrentUser, SESSION_COOKIE } from '../auth/decorators';
 import { requireBackupName } from '../backups/backup-name.pipe';
-import { ApiError } from '../common/api-error';
+import { InputError } from '../common/api-error';
 import { ErrorResponseDto } from '../common/error-response.dto';
 import { BackupsRateLimit } from '../common/rate-limit';
 import { requestMeta } from '../common/request-meta';
@@ -85,10 +85,14 @@ export class RecoveryController {
   upload(@Query('name') hint: unknown, @CurrentUser() user: AuthUser, @Req() req: Request): Promise<UploadResponseDto> {
     // No Content-Length and no Transfer-Encoding: nothing was sent at all, whatever the Content-Type says.
     if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
-      throw new ApiError(HttpStatus.BAD_REQUEST, EMPTY_UPLOAD);
+      throw new InputError(EMPTY_UPLOAD);
     }
     if (!req.is('application/octet-stream')) {
-      throw new ApiError(HttpStatus.UNSUPPORTED_MEDIA_TYPE, 'Send the file as Content-Type: application/octet-stream');
+      throw new InputError(
+        'Send the file as Content-Type: application/octet-stream',
+        {},
+        HttpStatus.UNSUPPORTED_MEDIA_TYPE,
+      );
     }
     return this.recovery.upload(req, req.headers['content-length'], hint, user, requestMeta(req));
   }

@@ -8,7 +8,7 @@ import { AuditActor, AuditService, SYSTEM_ACTORS } from '../audit/audit.service'
 import { BackupsService } from '../backups/backups.service';
 import { RecoveryService } from '../recovery/recovery.service';
 import { RestoreService } from '../recovery/restore.service';
-import { ApiError } from '../common/api-error';
+import { ApiError, InputError } from '../common/api-error';
 import { Clock } from '../common/clock';
 import type { RequestMeta } from '../common/request-meta';
 import { SettingsService } from '../settings/settings.service';
@@ -145,7 +145,7 @@ export class SchedulerService implements OnApplicationBootstrap, OnModuleDestroy
   /** POST /api/scheduler: run the task now, as the admin, whatever the setting. */
   async trigger(taskId: string, actor: AuditActor, meta: RequestMeta): Promise<TriggerResultDto> {
     if (taskId !== AUTO_BACKUP_TASK && taskId !== RESTORE_DRILL_TASK) {
-      throw new ApiError(HttpStatus.BAD_REQUEST, 'Unknown task_id');
+      throw new InputError('Unknown task_id');
     }
     const result =
       taskId === RESTORE_DRILL_TASK

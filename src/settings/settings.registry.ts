@@ -1,4 +1,5 @@
 import { CronTime } from 'cron';
+import { cronFieldProblems } from './cron-fields';
 
 /** A stored value is always a string; `value` is the canonical form to store (e.g. `5` → `"5"`). */
 export type ValidationResult = { ok: true; value: string } | { ok: false; reason: string };
@@ -71,6 +72,10 @@ function cronExpression(raw: unknown): ValidationResult {
   // The cron package also takes a leading seconds field and other @aliases; only 5 fields (or a macro above) here.
   if (fields.length !== 5 || fields.some((field) => field.startsWith('@'))) {
     return { ok: false, reason };
+  }
+  const problems = cronFieldProblems(fields);
+  if (problems.length > 0) {
+    return { ok: false, reason: problems.join('; ') };
   }
   const normalized = fields.join(' ');
   let time: CronTime;

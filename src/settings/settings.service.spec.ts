@@ -214,10 +214,13 @@ describe(SettingsService.name, () => {
                BEGIN SELECT RAISE(ABORT, 'refused'); END`);
       const emitted: SettingChange[] = [];
       service.changes$.subscribe((change) => emitted.push(change));
+      const logged = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
 
       await expect(
         service.update({ 'general.auto_backup': true, 'general.restore_drill': false }, admin, meta),
       ).rejects.toThrow();
+      expect(logged).toHaveBeenCalledWith(expect.stringContaining('Could not store settings'));
+      logged.mockRestore();
 
       expect(storedRows()).toEqual([]);
       expect(audited).toEqual([]);

@@ -32,10 +32,13 @@ export class KeysGenerateCommand extends CommandRunner {
       throw usageError('--out <file> is required');
     }
     const target = path.resolve(options.out);
+    const folder = path.dirname(target);
     const { text, recipient } = await generateIdentityFile(this.clock.now());
     // Temp name beside it, fsync, then a hard link: an existing key file is never replaced.
-    const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
-    const handle = await fsp.open(tmp, 'wx', 0o600);
+    const tmp = path.join(folder, `.${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+    const handle = await fsp.open(tmp, 'wx', 0o600).catch((error: unknown) => {
+      throw unwritableFolder(error, folder);
+    });
     try {
       await handle.writeFile(text);
       await handle.sync();
@@ -56,6 +59,22 @@ export class KeysGenerateCommand extends CommandRunner {
     this.terminal.err(`Wrote the identity to ${target} (mode 0600). Keep it off the server, with a second copy.`);
     this.terminal.out(recipient);
   }
+}
+
+/**
+ * The usual reasons the folder cannot take the key (a USB stick that is not mounted, a typo, a read-only mount), in
+ * the operator's terms: the temporary file's name in Node's message would only confuse.
+ */
+function unwritableFolder(error: unknown, folder: string): unknown {
+  const reasons: Record<string, string | undefined> = {
+    ENOENT: 'does not exist (is the drive mounted?)',
+    ENOTDIR: 'is not a folder',
+    EACCES: 'is not writable by this user',
+    EPERM: 'is not writable by this user',
+    EROFS: 'is on a read-only file system',
+  };
+  const reason = reasons[(error as NodeJS.ErrnoException).code ?? ''];
+  return reason === undefined ? error : new CliError(`${folder} ${reason}; no identity was written`);
 }
 
 @Command({
