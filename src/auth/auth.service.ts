@@ -55,7 +55,21 @@ export class AuthService {
       throw new ApiError(HttpStatus.UNAUTHORIZED, 'Invalid credentials');
     }
     reservation.succeeded();
-    const { token, expiresAt } = await this.sessions.create(user, meta);
+    const session = await this.sessions.create(user, meta);
+    if (session === null) {
+      // The password was changed while it was being checked: the one given is no longer this user's. Not a guess,
+      // so it does not count toward the limit.
+      await this.audit.record({
+        action: 'login_failed',
+        actor: user,
+        targetType: 'user',
+        targetId: String(user.id),
+        detail: { reason: 'password_changed' },
+        meta,
+      });
+      throw new ApiError(HttpStatus.UNAUTHORIZED, 'Invalid credentials');
+    }
+    const { token, expiresAt } = session;
     await this.audit.record({
       action: 'login',
       actor: user,
