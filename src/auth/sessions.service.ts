@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { LessThanOrEqual, Repository } from 'typeorm';
 import { Clock } from '../common/clock';
+import { OperationLock } from '../common/operation-lock';
 import { SQLITE_HANDLE, type SqliteHandle } from '../database/sqlite-handle';
 import type { RequestMeta } from '../common/request-meta';
 import type { AuthUser } from './auth-user';
@@ -18,6 +19,7 @@ export class SessionsService {
     @InjectRepository(UserEntity) private readonly users: Repository<UserEntity>,
     private readonly clock: Clock,
     @Inject(SQLITE_HANDLE) private readonly db: SqliteHandle,
+    private readonly lock: OperationLock,
   ) {}
 
   /**
@@ -36,6 +38,8 @@ export class SessionsService {
     const token = newSessionToken();
     const now = this.clock.nowSeconds();
     const expiresAt = now + SESSION_TTL_SECONDS;
+    // A login that passed the availability guard just before a restore began: wait for it, not for its write lock.
+    await this.lock.restoreFinished();
     const stored = this.db
       .prepare(
         'INSERT INTO sessions (token_hash, user_id, created_at, expires_at, ip_address, user_agent) ' +
