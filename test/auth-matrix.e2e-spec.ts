@@ -5,6 +5,8 @@ import { PROTECTED_ROUTES, ProtectedRoute } from './helpers/protected-routes';
 import { API_KEY, createUser, loginCookie, startTestApp, TestApp } from './helpers/test-app';
 
 const UNAUTHENTICATED = { error: 'Authentication required' };
+const SESSION_EXPIRED = { ...UNAUTHENTICATED, reason: 'session_expired', message: 'Session expired: log in again' };
+const INVALID_KEY = { ...UNAUTHENTICATED, reason: 'invalid_api_key', message: 'Invalid API key' };
 const NOT_ADMIN = { error: 'Requires admin role' };
 const EXPIRED_TOKEN = 'expired-session-token-for-the-matrix';
 
@@ -12,6 +14,8 @@ type Identity = {
   name: string;
   headers: () => Record<string, string>;
   kind: 'anonymous' | 'viewer' | 'operator' | 'admin';
+  /** The 401 body when anonymous: the contract's `error`, and which credentials failed. */
+  refused?: Record<string, string>;
 };
 
 describe('Authentication matrix (every protected route × every identity)', () => {
@@ -40,11 +44,26 @@ describe('Authentication matrix (every protected route × every identity)', () =
   });
 
   const identities: Identity[] = [
-    { name: 'no credentials', kind: 'anonymous', headers: () => ({}) },
-    { name: 'unknown cookie', kind: 'anonymous', headers: () => ({ Cookie: 'mc-session=not-a-real-session' }) },
-    { name: 'expired session', kind: 'anonymous', headers: () => ({ Cookie: `mc-session=${EXPIRED_TOKEN}` }) },
-    { name: 'wrong key', kind: 'anonymous', headers: () => ({ 'x-api-key': 'wrong-key' }) },
-    { name: 'wrong bearer', kind: 'anonymous', headers: () => ({ Authorization: 'Bearer wrong-key' }) },
+    { name: 'no credentials', kind: 'anonymous', headers: () => ({}), refused: UNAUTHENTICATED },
+    {
+      name: 'unknown cookie',
+      kind: 'anonymous',
+      headers: () => ({ Cookie: 'mc-session=not-a-real-session' }),
+      refused: SESSION_EXPIRED,
+    },
+    {
+      name: 'expired session',
+      kind: 'anonymous',
+      headers: () => ({ Cookie: `mc-session=${EXPIRED_TOKEN}` }),
+      refused: SESSION_EXPIRED,
+    },
+    { name: 'wrong key', kind: 'anonymous', headers: () => ({ 'x-api-key': 'wrong-key' }), refused: INVALID_KEY },
+    {
+      name: 'wrong bearer',
+      kind: 'anonymous',
+      headers: () => ({ Authorization: 'Bearer wrong-key' }),
+      refused: INVALID_KEY,
+    },
     { name: 'viewer', kind: 'viewer', headers: () => ({ Cookie: cookies.viewer }) },
     { name: 'operator', kind: 'operator', headers: () => ({ Cookie: cookies.operator }) },
     { name: 'admin cookie', kind: 'admin', headers: () => ({ Cookie: cookies.admin }) },
@@ -68,7 +87,12 @@ describe('Authentication matrix (every protected route × every identity)', () =
       const response = await send(route, identity.headers());
       if (identity.kind === 'anonymous') {
         expect(response.status).toBe(401);
-        expect(response.body).toEqual(UNAUTHENTICATED);
+        // /metrics also takes METRICS_TOKEN as its Bearer, and says so.
+        const refused =
+          route.path === '/metrics' && identity.refused === INVALID_KEY
+            ? { ...INVALID_KEY, message: 'Invalid API key or metrics token' }
+            : identity.refused;
+        expect(response.body).toEqual(refused);
       } else if (identity.kind !== 'admin' && route.role === 'admin') {
         expect(response.status).toBe(403);
         expect(response.body).toEqual(NOT_ADMIN);

@@ -91,6 +91,68 @@ describe('Authentication (e2e)', () => {
     });
   });
 
+  describe('401 bodies', () => {
+    const EXPIRES_COOKIE = /^mc-session=; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Strict$/;
+
+    function setCookies(response: request.Response): string[] {
+      return (response.headers['set-cookie'] as unknown as string[] | undefined) ?? [];
+    }
+
+    it('should keep the bare contract body for a request with no credentials, and set no cookie', async () => {
+      const response = await request(t.http).get('/api/auth/me').expect(401);
+      expect(response.body).toEqual({ error: 'Authentication required' });
+      expect(setCookies(response)).toEqual([]);
+    });
+
+    it.each([
+      ['x-api-key', 'not-the-key'],
+      ['Authorization', 'Bearer not-the-key'],
+    ])('should say "Invalid API key" for a wrong key in %s, and set no cookie', async (header, value) => {
+      const response = await request(t.http).get('/api/backup').set(header, value).expect(401);
+      expect(response.body).toEqual({
+        error: 'Authentication required',
+        reason: 'invalid_api_key',
+        message: 'Invalid API key',
+      });
+      expect(setCookies(response)).toEqual([]);
+    });
+
+    it('should say "Session expired" and expire the cookie for a logged-out, an expired and an unknown session', async () => {
+      const loggedOut = await loginCookie(t.http);
+      await request(t.http).post('/api/auth/logout').set('Cookie', loggedOut).expect(200);
+      const expired = await loginCookie(t.http);
+      await t.dataSource.query('UPDATE sessions SET expires_at = 1');
+      for (const cookie of [loggedOut, expired, 'mc-session=never-issued']) {
+        const response = await request(t.http).get('/api/auth/me').set('Cookie', cookie).expect(401);
+        expect([cookie, response.body]).toEqual([
+          cookie,
+          { error: 'Authentication required', reason: 'session_expired', message: 'Session expired: log in again' },
+        ]);
+        expect(setCookies(response)).toEqual([expect.stringMatching(EXPIRES_COOKIE)]);
+      }
+    });
+
+    it('should name the key when both a wrong key and a stale cookie come, and still expire the cookie', async () => {
+      const response = await request(t.http)
+        .get('/api/backup')
+        .set('x-api-key', 'not-the-key')
+        .set('Cookie', 'mc-session=never-issued')
+        .expect(401);
+      expect(response.body.reason).toBe('invalid_api_key');
+      expect(setCookies(response)).toEqual([expect.stringMatching(EXPIRES_COOKIE)]);
+    });
+
+    it('should not expire a working cookie sent with a wrong key: the session authenticates', async () => {
+      const cookie = await loginCookie(t.http);
+      const response = await request(t.http)
+        .get('/api/auth/me')
+        .set('x-api-key', 'not-the-key')
+        .set('Cookie', cookie)
+        .expect(200);
+      expect(setCookies(response)).toEqual([]);
+    });
+  });
+
   describe('logout and me', () => {
     it('should revoke the session: the same cookie is refused afterwards, and the logout is audited', async () => {
       const cookie = await loginCookie(t.http);
@@ -101,7 +163,11 @@ describe('Authentication (e2e)', () => {
           user: { id: 1, username: 'admin', role: 'admin' },
         });
       await request(t.http).post('/api/auth/logout').set('Cookie', cookie).expect(200, { success: true });
-      await request(t.http).get('/api/auth/me').set('Cookie', cookie).expect(401, { error: 'Authentication required' });
+      await request(t.http).get('/api/auth/me').set('Cookie', cookie).expect(401, {
+        error: 'Authentication required',
+        reason: 'session_expired',
+        message: 'Session expired: log in again',
+      });
       expect(await t.dataSource.query('SELECT * FROM sessions')).toHaveLength(0);
       expect(await auditActions(t, 'logout')).toHaveLength(1);
     });

@@ -58,7 +58,11 @@ describe('Metrics (e2e)', () => {
 
   it('should refuse a wrong token or no credentials with 401 and a viewer with 403', async () => {
     const wrong = await request(t.http).get('/metrics').set('Authorization', `Bearer ${METRICS_TOKEN}x`).expect(401);
-    expect(wrong.body).toEqual({ error: 'Authentication required' });
+    expect(wrong.body).toEqual({
+      error: 'Authentication required',
+      reason: 'invalid_api_key',
+      message: 'Invalid API key or metrics token',
+    });
     expect((await request(t.http).get('/metrics').expect(401)).body).toEqual({ error: 'Authentication required' });
     await request(t.http).get('/metrics').set('x-api-key', 'not-the-key').expect(401);
     const viewer = await createUser(t.http, 'watcher', 'viewer');

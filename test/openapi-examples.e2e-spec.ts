@@ -36,7 +36,11 @@ describe('OpenAPI examples (e2e)', () => {
   });
 
   it('should show the real error bodies of 401, 403, 404, 429 and 503', () => {
-    expect(bodies('/api/backup', 'get', '401')).toEqual([{ error: 'Authentication required' }]);
+    expect(bodies('/api/backup', 'get', '401')).toEqual([
+      { error: 'Authentication required' },
+      { error: 'Authentication required', reason: 'invalid_api_key', message: 'Invalid API key' },
+      { error: 'Authentication required', reason: 'session_expired', message: 'Session expired: log in again' },
+    ]);
     expect(bodies('/api/backup', 'get', '403')).toEqual([{ error: 'Requires admin role' }]);
     expect(bodies('/api/backup', 'post', '403')).toEqual(
       expect.arrayContaining([{ error: 'Requires admin role' }, { error: 'CSRF origin mismatch' }]),

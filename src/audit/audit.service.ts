@@ -1,7 +1,9 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
 import { Clock } from '../common/clock';
+import { OperationLock } from '../common/operation-lock';
+import { SQLITE_HANDLE, type SqliteHandle } from '../database/sqlite-handle';
 import type { RequestMeta } from '../common/request-meta';
 import type { AuthUser } from '../auth/auth-user';
 import { AUDIT_ACTIONS } from './audit-actions';
@@ -29,31 +31,114 @@ export const SYSTEM_ACTORS = {
   system: { id: null, username: 'system' },
 } as const;
 
+/** Rows held while a restore runs; past this, callers wait for the restore (memory stays bounded, nothing is lost). */
+export const MAX_HELD_AUDIT_ROWS = 10_000;
+const RETRY_FLUSH_MS = 5_000;
+
+type AuditRow = Omit<AuditEventEntity, 'id'>;
+
 @Injectable()
-export class AuditService {
+export class AuditService implements OnApplicationShutdown {
   private readonly logger = new Logger(AuditService.name);
+  /** Recorded while a restore held the database, in order; written as soon as it ends. */
+  private readonly held: AuditRow[] = [];
+  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly unsubscribe: () => void;
 
   constructor(
     @InjectRepository(AuditEventEntity) private readonly events: Repository<AuditEventEntity>,
     private readonly clock: Clock,
-  ) {}
+    private readonly lock: OperationLock,
+    @Inject(SQLITE_HANDLE) private readonly db: SqliteHandle,
+  ) {
+    this.unsubscribe = this.lock.onFinished(() => this.flushHeld());
+  }
 
-  /** Writes one audit row. Never throws: losing an audit row must not turn a done action into an error. */
+  /**
+   * Writes one audit row. Never throws: losing an audit row must not turn a done action into an error. While a
+   * restore runs (and the caller is not the restore), the row is held in memory with the time it happened and
+   * written the moment the restore ends, so a download during a restore neither waits for it nor loses its row.
+   */
   async record(entry: AuditRecord): Promise<void> {
+    const row: AuditRow = {
+      action: entry.action,
+      actor: entry.actor.username,
+      actorId: entry.actor.id,
+      targetType: entry.targetType ?? null,
+      targetId: entry.targetId ?? null,
+      detail: JSON.stringify(entry.detail ?? {}),
+      ipAddress: entry.meta?.ip ?? null,
+      userAgent: entry.meta?.userAgent ?? null,
+      createdAt: this.clock.nowSeconds(),
+    };
+    if (this.lock.writesHeld && this.held.length < MAX_HELD_AUDIT_ROWS) {
+      this.held.push(row);
+      return;
+    }
     try {
-      await this.events.insert({
-        action: entry.action,
-        actor: entry.actor.username,
-        actorId: entry.actor.id,
-        targetType: entry.targetType ?? null,
-        targetId: entry.targetId ?? null,
-        detail: JSON.stringify(entry.detail ?? {}),
-        ipAddress: entry.meta?.ip ?? null,
-        userAgent: entry.meta?.userAgent ?? null,
-        createdAt: this.clock.nowSeconds(),
-      });
+      // When the restore is running and the hold is full, the write gate keeps this insert waiting for its end.
+      await this.events.insert(row);
     } catch (error) {
       this.logger.error(`Could not record audit event ${entry.action}: ${String(error)}`);
+    }
+  }
+
+  /** How many rows wait for a restore to end. */
+  get heldCount(): number {
+    return this.held.length;
+  }
+
+  onApplicationShutdown(): void {
+    this.unsubscribe();
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+    }
+    this.flushHeld();
+    if (this.held.length > 0) {
+      const actions = [...new Set(this.held.map((row) => row.action))].join(', ');
+      this.logger.error(`${this.held.length} audit event(s) held during a restore were not written: ${actions}`);
+    }
+  }
+
+  /**
+   * One synchronous transaction on the shared connection, run as the restore ends (before anything else can write,
+   * see OperationLock.onFinished). When it fails (the database is busy or broken), the rows stay held and it is
+   * tried again shortly: they are logged as lost only if the process ends first.
+   */
+  private flushHeld(): void {
+    if (this.held.length === 0 || this.lock.writesHeld) {
+      return;
+    }
+    const rows = this.held.slice();
+    try {
+      const insert = this.db.prepare(
+        'INSERT INTO audit_log (action, actor, actor_id, target_type, target_id, detail, ip_address, user_agent, ' +
+          'created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      );
+      this.db
+        .transaction(() => {
+          for (const r of rows) {
+            insert.run(
+              r.action,
+              r.actor,
+              r.actorId,
+              r.targetType,
+              r.targetId,
+              r.detail,
+              r.ipAddress,
+              r.userAgent,
+              r.createdAt,
+            );
+          }
+        })
+        .immediate();
+      this.held.splice(0, rows.length);
+    } catch (error) {
+      this.logger.error(`Could not yet write ${rows.length} audit event(s) held during a restore: ${String(error)}`);
+      this.retryTimer ??= setTimeout(() => {
+        this.retryTimer = null;
+        this.flushHeld();
+      }, RETRY_FLUSH_MS).unref();
     }
   }
 

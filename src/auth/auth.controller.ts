@@ -35,6 +35,7 @@ import { CreateUserDto } from './dto/create-user.dto';
 import { LoginDto } from './dto/login.dto';
 import { ChangePasswordDto, PasswordChangedDto, ResetPasswordDto } from './dto/password.dto';
 import { MeResponseDto, SuccessResponseDto, UserResponseDto, UsersResponseDto } from './dto/user.dto';
+import { sessionCookieOptions } from './session-cookie';
 import { SESSION_TTL_SECONDS } from './sessions.service';
 import { UsersService } from './users.service';
 
@@ -209,8 +210,7 @@ export class AuthController {
     };
   }
 
-  /** The same attributes on set and clear, or browsers keep the old cookie. */
   private cookieOptions(): CookieOptions {
-    return { httpOnly: true, sameSite: 'strict', secure: this.config.cookieSecure, path: '/' };
+    return sessionCookieOptions(this.config);
   }
 }

@@ -2,6 +2,7 @@ import { HttpStatus, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AuditService } from '../audit/audit.service';
 import { ApiError } from '../common/api-error';
+import { OperationLock } from '../common/operation-lock';
 import type { RequestMeta } from '../common/request-meta';
 import type { AuthUser } from './auth-user';
 import { DUMMY_PASSWORD_HASH, verifyPassword } from './credentials';
@@ -18,6 +19,7 @@ export class AuthService {
     private readonly loginThrottle: LoginThrottle,
     private readonly audit: AuditService,
     private readonly dataSource: DataSource,
+    private readonly lock: OperationLock,
   ) {}
 
   async login(
@@ -55,7 +57,21 @@ export class AuthService {
       throw new ApiError(HttpStatus.UNAUTHORIZED, 'Invalid credentials');
     }
     reservation.succeeded();
-    const { token, expiresAt } = await this.sessions.create(user, meta);
+    const session = await this.sessions.create(user, meta);
+    if (session === null) {
+      // The password was changed while it was being checked: the one given is no longer this user's. Not a guess,
+      // so it does not count toward the limit.
+      await this.audit.record({
+        action: 'login_failed',
+        actor: user,
+        targetType: 'user',
+        targetId: String(user.id),
+        detail: { reason: 'password_changed' },
+        meta,
+      });
+      throw new ApiError(HttpStatus.UNAUTHORIZED, 'Invalid credentials');
+    }
+    const { token, expiresAt } = session;
     await this.audit.record({
       action: 'login',
       actor: user,
@@ -112,7 +128,9 @@ export class AuthService {
       });
       throw new ApiError(HttpStatus.BAD_REQUEST, 'current_password is not your current password');
     }
-    const sessionsEnded = await replacePassword(this.dataSource.manager, user.id, newPassword, user.sessionId);
+    const sessionsEnded = await replacePassword(this.dataSource.manager, user.id, newPassword, user.sessionId, () =>
+      this.lock.restoreFinished(),
+    );
     await this.audit.record({
       action: 'password_change',
       actor: user,

@@ -13,8 +13,11 @@ export async function replacePassword(
   userId: number,
   newPassword: string,
   keepSessionId?: number,
+  /** Awaited after the hash, right before the transaction: the service waits there for a running restore. */
+  beforeWrite: () => Promise<void> = () => Promise.resolve(),
 ): Promise<number> {
   const passwordHash = await hashPassword(newPassword);
+  await beforeWrite();
   const db = (manager.connection.driver as unknown as { databaseConnection: Database }).databaseConnection;
   return db
     .transaction((): number => {

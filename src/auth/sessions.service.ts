@@ -1,7 +1,9 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { LessThanOrEqual, Repository } from 'typeorm';
 import { Clock } from '../common/clock';
+import { OperationLock } from '../common/operation-lock';
+import { SQLITE_HANDLE, type SqliteHandle } from '../database/sqlite-handle';
 import type { RequestMeta } from '../common/request-meta';
 import type { AuthUser } from './auth-user';
 import { hashSessionToken, newSessionToken } from './credentials';
@@ -16,23 +18,35 @@ export class SessionsService {
     @InjectRepository(SessionEntity) private readonly sessions: Repository<SessionEntity>,
     @InjectRepository(UserEntity) private readonly users: Repository<UserEntity>,
     private readonly clock: Clock,
+    @Inject(SQLITE_HANDLE) private readonly db: SqliteHandle,
+    private readonly lock: OperationLock,
   ) {}
 
-  /** Returns the cookie token; only its hash is stored. Expired rows are swept on the way. */
-  async create(user: UserEntity, meta: RequestMeta): Promise<{ token: string; expiresAt: number }> {
+  /**
+   * Opens a session for `user`, whose password was checked against `user.passwordHash`; returns the cookie token
+   * (only its hash is stored), or null when that hash is no longer the user's: the password was changed or reset
+   * while it was being checked. Expired rows are swept on the way.
+   *
+   * The check and the insert are one statement. SQLite runs a write statement under the database's write lock
+   * from its first read, and a password change replaces the hash and deletes the user's sessions in one
+   * transaction under the same lock (passwords.ts; the CLI's from another process too). So either this session
+   * is stored first and the change deletes it, or the change commits first and nothing is stored. Checking first
+   * and inserting after, or comparing a generation read earlier, would leave a gap between the two.
+   */
+  async create(user: UserEntity, meta: RequestMeta): Promise<{ token: string; expiresAt: number } | null> {
     await this.removeExpired();
     const token = newSessionToken();
     const now = this.clock.nowSeconds();
     const expiresAt = now + SESSION_TTL_SECONDS;
-    await this.sessions.insert({
-      tokenHash: hashSessionToken(token),
-      userId: user.id,
-      createdAt: now,
-      expiresAt,
-      ipAddress: meta.ip,
-      userAgent: meta.userAgent,
-    });
-    return { token, expiresAt };
+    // A login that passed the availability guard just before a restore began: wait for it, not for its write lock.
+    await this.lock.restoreFinished();
+    const stored = this.db
+      .prepare(
+        'INSERT INTO sessions (token_hash, user_id, created_at, expires_at, ip_address, user_agent) ' +
+          'SELECT ?, id, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ?',
+      )
+      .run(hashSessionToken(token), now, expiresAt, meta.ip, meta.userAgent, user.id, user.passwordHash);
+    return stored.changes === 1 ? { token, expiresAt } : null;
   }
 
   async resolve(token: string): Promise<AuthUser | null> {

@@ -6,6 +6,7 @@ import { Repository } from 'typeorm';
 import { AuditService, SYSTEM_ACTORS } from '../audit/audit.service';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
+import { OperationLock } from '../common/operation-lock';
 import type { RequestMeta } from '../common/request-meta';
 import { AppConfig } from '../config/app-config';
 import type { AuthUser } from './auth-user';
@@ -38,6 +39,7 @@ export class UsersService implements OnApplicationBootstrap {
     private readonly audit: AuditService,
     private readonly config: AppConfig,
     private readonly clock: Clock,
+    private readonly lock: OperationLock,
   ) {}
 
   /** First start: create the configured admin, or `admin` with a random password written to a 0600 file. */
@@ -159,7 +161,9 @@ export class UsersService implements OnApplicationBootstrap {
     if (!user) {
       throw new ApiError(HttpStatus.NOT_FOUND, 'User not found');
     }
-    const sessionsEnded = await replacePassword(this.users.manager, id, newPassword);
+    const sessionsEnded = await replacePassword(this.users.manager, id, newPassword, undefined, () =>
+      this.lock.restoreFinished(),
+    );
     await this.audit.record({
       action: 'password_reset',
       actor,

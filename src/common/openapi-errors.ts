@@ -60,6 +60,18 @@ function setExamples(response: ResponseObject, examples: Record<string, { summar
  * authenticated change (refused while a restore runs or the service stops), and the summary as the description of
  * a success that has none.
  */
+/** The 401s of a request whose credentials failed: the contract's error, and which ones (auth/unauthenticated.ts). */
+const UNAUTHENTICATED_WITH_REASON: Record<string, { summary: string; value: Json }> = {
+  invalid_api_key: {
+    summary: 'A wrong API key',
+    value: { error: 'Authentication required', reason: 'invalid_api_key', message: 'Invalid API key' },
+  },
+  session_expired: {
+    summary: 'An expired, unknown or logged-out session cookie (the response also expires the cookie)',
+    value: { error: 'Authentication required', reason: 'session_expired', message: 'Session expired: log in again' },
+  },
+};
+
 export function documentErrorExamples(original: OpenAPIObject): OpenAPIObject {
   // Nest shares one response object between the operations that use the same decorator: edit a private copy.
   const document = JSON.parse(JSON.stringify(original)) as OpenAPIObject;
@@ -79,7 +91,8 @@ export function documentErrorExamples(original: OpenAPIObject): OpenAPIObject {
       }
       if (responses['401']) {
         setExamples(responses['401'], {
-          unauthenticated: { summary: 'No or bad credentials', value: { error: 'Authentication required' } },
+          unauthenticated: { summary: 'No credentials', value: { error: 'Authentication required' } },
+          ...(authenticated ? UNAUTHENTICATED_WITH_REASON : {}),
         });
       }
       if (responses['403']) {

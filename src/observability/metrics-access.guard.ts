@@ -3,6 +3,7 @@ import { AuthGuard } from '@nestjs/passport';
 import type { Request } from 'express';
 import { AuthUser, hasRole } from '../auth/auth-user';
 import { secretsEqual } from '../auth/credentials';
+import { unauthenticated } from '../auth/unauthenticated';
 import { ApiError } from '../common/api-error';
 import { AppConfig } from '../config/app-config';
 
@@ -39,9 +40,14 @@ export class MetricsAccessGuard extends AuthGuard(['api-key', 'session']) {
     return true;
   }
 
-  override handleRequest<TUser = AuthUser>(error: unknown, user: TUser | false): TUser {
+  override handleRequest<TUser = AuthUser>(
+    error: unknown,
+    user: TUser | false,
+    _info?: unknown,
+    context?: ExecutionContext,
+  ): TUser {
     if (error || !user) {
-      throw new ApiError(HttpStatus.UNAUTHORIZED, 'Authentication required');
+      throw unauthenticated(context, this.config, 'API key or metrics token');
     }
     return user;
   }

@@ -1,14 +1,18 @@
-import { ExecutionContext, HttpStatus, Injectable } from '@nestjs/common';
+import { ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
-import { ApiError } from '../../common/api-error';
+import { AppConfig } from '../../config/app-config';
+import { unauthenticated } from '../unauthenticated';
 import type { AuthUser } from '../auth-user';
 import { IS_OPTIONAL_AUTH, IS_PUBLIC } from '../decorators';
 
 /** Global: every route needs a session cookie or the API key unless it is marked @Public(). */
 @Injectable()
 export class AuthenticationGuard extends AuthGuard(['api-key', 'session']) {
-  constructor(private readonly reflector: Reflector) {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly config: AppConfig,
+  ) {
     super();
   }
 
@@ -38,7 +42,7 @@ export class AuthenticationGuard extends AuthGuard(['api-key', 'session']) {
       return (error || !user ? undefined : user) as TUser;
     }
     if (error || !user) {
-      throw new ApiError(HttpStatus.UNAUTHORIZED, 'Authentication required');
+      throw unauthenticated(context, this.config);
     }
     return user;
   }
