@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import request from 'supertest';
-import { RestoreRunner } from '../src/backups/restore-runner';
+import { FaultPoints } from '../src/config/fault-points';
 import type { RestorePausePoint } from '../src/config/app-config';
 import { AuditService } from '../src/audit/audit.service';
 import { makeBackup } from './helpers/recovery-fixtures';
@@ -29,12 +29,12 @@ describe('The service during a restore (e2e)', () => {
    * for good) until `release` is called.
    */
   async function heldRestore(name: string, point: RestorePausePoint) {
-    const runner = t.app.get(RestoreRunner);
+    const faults = t.app.get(FaultPoints);
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     let reached!: () => void;
     const atPoint = new Promise<void>((resolve) => (reached = resolve));
-    jest.spyOn(runner, 'pauseAt').mockImplementation(async (at) => {
+    jest.spyOn(faults, 'reach').mockImplementation(async (at) => {
       if (at === point) {
         reached();
         await gate;

@@ -1,3 +1,4 @@
+import { OperationLock } from '../common/operation-lock';
 import { Inject, Injectable } from '@nestjs/common';
 import { createReadStream } from 'node:fs';
 import { BackupFiles } from '../backups/backup-files';
@@ -41,6 +42,7 @@ export class UploadPipeline {
     private readonly files: BackupFiles,
     private readonly manifests: BackupManifests,
     private readonly clock: Clock,
+    private readonly lock: OperationLock,
   ) {}
 
   async upload(name: string, size: number, row: OutboxRow, signal: AbortSignal): Promise<UploadOutcome> {
@@ -71,6 +73,10 @@ export class UploadPipeline {
     if (outcome === 'created') {
       plainTap.result();
       ({ sha256: objectSha256, bytes: objectSize } = objectTap.result());
+      // A synchronous write on the shared connection: never while a restore holds the write lock.
+      if (this.lock.writesHeld) {
+        await this.lock.restoreFinished();
+      }
       this.outbox.rememberObject(name, objectName, objectSha256);
     } else {
       // 412: something is there under this name already. Ours from an earlier try, or not ours at all.

@@ -14,6 +14,7 @@ import { BackupFiles } from '../backups/backup-files';
 import { SAFETY_PREFIX, validateBackupName } from '../backups/backup-name';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
+import { OperationLock } from '../common/operation-lock';
 import { OpsEvents } from '../common/ops-events';
 import { RemoteCopies } from '../common/remote-copies';
 import { BucketRetention } from './bucket-retention';
@@ -79,6 +80,7 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
     private readonly events: OpsEvents,
     private readonly remoteCopies: RemoteCopies,
     private readonly tracker: OffsiteTracker,
+    private readonly lock: OperationLock,
   ) {}
 
   get configured(): boolean {
@@ -295,6 +297,7 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
   private async uploadOne(row: OutboxRow): Promise<UploadResult> {
     const { name } = row;
     const started = performance.now();
+    await this.outboxWritable();
     const stat = await this.files.statBackup(name);
     if (stat === null) {
       // Deleted before it could be copied (the delete's audit row says so): nothing left to send.
@@ -304,6 +307,7 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
     }
     try {
       const outcome = await this.pipeline.upload(name, stat.size, row, this.stopping.signal);
+      await this.outboxWritable();
       this.outbox.markUploaded(name, outcome);
       const durationMs = performance.now() - started;
       this.logger.log(
@@ -334,12 +338,23 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
         return 'interrupted';
       }
       const reason = reasonOf(error);
+      await this.outboxWritable();
       const attempts = this.outbox.markFailed(name, reason);
       await this.failed(name, reason, attempts, this.outbox.get(name)?.next_attempt_at_ms ?? null);
       return 'failed';
     }
     await this.retention.prune({ keep: name });
     return 'uploaded';
+  }
+
+  /**
+   * The outbox is written on the shared connection, synchronously: while a restore holds the live database's write
+   * lock, such a write would freeze the event loop for the busy timeout and then fail. Wait for the restore instead.
+   */
+  private async outboxWritable(): Promise<void> {
+    if (this.lock.writesHeld) {
+      await this.lock.restoreFinished();
+    }
   }
 
   private async failed(name: string, reason: string, attempts: number, nextAttemptAtMs: number | null): Promise<void> {
