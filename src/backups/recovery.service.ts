@@ -1,3 +1,4 @@
+import { quote } from './schema-check';
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -533,6 +534,13 @@ export function applicationProblem(check: InspectResult): string | null {
     return check.integrity === 'database file is truncated'
       ? 'Not a whole SQLite database: the file is truncated'
       : 'Not a SQLite database';
+  }
+  if (check.virtualTables?.length) {
+    // Never integrity-checked (that would run the module): refused by name, before the corruption verdict.
+    const shown = check.virtualTables
+      .slice(0, MAX_PROBLEMS_SHOWN)
+      .map((t) => `virtual table ${quote(t)} is not accepted`);
+    return `The database schema is not this application's: ${shown.join('; ')}`;
   }
   if (check.integrity !== 'ok') {
     return 'The database is corrupt (integrity_check failed)';
