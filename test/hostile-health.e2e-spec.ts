@@ -1,8 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import request from 'supertest';
 import { BackupFiles } from '../src/backups/backup-files';
+import { Clock } from '../src/common/clock';
 import { BackupHealthState } from '../src/health/backup-health-state';
 import { DatabaseProbe } from '../src/health/database-probe';
 import { compiledBuild, runCli } from './helpers/cli-runner';
@@ -206,5 +209,51 @@ describe('Health under hostile conditions (e2e)', () => {
     expect(await listNames()).toContain('by-hand.db');
     fs.unlinkSync(inBackups(t, 'mc-backup-2025-01-01_00-00-00.db'));
     expect(await listNames()).not.toContain('mc-backup-2025-01-01_00-00-00.db');
+  });
+
+  it('should answer 200 degraded, database unknown with the reason, when the probe cannot load SQLite, and retry', async () => {
+    const dir = fs.mkdtempSync(path.join(tmpdir(), 'mc-obs-'));
+    o = await startObservabilityApp(
+      {},
+      {
+        databaseProbe: {
+          firstQuickCheckMs: 0,
+          quickCheckIntervalMs: 600_000,
+          // No scheduled rounds: the test runs them, on its own clock.
+          scanIntervalMs: 3_600_000,
+          // As after `npm ci` under the running service: the probe's worker cannot load better-sqlite3's binary.
+          nativeBinding: `${dir}/replaced/better_sqlite3.node`,
+        },
+      },
+      dir,
+    );
+    let nowMs = Date.now() + 1000;
+    jest.spyOn(o.app.get(Clock), 'now').mockImplementation(() => new Date(nowMs));
+    const probe = o.app.get(DatabaseProbe);
+    // Out-of-request log lines may land in another app's capture (see observability-app.ts): count by the state.
+    const triedAt = () => probe.state.triedAt;
+    const t0 = Math.floor(nowMs / 1000);
+
+    await probe.tick();
+    expect(triedAt()).toBe(t0);
+    const admin = await asAdmin(200);
+    expect(admin.status).toBe('degraded');
+    expect(admin.checks.database).toMatchObject({
+      status: 'unknown',
+      reason: 'MODULE_NOT_FOUND',
+      message: expect.stringMatching(/could not run/),
+    });
+    expect(JSON.stringify(admin)).not.toContain(dir);
+    const anonymous = await request(o.http).get('/api/health').expect(200);
+    expect(anonymous.body).toMatchObject({ status: 'degraded', checks: { database: { status: 'unknown' } } });
+
+    // Tried again within a minute, not after the 10-minute schedule.
+    nowMs += 29_000;
+    await probe.tick();
+    expect(triedAt()).toBe(t0);
+    nowMs += 1_000;
+    await probe.tick();
+    expect(triedAt()).toBe(t0 + 30);
+    expect((await asAdmin(200)).checks.database.status).toBe('unknown');
   });
 });

@@ -147,4 +147,64 @@ describe('Hostile backups: schema, page size, encoding (e2e)', () => {
     const response = await upload(bytes).expect(400);
     expect(response.body.error).toMatch(/UTF-16le text encoding/);
   });
+
+  describe('decided by what SQLite reports, not by the CREATE text', () => {
+    it('should refuse an upload and a restore of a virtual table hidden by a comment, naming it, running nothing', async () => {
+      const bytes = await tamperedBackup((db) => {
+        db.exec('CREATE VIRTUAL TABLE ft USING fts5(a)');
+        const insert = db.prepare('INSERT INTO ft (a) VALUES (?)');
+        for (let i = 0; i < 200; i++) {
+          insert.run(`row ${i}`);
+        }
+        db.unsafeMode(true);
+        // A damaged fts5 index: had fts5's code run on the file (integrity_check does that), it would report it.
+        db.exec('DELETE FROM ft_data WHERE id > 10');
+        // SQLite itself stores `CREATE VIRTUAL TABLE …`; a hostile author writes the text behind its back.
+        db.pragma('writable_schema = ON');
+        db.exec("UPDATE sqlite_schema SET sql = 'CREATE VIRTUAL/**/TABLE ft USING fts5(a)' WHERE name = 'ft'");
+        db.pragma('writable_schema = OFF');
+      });
+      const before = folderEntries(t);
+      const response = await upload(bytes).expect(400);
+      expect(response.body.error).toMatch(/virtual table "ft" is not accepted/);
+      expect(folderEntries(t)).toEqual(before);
+
+      const name = 'mc-backup-2020-01-01_00-00-00.db';
+      fs.writeFileSync(inBackups(t, name), bytes, { mode: 0o600 });
+      await checkpoint(t);
+      const digest = contentDigest(t.dbPath);
+      const restore = await api('post', '/api/backup/restore').send({ name }).expect(400);
+      expect(restore.body.error).toMatch(/virtual table "ft" is not accepted/);
+      expect(contentDigest(t.dbPath)).toBe(digest);
+    });
+
+    it("should refuse an index on an application table named like one of SQLite's own, naming it", async () => {
+      const bytes = await tamperedBackup((db) => {
+        db.exec('CREATE UNIQUE INDEX planted ON sessions (user_id)');
+        db.unsafeMode(true);
+        db.pragma('writable_schema = ON');
+        db.exec(
+          "UPDATE sqlite_schema SET name = 'sqlite_autoindex_sessions_9', " +
+            "sql = 'CREATE UNIQUE INDEX sqlite_autoindex_sessions_9 ON sessions (user_id)' WHERE name = 'planted'",
+        );
+        db.pragma('writable_schema = OFF');
+      });
+      const before = folderEntries(t);
+      const response = await upload(bytes).expect(400);
+      expect(response.body.error).toMatch(
+        /index "sqlite_autoindex_sessions_9" on application table "sessions" is not created by this application/,
+      );
+      expect(folderEntries(t)).toEqual(before);
+    });
+
+    it('should refuse an upload whose foreign table references an application table, naming both', async () => {
+      const bytes = await tamperedBackup((db) => {
+        db.exec('CREATE TABLE pin (a INTEGER REFERENCES audit_log(id) ON DELETE RESTRICT); INSERT INTO pin VALUES (1)');
+      });
+      const before = folderEntries(t);
+      const response = await upload(bytes).expect(400);
+      expect(response.body.error).toMatch(/table "pin" references application table "audit_log"/);
+      expect(folderEntries(t)).toEqual(before);
+    });
+  });
 });

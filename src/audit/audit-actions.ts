@@ -17,6 +17,7 @@ export const AUDIT_ACTIONS = [
   'backup_delete',
   'backup_prune',
   'backup_prune_failed',
+  'backup_future_named',
   'backup_verify',
   'backup_download',
   'backup_upload',

@@ -150,6 +150,11 @@ export class AuditService implements OnApplicationShutdown {
     return (await this.events.count({ where: { action }, take: 1 })) > 0;
   }
 
+  /** Whether `action` was ever recorded for `targetId`: for findings that are audited once, not on every pass. */
+  async hasEvent(action: string, targetId: string): Promise<boolean> {
+    return (await this.events.count({ where: { action, targetId }, take: 1 })) > 0;
+  }
+
   async query(query: AuditQuery): Promise<{ events: AuditEventView[]; total: number }> {
     const builder = this.events.createQueryBuilder('event');
     if (query.action !== undefined) {

@@ -1,3 +1,4 @@
+/** `upload`: any file from outside this service's own backups (an upload, or a copy pulled from the bucket). */
 export type BackupKind = 'manual' | 'scheduled' | 'upload' | 'safety';
 
 /** Manual and scheduled backups share the contract's name; the name alone cannot tell them apart. */

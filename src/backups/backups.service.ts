@@ -6,7 +6,7 @@ import { classifyFailure, describeForLog } from '../common/failure-reason';
 import type { RequestMeta } from '../common/request-meta';
 import { AppConfig } from '../config/app-config';
 import { SettingsService } from '../settings/settings.service';
-import { BackupFiles } from './backup-files';
+import { BackupFiles, type BackupFileInfo } from './backup-files';
 import { BackupManifests } from './backup-manifests';
 import { requireBackupName } from './backup-name.pipe';
 import { BACKUP_PREFIX, type BackupKind, parseBackupName } from './backup-name';
@@ -15,7 +15,7 @@ import type { BackupDto, BackupListDto, CreatedBackupDto } from './dto/backup.dt
 import { OperationLock } from '../common/operation-lock';
 import { OpsEvents } from '../common/ops-events';
 import { RemoteCopies } from '../common/remote-copies';
-import { selectForPruning } from './retention';
+import { planRetention } from './retention';
 
 export interface CreateBackupRequest {
   actor: AuditActor;
@@ -33,6 +33,8 @@ export interface DownloadHandle {
   sha256: string;
   stream: ReadStream;
 }
+
+const FUTURE_NAMED_ACTION = 'backup_future_named';
 
 @Injectable()
 export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
@@ -180,7 +182,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
         durationMs: snapshot.durationMs,
         kind: request.kind,
       });
-      await this.prune(request.actor);
+      await this.prune(request.actor, snapshot.name);
       return {
         name: snapshot.name,
         size: snapshot.size,
@@ -211,22 +213,25 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   /**
-   * Applies the retention settings as they are now. One audit row per pruned file. A failure is logged and
-   * audited but never thrown: the backup that triggered it has already succeeded.
+   * Applies the retention settings as they are now, never to `keep` (the backup the calling request just made).
+   * One audit row per pruned file. A failure is logged and audited but never thrown: the backup that triggered it
+   * has already succeeded.
    */
-  async prune(actor: AuditActor = SYSTEM_ACTORS.system): Promise<string[]> {
+  async prune(actor: AuditActor = SYSTEM_ACTORS.system, keep?: string): Promise<string[]> {
     const pruned: string[] = [];
     try {
       const count = await this.settings.getInt('general.backup_retention_count');
       const maxAgeDays = await this.settings.getInt('general.backup_retention_days');
       // A backup whose off-site copy is not uploaded yet is kept until it is (the count is exceeded meanwhile).
       const held = this.remoteCopies.awaitingUpload();
-      const doomed = selectForPruning(await this.files.list(), {
-        count,
-        maxAgeDays,
-        nowMs: this.clock.nowMs(),
-      }).filter((file) => !held.has(file.name));
-      for (const file of doomed) {
+      const [files, manifests] = await Promise.all([this.files.list(), this.manifests.listed()]);
+      const nowMs = this.clock.nowMs();
+      const plan = planRetention(
+        files.map((file) => ({ ...file, recordedKind: manifests.get(file.name)?.kind ?? null })),
+        { count, maxAgeDays, nowMs, keep },
+      );
+      await this.reportFutureNamed(plan.futureNamed, nowMs, actor);
+      for (const file of plan.doomed.filter((f) => !held.has(f.name))) {
         const outcome = await this.files.remove(file.name);
         if (outcome === 'removed') {
           pruned.push(file.name);
@@ -277,6 +282,35 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
       meta,
     });
     return { name, size: opened.size, sha256, stream: opened.stream };
+  }
+
+  /**
+   * Backups named later than now were made while the clock was ahead: retention leaves them alone, so the operator
+   * must decide. Warned on every pass, audited once per file (the audit trail is the record that survives restarts).
+   */
+  private async reportFutureNamed(files: readonly BackupFileInfo[], nowMs: number, actor: AuditActor): Promise<void> {
+    for (const file of files) {
+      const aheadSeconds = Math.round((file.createdAtMs - nowMs) / 1000);
+      this.logger.warn(
+        `${file.name} is named ${aheadSeconds} s later than now (was the clock ahead?): retention neither removes ` +
+          'nor counts it; delete it by hand once checked',
+      );
+      if (await this.audit.hasEvent(FUTURE_NAMED_ACTION, file.name)) {
+        continue;
+      }
+      await this.audit.record({
+        action: FUTURE_NAMED_ACTION,
+        actor,
+        targetType: 'backup',
+        targetId: file.name,
+        detail: {
+          name: file.name,
+          named_at: Math.floor(file.createdAtMs / 1000),
+          now: Math.floor(nowMs / 1000),
+          ahead_seconds: aheadSeconds,
+        },
+      });
+    }
   }
 
   private validName(rawName: unknown): string {

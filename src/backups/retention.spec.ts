@@ -1,5 +1,5 @@
 import { BACKUP_PREFIX, formatBackupName, parseBackupName, SAFETY_PREFIX, UPLOAD_PREFIX } from './backup-name';
-import { type RetentionCandidate, selectForPruning } from './retention';
+import { FUTURE_NAME_TOLERANCE_MS, planRetention, type RetentionCandidate, selectForPruning } from './retention';
 
 const DAY = 24 * 60 * 60 * 1000;
 const NOW = Date.UTC(2026, 5, 15, 12, 0, 0);
@@ -211,6 +211,100 @@ describe(selectForPruning.name, () => {
       const doomed = selectForPruning(b, { count: 1, maxAgeDays: 1, nowMs: NOW });
       expect(doomed).toHaveLength(5);
       expect(new Set(doomed.map((f) => f.name)).size).toBe(5);
+    });
+  });
+
+  describe('the backup its own request just made', () => {
+    it('is never selected, even when a name slightly ahead of the clock (within the tolerance) outranks it', () => {
+      // Two minutes ahead: within the tolerance, so an ordinary candidate that sorts above the new backup.
+      const ahead = file(formatBackupName(BACKUP_PREFIX, new Date(NOW + 2 * 60 * 1000), 1));
+      const made = backup(0);
+      for (const input of orders([ahead, made, backup(1)])) {
+        const doomed = selectForPruning(input, { count: 1, maxAgeDays: 0, nowMs: NOW, keep: made.name });
+        expect(names(doomed)).toEqual(names([backup(1)]));
+      }
+    });
+
+    it('is never selected by the age rule either', () => {
+      const made = backup(30);
+      const doomed = selectForPruning([backup(0), made], { count: 1000, maxAgeDays: 1, nowMs: NOW, keep: made.name });
+      expect(doomed).toEqual([]);
+    });
+  });
+
+  describe('names later than now (a clock that was once ahead)', () => {
+    const future = [400, 401, 402].map((days) => backup(-days));
+
+    it('neither removes the new backup nor counts the future-named ones (count 3, three names +400 days)', () => {
+      const made = backup(0);
+      for (const input of orders([...future, made])) {
+        const plan = planRetention(input, { count: 3, maxAgeDays: 0, nowMs: NOW });
+        expect(plan.doomed).toEqual([]);
+        expect(names(plan.futureNamed)).toEqual(names(future));
+      }
+    });
+
+    it('keeps exactly `count` real backups beside them, pruning only real old ones', () => {
+      const real = [0, 1, 2, 3, 4].map((daysAgo) => backup(daysAgo));
+      for (const input of orders([...future, ...real])) {
+        const plan = planRetention(input, { count: 3, maxAgeDays: 0, nowMs: NOW });
+        expect(names(plan.doomed)).toEqual(names([real[3], real[4]]));
+      }
+    });
+
+    it('does not let a future name take the place of the newest real backup under the age rule', () => {
+      const real = [backup(100), backup(200)];
+      for (const input of orders([...future, ...real])) {
+        const plan = planRetention(input, { count: 1000, maxAgeDays: 1, nowMs: NOW });
+        // The newest real backup stays, however old: the future-named ones are not "the newest".
+        expect(names(plan.doomed)).toEqual([real[1].name]);
+        expect(names(plan.futureNamed)).toEqual(names(future));
+      }
+    });
+
+    it('tolerates small drift: a name up to the tolerance ahead is an ordinary candidate, a second more is not', () => {
+      const edge = file(formatBackupName(BACKUP_PREFIX, new Date(NOW + FUTURE_NAME_TOLERANCE_MS), 1));
+      const beyond = file(formatBackupName(BACKUP_PREFIX, new Date(NOW + FUTURE_NAME_TOLERANCE_MS + 1000), 1));
+      const plan = planRetention([edge, beyond, backup(0), backup(1)], { count: 2, maxAgeDays: 0, nowMs: NOW });
+      expect(names(plan.futureNamed)).toEqual([beyond.name]);
+      expect(names(plan.doomed)).toEqual([backup(1).name]);
+    });
+
+    it('treats them as ordinary backups once the clock has passed their time', () => {
+      const later = NOW + 403 * DAY;
+      const plan = planRetention([...future, backup(0)], { count: 2, maxAgeDays: 0, nowMs: later });
+      expect(plan.futureNamed).toEqual([]);
+      expect(names(plan.doomed)).toEqual([backup(0).name, future[0].name].sort());
+    });
+
+    it('reports only mc-backup- candidates as future-named', () => {
+      const upload = backup(-400, 1, UPLOAD_PREFIX);
+      const plan = planRetention([upload, backup(0)], { count: 1, maxAgeDays: 0, nowMs: NOW });
+      expect(plan.futureNamed).toEqual([]);
+    });
+  });
+
+  describe('the kind the manifest records', () => {
+    // A copy pulled from the bucket keeps its mc-backup- name; its manifest says it came from outside.
+    const pulled: RetentionCandidate = { ...backup(5), recordedKind: 'upload' };
+    const restoredSafety: RetentionCandidate = { ...backup(6), recordedKind: 'safety' };
+
+    it('never selects a file recorded as an upload or safety copy, under either rule, nor counts it', () => {
+      const real = [backup(0), backup(1), backup(2)];
+      for (const input of orders([pulled, restoredSafety, ...real])) {
+        expect(selectForPruning(input, { count: 3, maxAgeDays: 0, nowMs: NOW })).toEqual([]);
+        expect(names(selectForPruning(input, { count: 1, maxAgeDays: 1, nowMs: NOW }))).toEqual(
+          names([real[1], real[2]]),
+        );
+      }
+    });
+
+    it('treats a file recorded as manual or scheduled, or with no manifest, by its name', () => {
+      const manual: RetentionCandidate = { ...backup(5), recordedKind: 'scheduled' };
+      const unknown: RetentionCandidate = { ...backup(6), recordedKind: null };
+      expect(names(selectForPruning([backup(0), manual, unknown], { count: 1, maxAgeDays: 0, nowMs: NOW }))).toEqual(
+        names([manual, unknown]),
+      );
     });
   });
 });

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { DataSource } from 'typeorm';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations';
+import { readEveryTable } from './read-every-table';
+import { readSchemaFacts } from './schema-facts';
 import {
   checkSchema,
   compareSchema,
@@ -28,14 +30,48 @@ async function appDatabase(file: string, upTo = SCHEMA_VERSION): Promise<void> {
   await dataSource.destroy();
 }
 
+/** The file's schema as the inspect worker reads it (with SQLite's facts), after `change`. */
 function schemaOf(file: string, change?: (db: Database.Database) => void): SchemaObject[] {
   const db = new Database(file);
   try {
     change?.(db);
-    return db.prepare('SELECT type, name, tbl_name, sql FROM sqlite_schema').all() as SchemaObject[];
   } finally {
     db.close();
   }
+  const reader = new Database(file, { readonly: true });
+  try {
+    return readSchemaFacts(reader);
+  } finally {
+    reader.close();
+  }
+}
+
+/** Edits sqlite_schema behind SQLite's back, as a hostile file's author can. */
+function behindSqlitesBack(db: Database.Database, sql: string): void {
+  db.unsafeMode(true);
+  db.pragma('writable_schema = ON');
+  db.exec(sql);
+  db.pragma('writable_schema = OFF');
+}
+
+/**
+ * A virtual table module written in JavaScript that counts how often SQLite asks it for a table (its xConnect): the
+ * proof that reading a file's schema, or every table of it, runs no virtual table's code.
+ */
+function spyModule(db: Database.Database): { connects: number } {
+  const spy = { connects: 0 };
+  // The factory form (called on every connect) is better-sqlite3's, though its type declarations omit it.
+  const factory = () => {
+    spy.connects += 1;
+    return {
+      columns: ['a'],
+      *rows() {
+        yield { a: 1 };
+      },
+    };
+  };
+  db.table('spy', factory as unknown as Parameters<Database.Database['table']>[1]);
+  return spy;
 }
 
 describe('schema-check', () => {
@@ -175,6 +211,104 @@ describe('schema-check', () => {
     it('should make a hostile name printable and bounded', () => {
       expect(quote('a\u0000b\nc')).toBe('"a?b?c"');
       expect(quote('x'.repeat(500)).length).toBeLessThan(80);
+    });
+  });
+
+  describe('hostile schemas (decided by what SQLite reports)', () => {
+    it.each([
+      ['a comment between VIRTUAL and TABLE', 'CREATE VIRTUAL/**/TABLE ft USING fts5(a)', 'ft'],
+      ['a line break and lower case', 'create virtual\n  table ft using fts5(a)', 'ft'],
+      ['a comment after CREATE', 'CREATE /* x */ VIRTUAL TABLE ft USING fts5(a)', 'ft'],
+    ])('should refuse a virtual table whose CREATE text has %s, naming it', async (_label, sql, name) => {
+      // SQLite stores `CREATE VIRTUAL TABLE …` itself; a hostile author writes any text behind its back.
+      const schema = schemaOf(file, (db) => {
+        db.exec('CREATE VIRTUAL TABLE ft USING fts5(a)');
+        behindSqlitesBack(db, `UPDATE sqlite_schema SET sql = '${sql}' WHERE name = 'ft'`);
+      });
+      expect(schema.find((o) => o.name === 'ft')?.sql).toBe(sql);
+      const verdict = await checkSchema(schema, SCHEMA_VERSION);
+      expect(verdict.problems).toContain(`virtual table ${quote(name)} is not accepted`);
+      expect(verdict.foreignTables).not.toContain(name);
+    });
+
+    it("should refuse an index named like SQLite's own on an application table (written with writable_schema)", async () => {
+      const schema = schemaOf(file, (db) => {
+        db.exec('CREATE UNIQUE INDEX hostile ON sessions (user_id)');
+        behindSqlitesBack(
+          db,
+          "UPDATE sqlite_schema SET name = 'sqlite_autoindex_sessions_9', sql = 'CREATE UNIQUE INDEX " +
+            "sqlite_autoindex_sessions_9 ON sessions (user_id)' WHERE name = 'hostile'",
+        );
+      });
+      const index = schema.find((o) => o.name === 'sqlite_autoindex_sessions_9');
+      expect(index?.origin).toBe('c');
+      expect((await checkSchema(schema, SCHEMA_VERSION)).problems).toContain(
+        'index "sqlite_autoindex_sessions_9" on application table "sessions" is not created by this application',
+      );
+    });
+
+    it('should still skip the indexes SQLite makes for UNIQUE and PRIMARY KEY constraints', async () => {
+      const schema = schemaOf(file, (db) => db.exec('CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT UNIQUE)'));
+      const automatic = schema.filter((o) => o.type === 'index' && o.tbl_name === 'kv');
+      expect(automatic.map((o) => o.origin).sort()).toEqual(['pk', 'u']);
+      expect(await checkSchema(schema, SCHEMA_VERSION)).toEqual({ problems: [], foreignTables: ['kv'] });
+    });
+
+    it('should refuse a trigger given a reserved sqlite_ name', async () => {
+      const schema = schemaOf(file, (db) => {
+        db.exec('CREATE TRIGGER t1 AFTER INSERT ON audit_log BEGIN DELETE FROM audit_log; END');
+        behindSqlitesBack(
+          db,
+          "UPDATE sqlite_schema SET name = 'sqlite_t1', sql = replace(sql, 'TRIGGER t1', 'TRIGGER sqlite_t1') WHERE name = 't1'",
+        );
+      });
+      expect((await checkSchema(schema, SCHEMA_VERSION)).problems).toContain(
+        'trigger "sqlite_t1" is not created by this application',
+      );
+    });
+
+    it('should refuse a foreign table whose foreign key references an application table, naming both', async () => {
+      const schema = schemaOf(file, (db) =>
+        db.exec('CREATE TABLE pin (a INTEGER REFERENCES audit_log(id) ON DELETE RESTRICT)'),
+      );
+      const verdict = await checkSchema(schema, SCHEMA_VERSION);
+      expect(verdict.problems).toEqual([
+        'table "pin" references application table "audit_log" (its restore could never finish)',
+      ]);
+      expect(verdict.foreignTables).toEqual([]);
+    });
+
+    it('should accept a foreign table whose foreign key references another foreign table', async () => {
+      const schema = schemaOf(file, (db) =>
+        db.exec('CREATE TABLE parent (id INTEGER PRIMARY KEY); CREATE TABLE child (p INTEGER REFERENCES parent(id))'),
+      );
+      expect(await checkSchema(schema, SCHEMA_VERSION)).toEqual({ problems: [], foreignTables: ['child', 'parent'] });
+    });
+
+    it('should read the schema and every ordinary table without connecting a virtual table', () => {
+      const db = new Database(file);
+      spyModule(db);
+      db.exec('CREATE VIRTUAL TABLE sv USING spy; CREATE TABLE plain (x); INSERT INTO plain VALUES (1)');
+      behindSqlitesBack(
+        db,
+        "UPDATE sqlite_schema SET sql = 'CREATE /**/ VIRTUAL TABLE sv USING spy' WHERE name = 'sv'",
+      );
+      db.close();
+
+      const reader = new Database(file, { readonly: true });
+      try {
+        const spy = spyModule(reader);
+        const facts = readSchemaFacts(reader);
+        readEveryTable(reader);
+        expect(spy.connects).toBe(0);
+        expect(facts.find((o) => o.name === 'sv')?.tableKind).toBe('virtual');
+        expect(facts.find((o) => o.name === 'plain')?.tableKind).toBe('ordinary');
+        // What the old text pattern and PRAGMA table_list would have done: the module runs.
+        reader.prepare('PRAGMA table_list').all();
+        expect(spy.connects).toBe(1);
+      } finally {
+        reader.close();
+      }
     });
   });
 });

@@ -1,13 +1,12 @@
 import { DataSource, type MigrationInterface } from 'typeorm';
 import { MIGRATIONS } from './migrations';
+import { classifyTableSql, SQLITE_INTERNAL_TABLES, type SchemaFact } from './schema-facts';
 
-/** One row of a database's `sqlite_schema`, as the inspect worker reads it from a file. */
-export interface SchemaObject {
-  type: string;
-  name: string;
-  tbl_name: string;
-  sql: string | null;
-}
+/**
+ * One row of a database's `sqlite_schema`, as the inspect worker reads it from a file, with what SQLite reports of
+ * it (schema-facts.ts). Rows without those facts (the reference schema) are judged by SQLite's parser here.
+ */
+export type SchemaObject = SchemaFact;
 
 /** What a file's schema is, compared with the schema this application creates at the file's migration version. */
 export interface SchemaVerdict {
@@ -98,11 +97,14 @@ export async function checkSchema(objects: readonly SchemaObject[], version: num
 }
 
 /**
- * The rules (issue 10, finding 1):
+ * The rules:
  * - refused: a trigger or view the application does not create (they run code on every write or read), a virtual
- *   table (its module is code), any change to an application table or index (its normalized CREATE text differs),
- *   an index the application does not create on one of its tables, a missing application table or index, and a
- *   foreign table whose name a later migration of this build creates (the migration would fail on restore);
+ *   table (its module is code; decided by SQLite's parser, never by a pattern on the text), any change to an
+ *   application table or index (its normalized CREATE text differs), an index the application does not create on one
+ *   of its tables (whatever its name: SQLite's own indexes are told by their `index_list` origin), a missing
+ *   application table or index, a foreign table whose name a later migration of this build creates (the migration
+ *   would fail on restore), and a foreign table whose foreign keys reference an application table (restoring it
+ *   could never finish: the application's own writes would break the reference);
  * - accepted: tables the application does not know, and their own indexes, listed as `foreignTables`.
  */
 export function compareSchema(
@@ -129,6 +131,15 @@ export function compareSchema(
     seen.add(k);
     const wanted = expected.get(k);
     const what = `${object.type} ${quote(object.name)}`;
+    const tableKind = object.type === 'table' ? (object.tableKind ?? classifyTableSql(object.sql)) : null;
+    if (tableKind === 'virtual') {
+      problems.push(`virtual table ${quote(object.name)} is not accepted`);
+      continue;
+    }
+    if (tableKind === 'unknown') {
+      problems.push(`table ${quote(object.name)} is not one SQLite reads as an ordinary table`);
+      continue;
+    }
     if (wanted) {
       if (normalizeSql(wanted.sql) !== normalizeSql(object.sql) || lower(wanted.tbl_name) !== lower(object.tbl_name)) {
         problems.push(`${what} differs from the one this application creates`);
@@ -145,15 +156,22 @@ export function compareSchema(
           problems.push(`${what} on application table ${quote(object.tbl_name)} is not created by this application`);
         }
         break;
-      case 'table':
-        if (/^\s*CREATE\s+VIRTUAL\s+TABLE/i.test(object.sql ?? '')) {
-          problems.push(`virtual table ${quote(object.name)} is not accepted`);
-        } else if (laterTables.has(lower(object.name))) {
+      case 'table': {
+        const referenced = (object.references ?? []).filter(
+          (t) => appTables.has(lower(t)) || laterTables.has(lower(t)),
+        );
+        if (laterTables.has(lower(object.name))) {
           problems.push(`table ${quote(object.name)} has the name of a table this application creates later`);
+        } else if (referenced.length > 0) {
+          problems.push(
+            `table ${quote(object.name)} references application table ${referenced.map(quote).join(', ')} ` +
+              '(its restore could never finish)',
+          );
         } else {
           foreignTables.push(object.name);
         }
         break;
+      }
       default:
         problems.push(`${what} is not created by this application`);
     }
@@ -163,13 +181,25 @@ export function compareSchema(
       problems.push(`${wanted.type} ${quote(wanted.name)} is missing`);
     }
   }
-  // Indexes of a foreign table are fine, but not when the "foreign" table turned out to be refused.
   return { problems, foreignTables: foreignTables.sort() };
 }
 
-/** Objects SQLite manages itself (no CREATE text, or a reserved `sqlite_` name) are not part of the comparison. */
+/**
+ * Objects SQLite manages itself are not part of the comparison: its internal tables, and the indexes it makes for a
+ * UNIQUE or PRIMARY KEY constraint (implied by the table's own CREATE text, which is compared). Known by what SQLite
+ * reports (`index_list` origin `u`/`pk`), not by the `sqlite_autoindex_` name, which `writable_schema` can give any
+ * index; rows without an origin (the reference, made by this application) by their missing CREATE text.
+ */
 function comparable(objects: readonly SchemaObject[]): SchemaObject[] {
-  return objects.filter((o) => !/^sqlite_/i.test(o.name) && !(o.type === 'index' && o.sql === null));
+  return objects.filter((o) => {
+    if (o.type === 'table') {
+      return !(SQLITE_INTERNAL_TABLES.has(lower(o.name)) && (o.tableKind ?? classifyTableSql(o.sql)) === 'ordinary');
+    }
+    if (o.type === 'index') {
+      return o.origin === undefined ? o.sql !== null : o.origin !== 'u' && o.origin !== 'pk';
+    }
+    return true;
+  });
 }
 
 function key(object: SchemaObject): string {

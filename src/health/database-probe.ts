@@ -13,11 +13,23 @@ export const DEFAULT_SCAN_INTERVAL_MS = 10_000;
 /** How often the quick_check runs (about 1.3 s of a worker thread per GiB), and the first one after start. */
 export const DEFAULT_QUICK_CHECK_INTERVAL_MS = 10 * 60_000;
 export const DEFAULT_FIRST_QUICK_CHECK_MS = 60_000;
+/**
+ * After a probe that could not run, the next try (checked on the next scan, so within this plus one scan interval:
+ * under a minute with the defaults).
+ */
+export const DEFAULT_PROBE_RETRY_MS = 30_000;
 
 export interface ProbeState {
-  /** `error` when the last probe found the database unsafe; `pending` before the first quick_check. */
-  status: 'ok' | 'error' | 'pending';
+  /**
+   * `error` when the last probe found the database unsafe; `pending` before the first quick_check; `unknown` when
+   * the last try could not run at all (it says nothing of the database; retried within a minute).
+   */
+  status: 'ok' | 'error' | 'pending' | 'unknown';
   message: string | null;
+  /** Why the last try could not run (an error code or class), while `unknown`. */
+  notRunReason: string | null;
+  /** Unix seconds of the last try to run the quick_check, whether it ran or not. */
+  triedAt: number | null;
   /** Unix seconds of the last quick_check, and its verdict. */
   quickCheckAt: number | null;
   quickCheck: string | null;
@@ -37,6 +49,9 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly scanIntervalMs: number;
   private readonly quickCheckIntervalMs: number;
   private readonly firstQuickCheckMs: number;
+  private readonly retryMs: number;
+  private readonly workerFile: string | undefined;
+  private readonly nativeBinding: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private nextQuickCheckMs = 0;
   private running: Promise<void> | null = null;
@@ -45,6 +60,8 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
   private current: ProbeState = {
     status: 'pending',
     message: null,
+    notRunReason: null,
+    triedAt: null,
     quickCheckAt: null,
     quickCheck: null,
     deletedFiles: [],
@@ -58,6 +75,9 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
     this.scanIntervalMs = options?.databaseProbe?.scanIntervalMs ?? DEFAULT_SCAN_INTERVAL_MS;
     this.quickCheckIntervalMs = options?.databaseProbe?.quickCheckIntervalMs ?? DEFAULT_QUICK_CHECK_INTERVAL_MS;
     this.firstQuickCheckMs = options?.databaseProbe?.firstQuickCheckMs ?? DEFAULT_FIRST_QUICK_CHECK_MS;
+    this.retryMs = options?.databaseProbe?.retryMs ?? DEFAULT_PROBE_RETRY_MS;
+    this.workerFile = options?.databaseProbe?.workerFile;
+    this.nativeBinding = options?.databaseProbe?.nativeBinding;
   }
 
   get state(): ProbeState {
@@ -91,16 +111,32 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
       return;
     }
     this.nextQuickCheckMs = this.clock.nowMs() + this.quickCheckIntervalMs;
+    let notRun: string | null = null;
     try {
-      const reply = await runProbeWorker({ dbPath: path.resolve(this.config.dbPath), busyTimeoutMs: 5000 });
-      this.current = { ...this.current, quickCheckAt: this.clock.nowSeconds(), quickCheck: reply.quickCheck };
-      this.quickCheckError = reply.ok ? null : `quick_check of the live database failed: ${reply.quickCheck}`;
-      if (!reply.ok) {
-        this.logger.error(this.quickCheckError);
+      const reply = await runProbeWorker(
+        { dbPath: path.resolve(this.config.dbPath), busyTimeoutMs: 5000, nativeBinding: this.nativeBinding },
+        this.workerFile,
+      );
+      if (reply.outcome === 'not_run') {
+        notRun = reply.errorCode ?? 'Error';
+        this.logger.warn(`Database probe could not check the database (${notRun}): ${reply.quickCheck}`);
+      } else {
+        this.current = { ...this.current, quickCheckAt: this.clock.nowSeconds(), quickCheck: reply.quickCheck };
+        this.quickCheckError = reply.ok ? null : `quick_check of the live database failed: ${reply.quickCheck}`;
+        if (!reply.ok) {
+          this.logger.error(this.quickCheckError);
+        }
       }
     } catch (error) {
+      // The worker did not start or died (e.g. its native module replaced under the running service).
+      notRun = error instanceof Error && /^[A-Za-z]{1,40}$/.test(error.name) ? error.name : 'Error';
       this.logger.warn(`Database probe could not run: ${error instanceof Error ? error.message : String(error)}`);
     }
+    if (notRun !== null) {
+      // A failure to check is not a finding: the last verdict stands, and the next try comes soon.
+      this.nextQuickCheckMs = this.clock.nowMs() + this.retryMs;
+    }
+    this.current = { ...this.current, notRunReason: notRun, triedAt: this.clock.nowSeconds() };
     this.update();
   }
 
@@ -144,12 +180,22 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
       deleted.length > 0
         ? `${deleted.join(', ')} open in the service ${deleted.length > 1 ? 'were' : 'was'} deleted by another process: writes may be lost; restart the service`
         : this.quickCheckError;
-    const status = message !== null ? 'error' : this.current.quickCheckAt === null ? 'pending' : 'ok';
+    const status =
+      message !== null
+        ? 'error'
+        : this.current.notRunReason !== null
+          ? 'unknown'
+          : this.current.quickCheckAt === null
+            ? 'pending'
+            : 'ok';
     this.current = { ...this.current, status, message };
   }
 }
 
-function startWorker(job: ProbeJob): Worker {
+function startWorker(job: ProbeJob, workerFile?: string): Worker {
+  if (workerFile !== undefined) {
+    return new Worker(workerFile, { workerData: job });
+  }
   // As in snapshot.ts: the .js sibling when compiled, the TypeScript entry under ts-jest / ts-node.
   if (__filename.endsWith('.ts')) {
     const bootstrap = typeScriptEntrySource(path.join(__dirname, 'database-probe.worker.ts'));
@@ -159,11 +205,17 @@ function startWorker(job: ProbeJob): Worker {
 }
 
 /** Runs one probe in a fresh worker thread; resolves after the worker has exited (its connection is closed). */
-export function runProbeWorker(job: ProbeJob): Promise<ProbeReply> {
+export function runProbeWorker(job: ProbeJob, workerFile?: string): Promise<ProbeReply> {
   return new Promise((resolve, reject) => {
     let reply: ProbeReply | undefined;
     let failure: Error | undefined;
-    const worker = startWorker(job);
+    let worker: Worker;
+    try {
+      worker = startWorker(job, workerFile);
+    } catch (error) {
+      reject(error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
     worker.on('message', (message: ProbeReply) => {
       reply = message;
     });

@@ -26,9 +26,12 @@ export interface HealthReport {
   body: HealthResponseDto;
 }
 
-/** One indicator's verdict. `down` makes the whole answer 503 `error`; `degraded` makes a 200 `degraded`. */
+/**
+ * One indicator's verdict. `down` makes the whole answer 503 `error`; `degraded` and `unknown` (the check could not
+ * run, which says nothing of what it checks) make a 200 `degraded`.
+ */
 export interface IndicatorResult {
-  status: 'up' | 'degraded' | 'down';
+  status: 'up' | 'degraded' | 'down' | 'unknown';
   message?: string;
   /** Shown to admins only (sizes, times, file names); anonymous callers see the status alone. */
   details?: Record<string, unknown>;
@@ -100,7 +103,8 @@ export class HealthService {
     if (statuses.includes('down')) {
       return { httpStatus: HttpStatus.SERVICE_UNAVAILABLE, body: { status: 'error', checks } };
     }
-    return { httpStatus: HttpStatus.OK, body: { status: statuses.includes('degraded') ? 'degraded' : 'ok', checks } };
+    const degraded = statuses.includes('degraded') || statuses.includes('unknown');
+    return { httpStatus: HttpStatus.OK, body: { status: degraded ? 'degraded' : 'ok', checks } };
   }
 
   /** A real read through the live connection, plus what the scheduled probe and the schema check found. */
@@ -119,6 +123,14 @@ export class HealthService {
     };
     if (probe.status === 'error') {
       return { status: 'down', message: probe.message ?? 'The database probe failed', details };
+    }
+    if (probe.status === 'unknown') {
+      // The main connection answered above; only the scheduled check could not run (retried within a minute).
+      return {
+        status: 'unknown',
+        message: 'The database answers, but its scheduled check could not run; retrying within a minute',
+        details: { ...details, reason: probe.notRunReason },
+      };
     }
     if (this.schema.problems.length > 0) {
       return {

@@ -25,7 +25,17 @@ export interface ObservabilityOptions {
   /** Body idle timeout and the bounds of discarding a refused body (see configureHttpBodies). */
   httpBody?: HttpBodyOptions;
   /** The database probe's schedule (deleted -wal/-shm scan, quick_check); see DatabaseProbe. */
-  databaseProbe?: { scanIntervalMs?: number; quickCheckIntervalMs?: number; firstQuickCheckMs?: number };
+  databaseProbe?: {
+    scanIntervalMs?: number;
+    quickCheckIntervalMs?: number;
+    firstQuickCheckMs?: number;
+    /** The next try after a probe that could not run. */
+    retryMs?: number;
+    /** A worker script run instead of the probe's own (a fault point for tests: one that cannot load). */
+    workerFile?: string;
+    /** better-sqlite3's native module for the probe's worker (a fault point for tests: a missing one). */
+    nativeBinding?: string;
+  };
 }
 
 export const OBSERVABILITY_OPTIONS = Symbol('OBSERVABILITY_OPTIONS');

@@ -1,4 +1,5 @@
 import { SCHEMA_VERSION } from '../database/migrations';
+import { quote } from '../database/schema-check';
 import type { InspectResult } from '../sqlite/snapshot';
 
 /** The tables that make a file this application's database (`migrations` is TypeORM's). */
@@ -77,6 +78,13 @@ export function applicationProblem(check: InspectResult): string | null {
     return check.integrity === 'database file is truncated'
       ? 'Not a whole SQLite database: the file is truncated'
       : 'Not a SQLite database';
+  }
+  if (check.virtualTables?.length) {
+    // Never integrity-checked (that would run the module): refused by name, before the corruption verdict.
+    const shown = check.virtualTables
+      .slice(0, MAX_PROBLEMS_SHOWN)
+      .map((t) => `virtual table ${quote(t)} is not accepted`);
+    return `The database schema is not this application's: ${shown.join('; ')}`;
   }
   if (check.integrity !== 'ok') {
     return 'The database is corrupt (integrity_check failed)';

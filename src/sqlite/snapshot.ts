@@ -119,8 +119,13 @@ export interface InspectResult {
   schemaVersion: number | null;
   /** Names of real tables (views and the like are not counted). */
   tables: string[];
-  /** Every row of the file's sqlite_schema (read, never run). */
+  /** Every row of the file's sqlite_schema (read, never run), with what SQLite reports of each (schema-facts.ts). */
   schema: SchemaObject[];
+  /**
+   * Tables SQLite does not read as b-tree tables (virtual tables): when there is one, integrity_check is not run
+   * (it would run the table's module) and `integrity` stays null; the schema check refuses the file by their names.
+   */
+  virtualTables?: string[];
   /** PRAGMA encoding (`UTF-8`, `UTF-16le`, `UTF-16be`); null when the file did not open. */
   encoding: string | null;
   /**

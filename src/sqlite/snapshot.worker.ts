@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { readEveryTable } from '../database/read-every-table';
-import type { SchemaObject } from '../database/schema-check';
+import { notOrdinaryTables, readSchemaFacts } from '../database/schema-facts';
 import type {
   InspectJob,
   InspectResult,
@@ -154,6 +154,7 @@ function inspect(job: InspectJob): InspectResult {
     schemaVersion: null,
     tables: [],
     schema: [],
+    virtualTables: [],
     encoding: null,
     schemaCheck: null,
     admins: null,
@@ -204,7 +205,17 @@ function inspect(job: InspectJob): InspectResult {
     defensive(db);
     result.pageCount = Number(db.pragma('page_count', { simple: true }));
     result.opened = true;
-    if (job.integrity !== 'none') {
+    // The schema first, asking SQLite without connecting any virtual table: integrity_check and quick_check connect
+    // every virtual table and run its module (fts5 checks its own index), so a file with one is not checked at all;
+    // its schema alone refuses it.
+    result.schema = readSchemaFacts(db);
+    const virtualTables = notOrdinaryTables(result.schema).sort();
+    result.virtualTables = virtualTables;
+    result.tables = result.schema
+      .filter((row) => row.type === 'table')
+      .map((row) => row.name)
+      .sort();
+    if (job.integrity !== 'none' && virtualTables.length === 0) {
       const pragma = job.integrity === 'full' ? 'integrity_check(1)' : 'quick_check(1)';
       const first = db.pragma(pragma, { simple: true });
       result.integrity = typeof first === 'string' ? first : String(first);
@@ -212,18 +223,14 @@ function inspect(job: InspectJob): InspectResult {
         readEveryTable(db);
       }
     }
-    // Reading sqlite_schema runs nothing of the file's; the comparison with this application's schema is the
-    // caller's (schema-check.ts).
-    result.schema = db.prepare('SELECT type, name, tbl_name, sql FROM sqlite_schema').all() as SchemaObject[];
-    result.tables = result.schema
-      .filter((row) => row.type === 'table')
-      .map((row) => row.name)
-      .sort();
     result.encoding = String(db.pragma('encoding', { simple: true }));
-    if (result.tables.includes(MIGRATIONS_TABLE)) {
+    // Read only when SQLite reads them as ordinary tables: a virtual table under either name would run its module.
+    const readable = (table: string) =>
+      result.tables.includes(table) && !virtualTables.some((name) => name.toLowerCase() === table);
+    if (readable(MIGRATIONS_TABLE)) {
       result.schemaVersion = migrationVersion(db);
     }
-    if (result.tables.includes('users')) {
+    if (readable('users')) {
       const row = db.prepare("SELECT count(*) AS n FROM users WHERE role = 'admin'").get() as { n: number };
       result.admins = Number(row.n);
     }
