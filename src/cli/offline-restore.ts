@@ -1,10 +1,11 @@
 import { Injectable } from '@nestjs/common';
+import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import { BackupFiles } from '../backups/backup-files';
 import { validateBackupName } from '../backups/backup-name';
 import { ApiError } from '../common/api-error';
 import { AppConfig } from '../config/app-config';
-import { admit } from '../recovery/admission';
+import { admit, compareChecksum } from '../recovery/admission';
 import { FreshInstall } from '../recovery/fresh-install';
 import { RestoreService } from '../recovery/restore.service';
 import { AppSession } from './app-session';
@@ -64,7 +65,8 @@ export class OfflineRestore {
     // database byte for byte as it was. The restore verifies it again, as every restore does.
     this.terminal.out(`Verifying ${name} (full integrity_check and sha256)…`);
     const check = await this.files.inspect(name, { integrity: 'full', hash: true });
-    const verdict = admit({ check, checksum: 'unknown', livePageSize: null, requireAdmin: false });
+    const checksum = compareChecksum(recordedSha256(dbPath, name), check.sha256);
+    const verdict = admit({ check, checksum, livePageSize: null, requireAdmin: false });
     if (verdict.problems.length > 0) {
       throw new CliError(`Refusing to restore ${name}: ${verdict.problems.join('; ')}. Nothing was changed.`);
     }
@@ -108,4 +110,28 @@ function validName(rawName: string): string {
     throw usageError(check.reason);
   }
   return check.name;
+}
+
+/**
+ * The sha256 the live database's manifest recorded for `name`, read through SQLite without booting the app (which
+ * would migrate the file). Null when there is none or it cannot be read: a damaged live database is a reason to
+ * restore, not a reason to refuse.
+ */
+function recordedSha256(dbPath: string, name: string): string | null {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(dbPath, { fileMustExist: true, timeout: 1000 });
+    db.pragma('query_only = ON');
+    const row = db.prepare('SELECT sha256 FROM backup_manifests WHERE name = ?').get(name) as
+      { sha256: string | null } | undefined;
+    return row?.sha256 ?? null;
+  } catch {
+    return null;
+  } finally {
+    try {
+      db?.close();
+    } catch {
+      // Only a lookup: nothing to report.
+    }
+  }
 }

@@ -109,11 +109,8 @@ export class RemoteRestore {
       } finally {
         progress.stop();
       }
-      if (!(await this.imports.publishAs(admitted, name))) {
-        throw new CliError(`A local backup named ${name} exists already: restore it with \`backups restore ${name}\``);
-      }
       try {
-        await this.fresh.installBackup(name, {
+        await this.fresh.installTemp(admitted.tmp, name, {
           source: `off-site copy ${name} from ${bucket.bucket}/${bucket.prefix}`,
         });
       } catch (error) {
@@ -121,6 +118,8 @@ export class RemoteRestore {
           throw new CliError(error.message);
         }
         throw error;
+      } finally {
+        await this.imports.discard(admitted).catch(() => undefined);
       }
       return { name, size: admitted.size, sha256: admitted.sha256, durationMs: performance.now() - started };
     } finally {

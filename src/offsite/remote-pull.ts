@@ -1,6 +1,7 @@
 import { HttpStatus } from '@nestjs/common';
 import type { AuditActor, AuditService } from '../audit/audit.service';
 import type { BackupManifests } from '../backups/backup-manifests';
+import { parseBackupName } from '../backups/backup-name';
 import { ApiError } from '../common/api-error';
 import type { Clock } from '../common/clock';
 import type { RequestMeta } from '../common/request-meta';
@@ -79,7 +80,13 @@ export async function downloadAndPublish(
   });
   return {
     success: true,
-    backup: { name, size: admitted.size, created_at: createdAtOf(name, deps.clock), kind: 'upload' },
+    // The response names the kind its name says; the manifest records `upload`, which count retention never removes.
+    backup: {
+      name,
+      size: admitted.size,
+      created_at: createdAtOf(name, deps.clock),
+      kind: parseBackupName(name)?.kind ?? 'upload',
+    },
   };
 }
 
