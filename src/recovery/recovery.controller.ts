@@ -103,9 +103,12 @@ export class RecoveryController {
   @ApiOperation({
     summary: 'Restore a backup into the live database, online',
     description:
-      'Verifies the backup (checksum, integrity_check, schema), takes a safety backup, copies the backup’s pages ' +
-      'into the live database, runs migrations and checks health (an admin must exist); any failure after the ' +
-      'safety backup rolls back to it. Meanwhile other mutating requests get 503 with Retry-After.',
+      'Verifies the backup (checksum, integrity_check, schema) and copies it to a scratch file, migrated when older. ' +
+      'Then, holding the live database’s write lock: a safety backup, what a restore keeps (the audit log, the ' +
+      'backups’ manifests, the scheduler’s state, the caller’s session) written into the scratch copy with the ' +
+      'restore’s own audit event, a check that an admin exists, and the pages copied in as one transaction. Any ' +
+      'failure leaves the live database exactly as the safety backup holds it (rolled_back: true). Meanwhile other ' +
+      'mutating requests get 503 with Retry-After.',
   })
   @ApiBody({ type: RestoreBackupDto })
   @ApiOkResponse({ type: RestoreResponseDto })
