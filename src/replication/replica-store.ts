@@ -117,7 +117,22 @@ export class ReplicaStore {
   async putSnapshot(
     file: string,
     manifest: Omit<SnapshotManifest, 'sha256' | 'object_sha256' | 'object_size' | 'size' | 'encrypted'>,
+    retry = false,
   ): Promise<SnapshotManifest> {
+    const manifestKey = snapshotManifestKey(manifest.generation);
+    if (retry) {
+      const existing = await this.bucket.getSmall(manifestKey);
+      if (existing !== null) {
+        // Stored by the attempt whose answer never came: the manifest is written only after the whole object.
+        const stored = parseSnapshotManifest(existing.toString('utf8'));
+        if (stored === null) {
+          throw new ReplicaObjectError(manifestKey, 'mismatch');
+        }
+        return stored;
+      }
+      // An object without its manifest belongs to no restorable generation: it is replaced, never trusted.
+      await this.bucket.delete(snapshotKey(manifest.generation, this.encrypted));
+    }
     const plainHash = createHash('sha256');
     const objectHash = createHash('sha256');
     let size = 0;
@@ -151,11 +166,7 @@ export class ReplicaStore {
       object_sha256: objectHash.digest('hex'),
       encrypted: this.encrypted,
     };
-    await this.bucket.putSmall(
-      snapshotManifestKey(manifest.generation),
-      Buffer.from(JSON.stringify(full, null, 2)),
-      'application/json',
-    );
+    await this.bucket.putSmall(manifestKey, Buffer.from(JSON.stringify(full, null, 2)), 'application/json');
     return full;
   }
 

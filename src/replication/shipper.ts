@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import { commitsAt, cycleOf, newGenerationId, type SegmentManifest, FORMAT } from './replica-layout';
 import type { ReplicaStore } from './replica-store';
 import { type ShipperState, Spool } from './spool';
+import { SpoolUploader } from './spool-uploader';
 import {
   FRAME_HEADER_SIZE,
   startOfCycle,
@@ -62,19 +63,19 @@ export class Shipper {
   private switching: PendingSwitch | null = null;
   private snapshotRunning: Promise<void> | null = null;
   private retrySwitch: PendingSwitch | null = null;
+  private chain: Promise<void> = Promise.resolve();
   private lastCheckpointMs = 0;
-  private uploading = false;
-  private uploadRetry = false;
   lastError: string | null = null;
   lastShippedMs: number | null = null;
   failures = 0;
   generationsStarted = 0;
-  uploadFailing = false;
+  private readonly uploader: SpoolUploader;
 
   constructor(private readonly deps: ShipperDeps) {
     this.wal = new WalFile(`${deps.dbPath}-wal`);
     this.spool = new Spool(deps.spoolDir);
     this.spool.clearTemp();
+    this.uploader = new SpoolUploader(this.spool, deps.store);
     this.state = { generation: null, nextIndex: 0, position: null, closed: false };
   }
 
@@ -113,7 +114,7 @@ export class Shipper {
     this.checkpointConn.pragma('busy_timeout = 0');
     this.checkpointConn.pragma('wal_autocheckpoint = 0');
     const saved = this.spool.loadState();
-    if (saved?.generation && saved.position && this.walStillAt(saved.position)) {
+    if (saved?.generation && saved.position && this.wal.stillAt(saved.position)) {
       this.state = saved;
       this.deps.log('log', `Replication resumes generation ${saved.generation}`);
       return;
@@ -142,28 +143,6 @@ export class Shipper {
     return this.switching !== null;
   }
 
-  /** The saved position is the WAL's: same cycle, big enough, and the frame before it ends with our checksum. */
-  private walStillAt(position: WalPosition): boolean {
-    const state = this.wal.state();
-    if (state.kind !== 'ok' || state.header.salt1 !== position.salt1 || state.header.salt2 !== position.salt2) {
-      return false;
-    }
-    if (state.size < position.offset) {
-      return false;
-    }
-    if (position.offset === WAL_HEADER_SIZE) {
-      return state.header.checksum1 === position.checksum1 && state.header.checksum2 === position.checksum2;
-    }
-    const fd = fs.openSync(this.wal.path, fs.constants.O_RDONLY);
-    try {
-      const tail = Buffer.alloc(8);
-      fs.readSync(fd, tail, 0, 8, position.offset - 8);
-      return tail.readUInt32BE(0) === position.checksum1 && tail.readUInt32BE(4) === position.checksum2;
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-
   private beginSwitch(reason: string, from: string | null): void {
     const current = from !== null ? this.state.position : this.headerPosition();
     this.switching = {
@@ -178,7 +157,7 @@ export class Shipper {
     }
     const dest = this.spool.tempPath(`snapshot-${Date.now()}.db`);
     this.snapshotRunning = this.deps.snapshot(dest).then(
-      () => this.finishSwitch(dest),
+      () => this.exclusive(() => this.finishSwitch(dest)),
       (error: unknown) => {
         this.failures++;
         this.lastError = `Snapshot failed: ${error instanceof Error ? error.message : String(error)}`;
@@ -262,20 +241,32 @@ export class Shipper {
 
   /** One round: read new commits into the spool, checkpoint when due, upload what waits. */
   async round(): Promise<void> {
-    if (this.retrySwitch !== null && this.switching === null) {
-      const retry = this.retrySwitch;
-      this.retrySwitch = null;
-      this.beginSwitch(retry.reason, retry.from);
-    }
-    if (this.switching === null) {
-      await this.shipNew();
-      if (this.switching === null && this.state.generation !== null) {
-        this.checkpointIfDue();
+    await this.exclusive(async () => {
+      if (this.retrySwitch !== null && this.switching === null) {
+        const retry = this.retrySwitch;
+        this.retrySwitch = null;
+        this.beginSwitch(retry.reason, retry.from);
       }
-    } else if (this.switching.from !== null) {
-      await this.shipNew();
-    }
+      if (this.switching === null) {
+        await this.shipNew();
+        if (this.switching === null && this.state.generation !== null) {
+          this.checkpointIfDue();
+        }
+      } else if (this.switching.from !== null) {
+        await this.shipNew();
+      }
+    });
     await this.upload();
+  }
+
+  /** Reading the WAL, spooling and switching generations never interleave (they share the position). */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(work);
+    this.chain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   }
 
   /** Waits for a running snapshot (tests and shutdown). */
@@ -409,35 +400,21 @@ export class Shipper {
 
   /** Uploads spooled entries in order; stops at the first failure (the rest waits, in order). */
   async upload(): Promise<void> {
-    if (this.uploading) {
-      return;
+    const outcome = await this.uploader.run();
+    if (outcome.shippedMs !== null) {
+      this.lastShippedMs = outcome.shippedMs;
     }
-    this.uploading = true;
-    try {
-      for (const entry of this.spool.entries()) {
-        try {
-          if (entry.kind === 'segment') {
-            await this.deps.store.putSegment(entry.manifest, fs.readFileSync(entry.dataFile), this.uploadRetry);
-          } else {
-            await this.deps.store.putSnapshot(entry.dataFile, entry.manifest);
-          }
-        } catch (error) {
-          this.uploadRetry = true;
-          this.uploadFailing = true;
-          this.failures++;
-          this.lastError = `Upload failed: ${error instanceof Error ? error.message : String(error)}`;
-          this.enforceSpoolBound();
-          return;
-        }
-        this.uploadRetry = false;
-        this.uploadFailing = false;
-        this.lastError = null;
-        this.spool.remove(entry);
-        this.lastShippedMs = entry.kind === 'segment' ? entry.manifest.last_commit_ms : entry.manifest.created_ms;
-      }
-    } finally {
-      this.uploading = false;
+    if (outcome.error !== null) {
+      this.failures++;
+      this.lastError = `Upload failed: ${outcome.error}`;
+      this.enforceSpoolBound();
+    } else if (outcome.attempted) {
+      this.lastError = null;
     }
+  }
+
+  get uploadFailing(): boolean {
+    return this.uploader.failing;
   }
 
   /** A bucket away for long: rather than fill the disk, drop the spool and start over when it answers again. */

@@ -67,7 +67,9 @@ export class Spool {
       await handle.close();
     }
     await fs.promises.rename(`${base}.tmp`, base);
-    await fs.promises.writeFile(`${base}.json`, JSON.stringify(manifest), { mode: 0o600 });
+    // The manifest last, whole (temp + rename): an entry is listed only once both are complete.
+    await fs.promises.writeFile(`${base}.json.tmp`, JSON.stringify(manifest), { mode: 0o600 });
+    await fs.promises.rename(`${base}.json.tmp`, `${base}.json`);
   }
 
   /** Moves a finished snapshot file into the spool; it is encrypted while it is uploaded. */

@@ -243,6 +243,31 @@ export class WalFile {
     });
   }
 
+  /**
+   * True when `position` still describes this file: same cycle, long enough, and the frame just before it ends
+   * with the saved running checksum (a process killed mid-stream left the WAL as it was).
+   */
+  stillAt(position: WalPosition): boolean {
+    return this.withFd((fd) => {
+      if (fd === null) {
+        return false;
+      }
+      const size = fs.fstatSync(fd).size;
+      const headerBytes = Buffer.alloc(WAL_HEADER_SIZE);
+      fs.readSync(fd, headerBytes, 0, WAL_HEADER_SIZE, 0);
+      const header = parseWalHeader(headerBytes);
+      if (header === null || !sameCycle(header, position) || size < position.offset) {
+        return false;
+      }
+      if (position.offset === WAL_HEADER_SIZE) {
+        return header.checksum1 === position.checksum1 && header.checksum2 === position.checksum2;
+      }
+      const tail = Buffer.alloc(8);
+      fs.readSync(fd, tail, 0, 8, position.offset - 8);
+      return tail.readUInt32BE(0) === position.checksum1 && tail.readUInt32BE(4) === position.checksum2;
+    });
+  }
+
   private withFd<T>(use: (fd: number | null) => T): T {
     let fd: number;
     try {
