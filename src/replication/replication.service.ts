@@ -267,6 +267,7 @@ export class ReplicationService implements BeforeApplicationShutdown, OnModuleDe
     }
     if (this.shipper !== null) {
       try {
+        await this.shipper.settle();
         await this.syncNow();
       } catch {
         // The spool keeps what could not be uploaded; the next start resumes it.

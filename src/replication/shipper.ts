@@ -64,6 +64,7 @@ export class Shipper {
   private snapshotRunning: Promise<void> | null = null;
   private retrySwitch: PendingSwitch | null = null;
   private chain: Promise<void> = Promise.resolve();
+  private stopped = false;
   private lastCheckpointMs = 0;
   lastError: string | null = null;
   lastShippedMs: number | null = null;
@@ -123,6 +124,7 @@ export class Shipper {
   }
 
   stop(): void {
+    this.stopped = true;
     this.lockConn?.close();
     this.checkpointConn?.close();
     this.lockConn = null;
@@ -156,19 +158,22 @@ export class Shipper {
       this.state = { generation: null, nextIndex: 0, position: null, closed: false };
     }
     const dest = this.spool.tempPath(`snapshot-${Date.now()}.db`);
-    this.snapshotRunning = this.deps.snapshot(dest).then(
-      () => this.exclusive(() => this.finishSwitch(dest)),
-      (error: unknown) => {
+    this.snapshotRunning = this.deps
+      .snapshot(dest)
+      .then(() => this.exclusive(() => this.finishSwitch(dest)))
+      .catch((error: unknown) => {
         this.failures++;
         this.lastError = `Snapshot failed: ${error instanceof Error ? error.message : String(error)}`;
+        if (this.stopped) {
+          return;
+        }
         this.deps.log('error', this.lastError);
         this.spool.clearTemp();
         const pending = this.switching;
         this.switching = null;
         // Tried again at the next round.
         this.retrySwitch = pending;
-      },
-    );
+      });
   }
 
   private headerPosition(): WalPosition | null {
@@ -178,7 +183,11 @@ export class Shipper {
 
   /** The snapshot is complete: re-read the cycle it belongs to from its header and make that segment 0. */
   private async finishSwitch(snapshotFile: string): Promise<void> {
-    const pending = this.switching!;
+    const pending = this.switching;
+    if (this.stopped || pending === null) {
+      fs.rmSync(snapshotFile, { force: true });
+      return;
+    }
     // The old generation first gets everything up to now.
     if (pending.from !== null) {
       await this.shipNew();
