@@ -188,6 +188,32 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     expect(createHash('sha256').update(plain).digest('hex')).toBe(manifest.sha256);
   });
 
+  (hasAgeCli() && spawnSync('sqlite3', ['-version']).status === 0 ? it : it.skip)(
+    'should rebuild the latest state by hand with scripts/replica-rebuild.sh (age, gunzip, sqlite3 only)',
+    async () => {
+      await startStreaming();
+      await writeAndShip('manual', 3);
+      const generation = generations[0].generation;
+      // A local copy of replica/<generation>/, as `aws s3 cp --recursive` would make it.
+      const copy = path.join(dir, 'copy');
+      const source = path.dirname(s3.objectPath(`replica/${generation}/snapshot.json`));
+      for (const entry of fs.readdirSync(source, { recursive: true, withFileTypes: true })) {
+        if (entry.isFile() && entry.name.endsWith('._S3rver_object')) {
+          const relative = path.relative(source, path.join(entry.parentPath, entry.name));
+          const target = path.join(copy, relative.slice(0, -'._S3rver_object'.length));
+          fs.mkdirSync(path.dirname(target), { recursive: true });
+          fs.copyFileSync(path.join(entry.parentPath, entry.name), target);
+        }
+      }
+      const out = path.join(dir, 'by-hand.db');
+      const script = path.join(__dirname, '..', 'scripts', 'replica-rebuild.sh');
+      const run = spawnSync('sh', [script, keys.identityFile, copy, out], { encoding: 'utf8' });
+      expect(run.stderr).toBe('');
+      expect(run.stdout.trim()).toBe('ok');
+      expect(rowsOf(out)).toEqual(['manual-0', 'manual-1', 'manual-2']);
+    },
+  );
+
   it('should lose nothing while the bucket is away and ship in order when it returns', async () => {
     await startStreaming();
     proxy.mode = 'http503';

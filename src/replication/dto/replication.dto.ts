@@ -31,7 +31,7 @@ export class ReplicationStatusDto {
 }
 
 export class ReplicationSnapshotDto {
-  /** The generation that was current when the snapshot was asked for; the new one is announced in the audit trail. */
+  /** The new generation, started from the snapshot just taken (also audited as replication_generation). */
   @ApiProperty({ type: String, nullable: true, example: 'g20261203133500123-a1b2c3d4' })
   generation: string | null;
 }
