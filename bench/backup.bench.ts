@@ -20,6 +20,7 @@ import type { SnapshotOptions } from '../src/backups/snapshot';
 import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './bench-app';
 import { checkpointTruncate, fillDatabase } from './bench-db';
 import { runOffsiteBench } from './offsite.bench';
+import { runReplicationBench } from './replication.bench';
 import { LatencyProbe, type LatencySamples, noSamples, RssProbe, StallProbe, type StallReport } from './bench-probes';
 import {
   type BenchOptions,
@@ -962,6 +963,9 @@ async function main(): Promise<number> {
     options = parseArgs(process.argv.slice(2));
     if (options.offsite) {
       return await runOffsiteBench(options);
+    }
+    if (options.replication) {
+      return await runReplicationBench(options);
     }
     folder = prepareFolder(options);
   } catch (error) {

@@ -57,6 +57,7 @@ describe('Continuous replication (e2e: the real app, s3rver behind a fault proxy
       offsiteEnv(proxy.endpoint, {
         BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient,
         BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
+        REPLICATION: 'on',
         // The test drives the rounds itself.
         REPLICATION_SYNC_INTERVAL_MS: '60000',
         ...extra,

@@ -1,13 +1,4 @@
-import {
-  BeforeApplicationShutdown,
-  HttpStatus,
-  Inject,
-  Injectable,
-  Logger,
-  OnModuleDestroy,
-  Optional,
-} from '@nestjs/common';
-import * as fs from 'node:fs';
+import { HttpStatus, Inject, Injectable, Logger, OnModuleDestroy, Optional } from '@nestjs/common';
 import * as path from 'node:path';
 import { AuditService, SYSTEM_ACTORS, type AuditActor } from '../audit/audit.service';
 import { runSnapshotWorker } from '../backups/snapshot';
@@ -38,7 +29,7 @@ const WINDOW_CACHE_MS = 30_000;
  * {@link rebuildAt}, {@link window} and {@link startNewGeneration}.
  */
 @Injectable()
-export class ReplicationService implements BeforeApplicationShutdown, OnModuleDestroy {
+export class ReplicationService implements OnModuleDestroy {
   private readonly logger = new Logger(ReplicationService.name);
   private shipper: Shipper | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -92,13 +83,17 @@ export class ReplicationService implements BeforeApplicationShutdown, OnModuleDe
   }
 
   private async runRound(): Promise<void> {
+    const shipper = this.shipper;
+    if (shipper === null) {
+      return;
+    }
     try {
-      await this.shipper!.round();
+      await shipper.round();
       await this.maintain();
     } catch (error) {
-      this.shipper!.failures++;
-      this.shipper!.lastError = error instanceof Error ? error.message : String(error);
-      this.logger.error(`Replication round failed: ${this.shipper!.lastError}`);
+      shipper.failures++;
+      shipper.lastError = error instanceof Error ? error.message : String(error);
+      this.logger.error(`Replication round failed: ${shipper.lastError}`);
     }
   }
 
@@ -200,6 +195,12 @@ export class ReplicationService implements BeforeApplicationShutdown, OnModuleDe
       throw new ApiError(HttpStatus.BAD_REQUEST, REPLICATION_OFF);
     }
     const identityFile = options.identityFile ?? offsite.identityFile;
+    if (offsite.recipients.length > 0 && identityFile === undefined) {
+      throw new ApiError(
+        HttpStatus.BAD_REQUEST,
+        'The replica is encrypted: an identity file (BACKUP_ENCRYPTION_IDENTITY_FILE) is needed to rebuild from it',
+      );
+    }
     const bucket = new OffsiteBucket(offsite, this.config.offsiteRequestTimeoutMs);
     try {
       const store = new ReplicaStore(bucket, new AgeCrypto(offsite.recipients, identityFile));
@@ -259,30 +260,34 @@ export class ReplicationService implements BeforeApplicationShutdown, OnModuleDe
     };
   }
 
-  /** Ships what is left before the database closes (its last connection's checkpoint then deletes the WAL). */
-  async beforeApplicationShutdown(): Promise<void> {
+  /**
+   * Ships what is left before the database closes (Nest runs this before beforeApplicationShutdown, and the
+   * database closes after both; its last connection's checkpoint then deletes the WAL).
+   */
+  async onModuleDestroy(): Promise<void> {
+    await this.shutdown();
+  }
+
+  /**
+   * Stops streaming after a last round. Graceful shutdown calls it before its own WAL checkpoint, so that checkpoint
+   * does not truncate frames this service has not shipped yet; idempotent.
+   */
+  async shutdown(): Promise<void> {
     if (this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
     }
-    if (this.shipper !== null) {
-      try {
-        await this.shipper.settle();
-        await this.syncNow();
-      } catch {
-        // The spool keeps what could not be uploaded; the next start resumes it.
-      }
+    const shipper = this.shipper;
+    if (shipper === null) {
+      return;
     }
-  }
-
-  onModuleDestroy(): void {
-    this.shipper?.stop();
+    try {
+      await shipper.settle();
+      await this.syncNow();
+    } catch {
+      // The spool keeps what could not be uploaded; the next start resumes it.
+    }
+    shipper.stop();
     this.shipper = null;
-  }
-
-  /** For tests: the spool folder exists and holds nothing. */
-  spoolIsEmpty(): boolean {
-    const dir = path.join(path.dirname(this.config.dbPath), 'replication');
-    return !fs.existsSync(dir) || this.shipper?.spool.entries().length === 0;
   }
 }
