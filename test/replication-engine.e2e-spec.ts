@@ -71,7 +71,20 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     );
     store = new ReplicaStore(bucket, new AgeCrypto([keys.recipient], keys.identityFile));
     generations = [];
-    shipper = new Shipper({
+    shipper = makeShipper();
+  });
+
+  afterEach(async () => {
+    shipper.stop();
+    app.close();
+    bucket.destroy();
+    await proxy.close();
+    await s3.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  function makeShipper(): Shipper {
+    return new Shipper({
       dbPath: dbFile,
       spoolDir: path.join(dir, 'replication'),
       store,
@@ -86,16 +99,7 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
       checkpointBytes: 1,
       checkpointEveryMs: 0,
     });
-  });
-
-  afterEach(async () => {
-    shipper.stop();
-    app.close();
-    bucket.destroy();
-    await proxy.close();
-    await s3.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  }
 
   function insert(body: string): void {
     app.prepare('INSERT INTO notes (body) VALUES (?)').run(body);
@@ -258,6 +262,42 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     await expect(
       rebuildAt(store, new Date(window.gaps[0].from.getTime() + 1), { scratchDir: path.join(dir, 'scratch') }),
     ).rejects.toThrow(/cannot be restored: restorable from/);
+  });
+
+  it('should resume its generation after a kill that left the WAL as it was, frames written meanwhile included', async () => {
+    await startStreaming();
+    await writeAndShip('before', 2);
+    // A kill: no last round; the live database and its WAL stay as they are; another writer commits meanwhile
+    // (here into the next WAL cycle, since the shipper had checkpointed and closed the last one).
+    shipper.stop();
+    insert('while-down');
+    shipper = makeShipper();
+    shipper.start();
+    await shipper.settle();
+    await writeAndShip('after', 1);
+    expect(generations.map((g) => g.reason)).toEqual(['start']);
+    const latest = await rebuildAt(store, 'latest', { scratchDir: path.join(dir, 'scratch') });
+    expect(rowsOf(latest.file)).toEqual(['before-0', 'before-1', 'while-down', 'after-0']);
+  });
+
+  it('should start a new generation, audited, when others checkpointed the WAL away while it was stopped', async () => {
+    await startStreaming();
+    (shipper as unknown as { deps: { checkpointBytes: number } }).deps.checkpointBytes = Number.MAX_SAFE_INTEGER;
+    await writeAndShip('before', 1);
+    shipper.stop();
+    now += 1000;
+    insert('foreign');
+    app.pragma('wal_checkpoint(TRUNCATE)');
+    insert('foreign-2');
+    shipper = makeShipper();
+    shipper.start();
+    await shipper.settle();
+    now += 1000;
+    await shipper.round();
+    expect(generations.map((g) => g.reason)).toEqual(['start', 'restart_lost_wal']);
+    const latest = await rebuildAt(store, 'latest', { scratchDir: path.join(dir, 'scratch') });
+    expect(rowsOf(latest.file)).toEqual(['before-0', 'foreign', 'foreign-2']);
+    expect((await readWindow(store)).gaps).toHaveLength(1);
   });
 
   it('should refuse a moment past a damaged segment, or stop at the last good commit when asked', async () => {

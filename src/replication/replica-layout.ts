@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { WalCommit, WalPosition } from './wal-reader';
+import type { WalCommit, WalPosition, WalRead } from './wal-reader';
 
 /**
  * The replica's object layout under `<OFFSITE_S3_PREFIX>replica/` (docs/replication.md describes it for operators):
@@ -153,6 +153,36 @@ export function positionAt(cycle: CycleInfo, offset: number, checksum: [number, 
 
 export function commitsAt(commits: WalCommit[], atMs: number): SegmentCommit[] {
   return commits.map((c) => ({ end: c.end, at_ms: atMs, db_pages: c.dbPages }));
+}
+
+/** The manifest of a segment holding `read` (the commits after `from`), all observed at `atMs`. */
+export function segmentManifest(
+  generation: string,
+  index: number,
+  from: WalPosition,
+  read: WalRead,
+  atMs: number,
+  object: { size: number; sha256: string; bytes: Buffer; objectSha256: string; encrypted: boolean },
+): SegmentManifest {
+  return {
+    format: FORMAT,
+    kind: 'segment',
+    generation,
+    index,
+    cycle: cycleOf(from),
+    start_offset: from.offset,
+    end_offset: read.next.offset,
+    start_checksum: [from.checksum1, from.checksum2],
+    end_checksum: [read.next.checksum1, read.next.checksum2],
+    first_commit_ms: atMs,
+    last_commit_ms: atMs,
+    commits: commitsAt(read.commits, atMs),
+    size: object.size,
+    sha256: object.sha256,
+    object_size: object.bytes.length,
+    object_sha256: object.objectSha256,
+    encrypted: object.encrypted,
+  };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

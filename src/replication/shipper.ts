@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
-import { commitsAt, cycleOf, newGenerationId, type SegmentManifest, FORMAT } from './replica-layout';
+import { FORMAT, newGenerationId, segmentManifest } from './replica-layout';
 import type { ReplicaStore } from './replica-store';
 import { type ShipperState, Spool } from './spool';
 import { SpoolUploader } from './spool-uploader';
@@ -115,7 +115,7 @@ export class Shipper {
     this.checkpointConn.pragma('busy_timeout = 0');
     this.checkpointConn.pragma('wal_autocheckpoint = 0');
     const saved = this.spool.loadState();
-    if (saved?.generation && saved.position && this.wal.stillAt(saved.position)) {
+    if (saved?.generation && saved.position && this.resumable(saved)) {
       this.state = saved;
       this.deps.log('log', `Replication resumes generation ${saved.generation}`);
       return;
@@ -143,6 +143,24 @@ export class Shipper {
   /** True while a new generation waits for its snapshot. */
   get snapshotPending(): boolean {
     return this.switching !== null;
+  }
+
+  /**
+   * The saved position still describes the WAL: it is there unchanged, or this service had closed that cycle and
+   * the WAL has simply moved on to the next one (salt1 + 1), which then continues from its header.
+   */
+  private resumable(saved: ShipperState): boolean {
+    const position = saved.position!;
+    if (this.wal.stillAt(position)) {
+      return true;
+    }
+    const state = this.wal.state();
+    if (saved.closed && state.kind === 'ok' && state.header.salt1 === (position.salt1 + 1) >>> 0) {
+      saved.position = startOfCycle(state.header);
+      saved.closed = false;
+      return true;
+    }
+    return false;
   }
 
   private beginSwitch(reason: string, from: string | null): void {
@@ -339,25 +357,11 @@ export class Shipper {
     const header = from.offset === WAL_HEADER_SIZE ? Buffer.from(from.header, 'hex') : Buffer.alloc(0);
     const plain = Buffer.concat([header, read.frames]);
     const encoded = await this.deps.store.encodeSegment(plain);
-    const manifest: SegmentManifest = {
-      format: FORMAT,
-      kind: 'segment',
-      generation: this.state.generation!,
-      index: this.state.nextIndex,
-      cycle: cycleOf(from),
-      start_offset: from.offset,
-      end_offset: read.next.offset,
-      start_checksum: [from.checksum1, from.checksum2],
-      end_checksum: [read.next.checksum1, read.next.checksum2],
-      first_commit_ms: atMs,
-      last_commit_ms: atMs,
-      commits: commitsAt(read.commits, atMs),
+    const manifest = segmentManifest(this.state.generation!, this.state.nextIndex, from, read, atMs, {
       size: plain.length,
-      sha256: encoded.sha256,
-      object_size: encoded.bytes.length,
-      object_sha256: encoded.objectSha256,
       encrypted: this.deps.store.encrypted,
-    };
+      ...encoded,
+    });
     await this.spool.addSegment(manifest, encoded.bytes);
     this.state.nextIndex++;
     this.state.position = read.next;
