@@ -102,11 +102,13 @@ export async function runReplicationBench(options: BenchOptions): Promise<number
     let rssMax = rss0;
     const started = Date.now();
     let rounds = 0;
+    const roundMs: number[] = [];
     while (Date.now() - started < DURATION_MS) {
       await new Promise((resolve) => setTimeout(resolve, SYNC_INTERVAL_MS));
       const roundStart = Date.now();
       const known = commits.length;
       await shipper.round();
+      roundMs.push(Date.now() - roundStart);
       rounds++;
       rssMax = Math.max(rssMax, process.memoryUsage.rss());
       if (shipper.spool.entries().length === 0) {
@@ -131,6 +133,12 @@ export async function runReplicationBench(options: BenchOptions): Promise<number
       ['staleness p50', `${fixed(p50, 3)} s`, `≤ ${TARGETS.p50Seconds} s`, p50 <= TARGETS.p50Seconds ? 'yes' : 'NO'],
       ['staleness p99', `${fixed(p99, 3)} s`, `≤ ${TARGETS.p99Seconds} s`, p99 <= TARGETS.p99Seconds ? 'yes' : 'NO'],
       ['staleness max', `${fixed(max, 3)} s`, '', ''],
+      [
+        'round (read, gzip, age, spool, upload) p50 / max',
+        `${percentile(roundMs, 50)} / ${Math.max(...roundMs)} ms`,
+        '',
+        '',
+      ],
       [
         'CPU of this process (writer, shipper, s3rver)',
         `${fixed(cpuPercent, 1)} % of a core`,
