@@ -1,5 +1,12 @@
 import { ApiProperty } from '@nestjs/swagger';
 
+export class ReplicationGapDto {
+  /** Start of the span (ISO-8601): the last commit of the generation before. @example 2026-12-01T10:00:00.500Z */
+  from: string;
+  /** End of the span (ISO-8601): where the next generation becomes restorable. @example 2026-12-01T10:00:04.000Z */
+  to: string;
+}
+
 export class ReplicationStatusDto {
   @ApiProperty({ enum: ['off', 'starting', 'streaming', 'catching_up', 'failed'], example: 'streaming' })
   status: 'off' | 'starting' | 'streaming' | 'catching_up' | 'failed';
@@ -20,11 +27,8 @@ export class ReplicationStatusDto {
   @ApiProperty({ type: String, nullable: true, example: '2026-12-03T13:35:01.120Z' })
   restorable_to: string | null;
   /** Spans inside the window that cannot be restored (continuity was lost there). */
-  @ApiProperty({
-    type: 'array',
-    items: { type: 'object', properties: { from: { type: 'string' }, to: { type: 'string' } } },
-  })
-  gaps: { from: string; to: string }[];
+  @ApiProperty({ type: [ReplicationGapDto] })
+  gaps: ReplicationGapDto[];
   /** Why replication is failing (a short reason), else null. */
   @ApiProperty({ type: String, nullable: true, example: null })
   error: string | null;
