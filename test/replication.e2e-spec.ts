@@ -128,6 +128,9 @@ describe('Continuous replication (e2e: the real app, s3rver behind a fault proxy
         scratchDir: path.join(app.dir, 'scratch'),
       }),
     ).rejects.toThrow(PointInTimeUnavailableError);
+    await expect(
+      replication.rebuildAt(new Date(Date.now() + 3_600_000), { scratchDir: path.join(app.dir, 'scratch') }),
+    ).rejects.toThrow(/is in the future: restorable from/);
   });
 
   it('should spool while the bucket is away, report it, and ship everything when it returns', async () => {

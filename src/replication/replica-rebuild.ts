@@ -69,6 +69,8 @@ export interface RebuildOptions {
   acceptLastGood?: boolean;
   /** Downloads in flight at once. */
   concurrency?: number;
+  /** Refuse a moment after this (Unix ms): the service passes its clock, so the future is never "restorable". */
+  notAfterMs?: number;
 }
 
 export interface RebuildResult {
@@ -209,6 +211,12 @@ export async function rebuildAt(
 ): Promise<RebuildResult> {
   const window = knownWindow ?? (await readWindow(store));
   const atMs = at === 'latest' ? Number.POSITIVE_INFINITY : at.getTime();
+  if (options.notAfterMs !== undefined && atMs !== Number.POSITIVE_INFINITY && atMs > options.notAfterMs) {
+    throw new PointInTimeUnavailableError(
+      `${new Date(atMs).toISOString()} is in the future: ${describeWindow(window)}`,
+      window,
+    );
+  }
   const generation = generationFor(window, at === 'latest' ? 'latest' : atMs);
   fs.mkdirSync(options.scratchDir, { recursive: true });
   const stem = path.join(options.scratchDir, `pitr-${generation.generation}-${randomBytes(4).toString('hex')}`);

@@ -204,7 +204,7 @@ export class ReplicationService implements OnModuleDestroy {
     const bucket = new OffsiteBucket(offsite, this.config.offsiteRequestTimeoutMs);
     try {
       const store = new ReplicaStore(bucket, new AgeCrypto(offsite.recipients, identityFile));
-      return await rebuildAt(store, at, options);
+      return await rebuildAt(store, at, { notAfterMs: this.clock.nowMs(), ...options });
     } finally {
       bucket.destroy();
     }
