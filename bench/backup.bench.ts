@@ -20,6 +20,7 @@ import type { SnapshotOptions } from '../src/sqlite/snapshot';
 import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './bench-app';
 import { checkpointTruncate, fillDatabase } from './bench-db';
 import { runOffsiteBench } from './offsite.bench';
+import { runReplicationBench } from './replication.bench';
 import { LatencyProbe, type LatencySamples, noSamples, RssProbe, StallProbe, type StallReport } from './bench-probes';
 import {
   type BenchOptions,
@@ -956,6 +957,9 @@ async function main(): Promise<number> {
     options = parseArgs(process.argv.slice(2));
     if (options.offsite) {
       return await runOffsiteBench(options);
+    }
+    if (options.replication) {
+      return await runReplicationBench(options);
     }
     folder = prepareFolder(options);
   } catch (error) {

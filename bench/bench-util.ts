@@ -13,13 +13,15 @@ export interface BenchOptions {
   keep: boolean;
   /** Run the off-site benchmark (bench/offsite.bench.ts) instead. */
   offsite?: boolean;
+  /** Run the replication staleness benchmark (bench/replication.bench.ts) instead. */
+  replication?: boolean;
   /** Timed runs per tool; the median is reported. */
   runs: number;
   /** Load the app from its TypeScript sources through ts-node instead of compiling it first (not like production). */
   fromSource: boolean;
 }
 
-export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [--keep] [--runs <n>] [--from-source] [--offsite]
+export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [--keep] [--runs <n>] [--from-source] [--offsite] [--replication]
 
   --size <MiB>     database size to build and back up (default 1024 = 1 GiB)
   --dir <folder>   work here (created; must be empty or absent); default: a fresh folder under the OS temp dir
@@ -28,7 +30,9 @@ export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [-
   --from-source    run the app from src/*.ts through ts-node instead of compiling it to JS first; the snapshot
                    worker then loads ts-node too (~0.2-0.3 s and ~60 MiB more per backup), unlike production
   --offsite        instead: encrypt-and-upload vs a plain lib-storage upload to s3rver on loopback, RSS growth,
-                   temporary disk, and restore --from-remote time (see bench/offsite.bench.ts)`;
+                   temporary disk, and restore --from-remote time (see bench/offsite.bench.ts)
+  --replication    instead: continuous replication's staleness at 100 commits/s, CPU, RSS, event loop delay
+                   (see bench/replication.bench.ts)`;
 
 export class UsageError extends Error {}
 
@@ -80,6 +84,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--offsite':
         options.offsite = true;
+        break;
+      case '--replication':
+        options.replication = true;
         break;
       case '--help':
       case '-h':

@@ -29,6 +29,7 @@ import { LoggingModule } from './observability/logging.module';
 import { ObservabilityModule } from './observability/observability.module';
 import { SchedulerModule } from './scheduler/scheduler.module';
 import { OffsiteModule, OffsiteServerStartup } from './offsite/offsite.module';
+import { ReplicationModule, ReplicationServerStartup } from './replication/replication.module';
 import { SettingsModule } from './settings/settings.module';
 
 @Module({})
@@ -56,11 +57,13 @@ export class AppModule {
         SchedulerModule,
         ObservabilityModule,
         OffsiteModule,
+        ReplicationModule,
       ],
       controllers: [RootController],
       providers: [
         RecoveryStartup,
         OffsiteServerStartup,
+        ReplicationServerStartup,
         // Order matters: is the service shutting down, who you are, what you may do, forgery, is a restore running
         // (only those who may call learn that), how often.
         { provide: APP_GUARD, useClass: AvailabilityGuard },

@@ -33,4 +33,5 @@ export const AUDIT_ACTIONS = [
   'offsite_verify',
   'offsite_pull',
   'offsite_prune',
+  'replication_generation',
 ] as const;

@@ -100,6 +100,15 @@ describe('loadConfig', () => {
 
     afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+    it('should turn replication on with off-site unless REPLICATION=off, every 1000 ms by default', () => {
+      const on = loadConfig({ OFFSITE_S3_BUCKET: 'b1b', BACKUP_ENCRYPTION_RECIPIENTS: RECIPIENT });
+      expect([on.replication, on.replicationSyncIntervalMs]).toEqual([true, 1000]);
+      const off = loadConfig({ OFFSITE_S3_BUCKET: 'b1b', BACKUP_ENCRYPTION_RECIPIENTS: RECIPIENT, REPLICATION: 'off' });
+      expect(off.replication).toBe(false);
+      expect(loadConfig({}).replication).toBe(false);
+      expect(loadConfig({ REPLICATION_SYNC_INTERVAL_MS: '100' }).replicationSyncIntervalMs).toBe(100);
+    });
+
     it('should be off without OFFSITE_S3_BUCKET', () => {
       expect(loadConfig({}).offsite).toBeUndefined();
     });
@@ -144,6 +153,10 @@ describe('loadConfig', () => {
       [{ OFFSITE_ALLOW_PLAINTEXT: 'maybe' }, 'OFFSITE_ALLOW_PLAINTEXT'],
       [{ BACKUP_ENCRYPTION_IDENTITY_FILE: '/nonexistent/key.txt' }, 'BACKUP_ENCRYPTION_IDENTITY_FILE'],
       [{ OFFSITE_REQUEST_TIMEOUT_MS: '5' }, 'OFFSITE_REQUEST_TIMEOUT_MS'],
+      [{ REPLICATION: 'sometimes' }, 'REPLICATION'],
+      [{ REPLICATION: 'on' }, 'REPLICATION'],
+      [{ REPLICATION_SYNC_INTERVAL_MS: '99' }, 'REPLICATION_SYNC_INTERVAL_MS'],
+      [{ REPLICATION_SYNC_INTERVAL_MS: '60001' }, 'REPLICATION_SYNC_INTERVAL_MS'],
     ])('should refuse %j with one line naming %s', (env, variable) => {
       let error: unknown;
       try {

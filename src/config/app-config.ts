@@ -66,6 +66,10 @@ export class AppConfig {
   readonly offsite?: OffsiteConfig;
   /** How long one bucket request may stay silent before it is abandoned (a stalled connection). */
   readonly offsiteRequestTimeoutMs: number;
+  /** Continuous replication of the WAL to the bucket (REPLICATION; on by default when off-site is configured). */
+  readonly replication: boolean;
+  /** How often new commits are shipped (REPLICATION_SYNC_INTERVAL_MS). */
+  readonly replicationSyncIntervalMs: number;
 
   constructor(values: Omit<AppConfig, never>) {
     Object.assign(this, values);
@@ -168,6 +172,14 @@ export function loadConfig(env: Env = process.env): AppConfig {
     throw new ConfigError('MC_TEST_PAUSE_AT', `must be one of ${RESTORE_PAUSE_POINTS.join(', ')}`);
   }
   const offsite = loadOffsite(env);
+  const replicationRaw = optional(env, 'REPLICATION')?.trim().toLowerCase();
+  if (replicationRaw !== undefined && replicationRaw !== 'on' && replicationRaw !== 'off') {
+    throw new ConfigError('REPLICATION', `must be on or off, got "${replicationRaw}"`);
+  }
+  if (replicationRaw === 'on' && offsite === undefined) {
+    throw new ConfigError('REPLICATION', 'is on but off-site storage is not configured (OFFSITE_S3_BUCKET)');
+  }
+  const replication = offsite !== undefined && replicationRaw !== 'off';
 
   return new AppConfig({
     port,
@@ -187,6 +199,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
     testPauseAt: testPauseAt as RestorePausePoint | undefined,
     offsite,
     offsiteRequestTimeoutMs: integer(env, 'OFFSITE_REQUEST_TIMEOUT_MS', 120_000, 1_000, 3_600_000),
+    replication,
+    replicationSyncIntervalMs: integer(env, 'REPLICATION_SYNC_INTERVAL_MS', 1000, 100, 60_000),
   });
 }
 

@@ -42,6 +42,10 @@ async function runMigrationsSurviving(dataSource: DataSource): Promise<void> {
           prepareDatabase: (db: SqliteHandle) => {
             db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
             db.pragma('foreign_keys = ON');
+            if (config.replication) {
+              // The replication shipper is the only checkpointer: it checkpoints once the frames are read.
+              db.pragma('wal_autocheckpoint = 0');
+            }
           },
           autoLoadEntities: true,
           synchronize: false,

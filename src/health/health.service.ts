@@ -15,6 +15,7 @@ import { DatabaseProbe } from './database-probe';
 import type { HealthCheckDto, HealthResponseDto } from './health.dto';
 import { LiveSchema } from './live-schema';
 import { OffsiteHealthIndicator } from './offsite.indicator';
+import { ReplicationProgress } from '../replication/replication-progress';
 
 /** With auto-backup on, a last success older than this is `degraded` (a daily job plus two hours of slack). */
 export const MAX_BACKUP_AGE_SECONDS = 26 * 60 * 60;
@@ -35,6 +36,25 @@ export interface IndicatorResult {
   message?: string;
   /** Shown to admins only (sizes, times, file names); anonymous callers see the status alone. */
   details?: Record<string, unknown>;
+}
+
+/** Replication lagging behind by more than this is `degraded`. */
+export const REPLICATION_MAX_LAG_MS = 60_000;
+
+/** `checks.replication`: `degraded` while the lag is over a minute or streaming failed; `up` (off) otherwise. */
+export function replicationCheck(view: ReturnType<ReplicationProgress['read']> | undefined): IndicatorResult {
+  if (view === undefined || !view.enabled) {
+    return { status: 'up', details: { enabled: false, replication: 'off' } };
+  }
+  const details = { enabled: true, replication: view.status, lag_ms: view.lagMs, pending_bytes: view.pendingBytes };
+  if (view.status === 'failed' || view.lagMs > REPLICATION_MAX_LAG_MS) {
+    return {
+      status: 'degraded',
+      message: view.status === 'failed' ? 'Replication is failing' : 'Replication lags by more than a minute',
+      details,
+    };
+  }
+  return { status: 'up', details };
 }
 
 export type Indicator = () => IndicatorResult | Promise<IndicatorResult>;
@@ -69,6 +89,7 @@ export class HealthService {
     private readonly clock: Clock,
     private readonly offsite: OffsiteHealthIndicator,
     @Optional() @Inject(OBSERVABILITY_OPTIONS) options?: ObservabilityOptions,
+    @Optional() private readonly replication?: ReplicationProgress,
   ) {
     this.freeDiskBytes = options?.freeDiskBytes ?? statfsFreeBytes;
     this.indicators = [
@@ -76,6 +97,7 @@ export class HealthService {
       ['disk', () => this.disk()],
       ['last_backup', () => this.lastBackup()],
       ['offsite', () => this.offsite.check()],
+      ['replication', () => replicationCheck(this.replication?.read())],
     ];
   }
 

@@ -1,3 +1,4 @@
+import { ReplicationService } from '../replication/replication.service';
 import { type INestApplication, Logger, type LoggerService } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -103,6 +104,22 @@ export function installGracefulShutdown(
     }
   };
 
+  /** Replication ships its last commits before the checkpoint below truncates the WAL they are in. */
+  const shipReplication = async (): Promise<void> => {
+    let replication: ReplicationService;
+    try {
+      replication = app.get(ReplicationService, { strict: false });
+    } catch {
+      // An app without replication (tests build smaller ones).
+      return;
+    }
+    try {
+      await replication.shutdown();
+    } catch (error) {
+      logger.warn(`Replication did not stop cleanly: ${describe(error)}`);
+    }
+  };
+
   const checkpoint = (): void => {
     try {
       const db = app.get<SqliteHandle>(SQLITE_HANDLE, { strict: false });
@@ -135,6 +152,7 @@ export function installGracefulShutdown(
         const running = lock.running === null ? '' : ` (a ${lock.running} is still running)`;
         logger.error(`Running work did not finish within ${timeoutMs} ms${running}: closing anyway`);
       }
+      await shipReplication();
       checkpoint();
       await app.close();
       logger.log(code === 0 ? 'Shut down cleanly' : 'Shut down after the timeout');

@@ -1,10 +1,11 @@
-import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, OnModuleDestroy, OnModuleInit, Optional } from '@nestjs/common';
 import type { NextFunction, Request, Response } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { Subscription } from 'rxjs';
 import { Clock } from '../common/clock';
 import { OpsEvent, OpsEvents } from '../common/ops-events';
 import { RemoteCopies } from '../common/remote-copies';
+import { ReplicationProgress } from '../replication/replication-progress';
 import { BackupStatus } from './backup-status';
 import { routePattern } from './request-context';
 
@@ -93,6 +94,7 @@ export class MetricsService implements OnModuleInit, OnModuleDestroy {
     private readonly status: BackupStatus,
     private readonly clock: Clock,
     private readonly offsite: RemoteCopies,
+    @Optional() private readonly replication?: ReplicationProgress,
   ) {
     // Read at scrape time; an unreadable folder keeps the last values rather than failing the whole scrape.
     const files = () => this.backupFiles();
@@ -131,12 +133,52 @@ export class MetricsService implements OnModuleInit, OnModuleDestroy {
         lastSuccess.set(read.lastUploadedAt ?? 0);
       },
     });
+    this.replicationSeries();
     // Series with labels appear only once set: start them at 0, so increase() sees the first failure.
     for (const result of ['success', 'failure']) {
       this.restores.labels(result).inc(0);
       this.drills.labels(result).inc(0);
     }
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Read from the shipper at scrape time (0 while replication is off). */
+  private replicationSeries(): void {
+    const read = () => this.replication?.read();
+    new Gauge({
+      name: 'mc_replication_lag_seconds',
+      help: 'Age of the oldest commit not yet in the bucket, in seconds (0 when nothing waits)',
+      registers: [this.registry],
+      collect() {
+        this.set((read()?.lagMs ?? 0) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'mc_replication_pending_bytes',
+      help: 'Bytes of replicated changes waiting on local disk for the bucket',
+      registers: [this.registry],
+      collect() {
+        this.set(read()?.pendingBytes ?? 0);
+      },
+    });
+    new Counter({
+      name: 'mc_replication_generations_total',
+      help: 'Replication generations started since the process started',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read()?.generationsTotal ?? 0);
+      },
+    });
+    new Counter({
+      name: 'mc_replication_failures_total',
+      help: 'Replication rounds, snapshots or uploads that failed since the process started',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read()?.failuresTotal ?? 0);
+      },
+    });
   }
 
   /** A restart must not reset the last success to 0 (an age alert would fire at once). */

@@ -10,6 +10,24 @@ const notScalars = [null, undefined, [], ['true'], {}, { value: 1 }];
 
 const cases: Case[] = [
   {
+    key: 'general.replication_retention_hours',
+    good: [
+      [1, '1'],
+      [168, '168'],
+      ['8760', '8760'],
+    ],
+    bad: [0, 8761, -1, 1.5, 'x', '', ...notScalars],
+  },
+  {
+    key: 'general.replication_snapshot_hours',
+    good: [
+      [1, '1'],
+      [24, '24'],
+      ['168', '168'],
+    ],
+    bad: [0, 169, -1, 2.5, 'y', '', ...notScalars],
+  },
+  {
     key: 'general.auto_backup',
     good: [
       [true, 'true'],

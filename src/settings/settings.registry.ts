@@ -179,6 +179,22 @@ export const SETTING_DEFINITIONS = [
     validate: wholeNumber(0, 3650),
   },
   {
+    key: 'general.replication_retention_hours',
+    kind: 'integer',
+    default: '168',
+    category: 'general',
+    description: 'The point-in-time window: replicated history older than this many hours is deleted from the bucket',
+    validate: wholeNumber(1, 8760),
+  },
+  {
+    key: 'general.replication_snapshot_hours',
+    kind: 'integer',
+    default: '24',
+    category: 'general',
+    description: 'Start a new replication generation from a full snapshot at least this often (hours)',
+    validate: wholeNumber(1, 168),
+  },
+  {
     key: 'general.restore_drill',
     kind: 'boolean',
     default: 'true',

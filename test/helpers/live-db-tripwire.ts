@@ -33,6 +33,17 @@ export function unwatchLiveDatabase(dbPath: string): void {
   watched.delete(path.resolve(dbPath));
 }
 
+/**
+ * The replication WAL reader opens the -wal read-only through its own descriptor: SQLite holds no POSIX lock on
+ * the -wal (only on the database and its -shm), so closing that descriptor cannot drop one. Allowed for `open`
+ * with read-only flags only; check 2 below still proves the database's locks survive.
+ */
+function readOnlyWal(target: unknown, flags: unknown): boolean {
+  const name = typeof target === 'string' ? target : '';
+  const readOnly = flags === undefined || flags === 'r' || (typeof flags === 'number' && (flags & 3) === 0);
+  return name.endsWith('-wal') && readOnly;
+}
+
 function isLive(target: unknown): boolean {
   if (typeof target !== 'string' && !(target instanceof URL) && !Buffer.isBuffer(target)) {
     return false;
@@ -58,6 +69,9 @@ function wrap(owner: Record<string, unknown>, name: string, label: string, argIn
   }
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {
     for (const index of argIndexes) {
+      if ((name === 'openSync' || name === 'open') && readOnlyWal(args[index], args[1])) {
+        continue;
+      }
       if (isLive(args[index])) {
         const stack = (new Error().stack ?? '').split('\n').slice(2, 8).join('\n');
         const message = `${label}(${String(args[index])}) opened a live database file outside SQLite`;
