@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { runSnapshotWorker } from '../src/backups/snapshot';
+import { runSnapshotWorker } from '../src/sqlite/snapshot';
 import { AgeCrypto, generateIdentityFile } from '../src/offsite/age-crypto';
 import { OffsiteBucket } from '../src/offsite/offsite-bucket';
 import { ReplicaStore } from '../src/replication/replica-store';

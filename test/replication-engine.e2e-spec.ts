@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runSnapshotWorker } from '../src/backups/snapshot';
+import { runSnapshotWorker } from '../src/sqlite/snapshot';
 import { AgeCrypto } from '../src/offsite/age-crypto';
 import { OffsiteBucket } from '../src/offsite/offsite-bucket';
 import {

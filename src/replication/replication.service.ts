@@ -1,7 +1,7 @@
 import { HttpStatus, Inject, Injectable, Logger, OnModuleDestroy, Optional } from '@nestjs/common';
 import * as path from 'node:path';
 import { AuditService, SYSTEM_ACTORS, type AuditActor } from '../audit/audit.service';
-import { runSnapshotWorker } from '../backups/snapshot';
+import { runSnapshotWorker } from '../sqlite/snapshot';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
 import type { RequestMeta } from '../common/request-meta';
