@@ -32,6 +32,7 @@ import {
   VerifyResultDto,
 } from './dto/recovery.dto';
 import { EMPTY_UPLOAD, RecoveryService } from './recovery.service';
+import { PointInTimeRestore } from './point-in-time';
 import { RestoreService } from './restore.service';
 
 /** Verify, upload and restore: the routes through which a file may become the live database. */
@@ -42,6 +43,7 @@ export class RecoveryController {
   constructor(
     private readonly recovery: RecoveryService,
     private readonly restores: RestoreService,
+    private readonly pointInTime: PointInTimeRestore,
   ) {}
 
   @Post('verify')
@@ -125,10 +127,17 @@ export class RecoveryController {
     @Req() req: Request,
   ): Promise<RestoreResponseDto> {
     const cookie: unknown = req.cookies?.[SESSION_COOKIE];
-    return this.restores.restore(requireBackupName(body.name), {
+    const request = {
       actor: user,
       meta: requestMeta(req),
       sessionToken: user.via === 'session' && typeof cookie === 'string' ? cookie : undefined,
-    });
+    };
+    if (body.point_in_time !== undefined) {
+      if (body.name !== undefined) {
+        throw new InputError('Give either name or point_in_time, not both');
+      }
+      return this.pointInTime.restore(body.point_in_time, request);
+    }
+    return this.restores.restore(requireBackupName(body.name), request);
   }
 }

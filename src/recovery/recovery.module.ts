@@ -4,6 +4,7 @@ import { BackupFiles } from '../backups/backup-files';
 import { BackupsModule } from '../backups/backups.module';
 import { FreshInstall } from './fresh-install';
 import { ImportPipeline } from './import-pipeline';
+import { PointInTimeRestore } from './point-in-time';
 import { RecoveryController } from './recovery.controller';
 import { RecoveryService } from './recovery.service';
 import { RestoreRunner } from './restore-runner';
@@ -21,6 +22,7 @@ import { RestoreService } from './restore.service';
     RestoreService,
     RestoreRunner,
     FreshInstall,
+    PointInTimeRestore,
     { provide: ImportPipeline, inject: [BackupFiles], useFactory: (files: BackupFiles) => new ImportPipeline(files) },
   ],
   exports: [RecoveryService, RestoreService, RestoreRunner, ImportPipeline, FreshInstall],

@@ -1,4 +1,4 @@
-import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
+import { HttpStatus, Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { Observable, Subject } from 'rxjs';
 import { AuditActor, AuditService } from '../audit/audit.service';
 import { hashSessionToken } from '../auth/credentials';
@@ -13,6 +13,7 @@ import { OpsEvents } from '../common/ops-events';
 import type { RequestMeta } from '../common/request-meta';
 import { FaultPoints } from '../config/fault-points';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
+import { ReplicationService } from '../replication/replication.service';
 import { admit, compareChecksum } from './admission';
 import type { RestoreResponseDto } from './dto/recovery.dto';
 import type { RestoreJournalEntry } from './restore-journal';
@@ -26,6 +27,8 @@ export interface RestoreRequest {
   sessionToken?: string;
   /** The CLI with the service stopped: recorded in the audit detail. */
   mode?: RestoreJournalEntry['mode'];
+  /** More for the restore's audit event (a point in time says which). */
+  detail?: Record<string, unknown>;
 }
 
 /**
@@ -50,6 +53,7 @@ export class RestoreService {
     private readonly runner: RestoreRunner,
     private readonly faults: FaultPoints,
     @Inject(SQLITE_HANDLE) private readonly db: SqliteHandle,
+    @Optional() private readonly replication?: ReplicationService,
   ) {}
 
   async restore(name: string, request: RestoreRequest): Promise<RestoreResponseDto> {
@@ -108,7 +112,7 @@ export class RestoreService {
         actor: request.actor,
         meta: request.meta,
         caller: entry.caller,
-        detail: { integrity: 'ok', checksum: verdict.checksum },
+        detail: { ...request.detail, integrity: 'ok', checksum: verdict.checksum },
       });
     } catch (error) {
       const step =
@@ -154,6 +158,8 @@ export class RestoreService {
       `Restored ${name} (${done.pages} pages) in ${Math.round(durationMs)} ms; safety backup ${done.safety.name}`,
     );
     this.restored.next({ name });
+    // The replica's history stops at the old data: what follows is a new generation from a fresh snapshot.
+    this.replication?.startNewGeneration('restore');
     return {
       success: true,
       restored: name,

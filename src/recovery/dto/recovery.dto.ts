@@ -12,7 +12,15 @@ export class BackupNameDto {
 
 export class VerifyBackupDto extends BackupNameDto {}
 
-export class RestoreBackupDto extends BackupNameDto {}
+export class RestoreBackupDto extends BackupNameDto {
+  /**
+   * Instead of `name`: restore the state as of this moment (ISO-8601 with a zone), rebuilt from the replica in the
+   * bucket. @example 2026-01-02T09:14:07.250Z
+   */
+  @ApiPropertyOptional({ type: String, example: '2026-01-02T09:14:07.250Z' })
+  @Allow()
+  point_in_time?: unknown;
+}
 
 export class VerifyResultDto {
   /** integrity `ok` and the checksum not a mismatch. @example true */
@@ -78,6 +86,12 @@ export class RestoreResponseDto {
    * may be attached to them). @example ["inventory"]
    */
   foreign_tables: string[];
+  /** The moment asked for, with `point_in_time` only. @example 2026-01-02T09:14:07.250Z */
+  @ApiPropertyOptional({ type: String, example: '2026-01-02T09:14:07.250Z' })
+  point_in_time?: string;
+  /** The time of the last commit applied (at or before point_in_time). @example 2026-01-02T09:14:07.118Z */
+  @ApiPropertyOptional({ type: String, example: '2026-01-02T09:14:07.118Z' })
+  restored_to?: string;
 }
 
 export class RestoreFailedDto {

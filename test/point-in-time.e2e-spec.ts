@@ -1,0 +1,130 @@
+import Database from 'better-sqlite3';
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { ReplicationService } from '../src/replication/replication.service';
+import {
+  type AgeKeys,
+  FaultProxy,
+  makeAgeKeys,
+  offsiteEnv,
+  type S3Server,
+  startS3,
+  useTestCredentials,
+} from './helpers/s3-fixtures';
+import { startTestApp, type TestApp, withApiKey } from './helpers/test-app';
+
+/** POST /api/backup/restore {"point_in_time"}: the moment rebuilt from the replica, restored online like a backup. */
+describe('Point-in-time restore (e2e: the real app, s3rver)', () => {
+  let s3: S3Server;
+  let proxy: FaultProxy;
+  let keys: AgeKeys;
+  let keyDir: string;
+  let t: TestApp | null = null;
+
+  beforeAll(() => useTestCredentials());
+
+  beforeEach(async () => {
+    s3 = await startS3();
+    proxy = new FaultProxy(s3.endpoint);
+    await proxy.start();
+    keyDir = fs.mkdtempSync(path.join(tmpdir(), 'mc-keys-'));
+    keys = await makeAgeKeys(keyDir);
+  });
+
+  afterEach(async () => {
+    await t?.close();
+    t = null;
+    await proxy.close();
+    await s3.close();
+    fs.rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  async function start(): Promise<TestApp> {
+    t = await startTestApp(
+      offsiteEnv(proxy.endpoint, {
+        BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient,
+        BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
+        REPLICATION: 'on',
+        // The test drives the rounds itself.
+        REPLICATION_SYNC_INTERVAL_MS: '60000',
+      }),
+    );
+    return t;
+  }
+
+  function retentionIn(file: string): string | undefined {
+    const db = new Database(file, { readonly: true });
+    try {
+      const row = db.prepare("SELECT value FROM settings WHERE key = 'general.backup_retention_count'").get() as
+        { value: string } | undefined;
+      return row?.value;
+    } finally {
+      db.close();
+    }
+  }
+
+  async function setRetention(app: TestApp, count: number): Promise<void> {
+    await withApiKey(app.http, 'put', '/api/settings')
+      .send({ settings: { 'general.backup_retention_count': count } })
+      .expect(200);
+  }
+
+  it('should restore the state as of a moment: every commit shipped at or before it, none after', async () => {
+    const app = await start();
+    const replication = app.app.get(ReplicationService);
+    await replication.settle();
+    await setRetention(app, 7);
+    await replication.syncNow();
+    const moment = new Date();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    await setRetention(app, 8);
+    await replication.syncNow();
+    expect(retentionIn(app.dbPath)).toBe('8');
+
+    const response = await withApiKey(app.http, 'post', '/api/backup/restore')
+      .send({ point_in_time: moment.toISOString() })
+      .expect(200);
+    expect(response.body).toMatchObject({
+      success: true,
+      point_in_time: moment.toISOString(),
+      safety_backup: expect.stringMatching(/^mc-safety-/),
+      restored: expect.stringMatching(/^mc-upload-/),
+    });
+    const restoredTo = Date.parse(response.body.restored_to as string);
+    expect(restoredTo).toBeLessThanOrEqual(moment.getTime());
+    expect(retentionIn(app.dbPath)).toBe('7');
+    // The safety copy holds what was replaced.
+    expect(retentionIn(path.join(app.backupsDir, response.body.safety_backup as string))).toBe('8');
+
+    const audit = await withApiKey(app.http, 'get', '/api/audit?action=backup_restore').expect(200);
+    const events = (audit.body as { events: { detail: Record<string, unknown> }[] }).events;
+    expect(events).toHaveLength(1);
+    expect(events[0].detail).toMatchObject({ point_in_time: moment.toISOString(), restored_to: expect.any(String) });
+    // The replica's history continues as a new generation.
+    await replication.settle();
+    const generations = await withApiKey(app.http, 'get', '/api/audit?action=replication_generation').expect(200);
+    expect((generations.body as { events: unknown[] }).events.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('should refuse a moment outside the window with what is restorable, and bad input with 400', async () => {
+    const app = await start();
+    const replication = app.app.get(ReplicationService);
+    await replication.settle();
+    const before = await withApiKey(app.http, 'post', '/api/backup/restore')
+      .send({ point_in_time: '2001-01-01T00:00:00Z' })
+      .expect(400);
+    expect(before.body).toMatchObject({
+      error: expect.stringMatching(/restorable/),
+      restorable_from: expect.any(String),
+    });
+    await withApiKey(app.http, 'post', '/api/backup/restore').send({ point_in_time: 'yesterday' }).expect(400);
+    await withApiKey(app.http, 'post', '/api/backup/restore')
+      .send({ point_in_time: new Date().toISOString(), name: 'mc-backup-2026-01-01_00-00-00.db' })
+      .expect(400);
+    // Nothing was restored, nothing was left behind.
+    const audit = await withApiKey(app.http, 'get', '/api/audit?action=backup_restore').expect(200);
+    expect((audit.body as { events: unknown[] }).events).toEqual([]);
+    expect(fs.readdirSync(app.dir).filter((f) => f.startsWith('.mc-pitr-'))).toEqual([]);
+  });
+});
