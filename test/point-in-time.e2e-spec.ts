@@ -8,11 +8,13 @@ import {
   FaultProxy,
   makeAgeKeys,
   offsiteEnv,
+  runCliAsync,
   type S3Server,
   startS3,
   useTestCredentials,
 } from './helpers/s3-fixtures';
 import { startTestApp, type TestApp, withApiKey } from './helpers/test-app';
+import { compiledBuild } from './helpers/cli-runner';
 
 /** POST /api/backup/restore {"point_in_time"}: the moment rebuilt from the replica, restored online like a backup. */
 describe('Point-in-time restore (e2e: the real app, s3rver)', () => {
@@ -126,5 +128,49 @@ describe('Point-in-time restore (e2e: the real app, s3rver)', () => {
     const audit = await withApiKey(app.http, 'get', '/api/audit?action=backup_restore').expect(200);
     expect((audit.body as { events: unknown[] }).events).toEqual([]);
     expect(fs.readdirSync(app.dir).filter((f) => f.startsWith('.mc-pitr-'))).toEqual([]);
+  });
+
+  it('should bring a bare machine back to the latest replicated commit with the CLI, audited', async () => {
+    const app = await start();
+    const replication = app.app.get(ReplicationService);
+    await replication.settle();
+    await setRetention(app, 9);
+    await replication.syncNow();
+    const env = offsiteEnv(proxy.endpoint, {
+      BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient,
+      BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
+    });
+    const bare = fs.mkdtempSync(path.join(tmpdir(), 'mc-bare-'));
+    try {
+      const dbPath = path.join(bare, 'data', 'mission-control.db');
+      const { mainJs } = compiledBuild();
+      const bad = await runCliAsync(
+        mainJs,
+        dbPath,
+        ['backups', 'restore', '--from-remote', '--at', 'soon', '--yes'],
+        env,
+      );
+      expect(bad.status).toBe(2);
+      const run = await runCliAsync(
+        mainJs,
+        dbPath,
+        ['backups', 'restore', '--from-remote', '--at', 'latest', '--yes'],
+        env,
+      );
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      expect(run.stdout).toContain('Installed the replicated state as of');
+      expect(retentionIn(dbPath)).toBe('9');
+      const db = new Database(dbPath, { readonly: true });
+      const recovery = db.prepare("SELECT detail FROM audit_log WHERE action = 'backup_restore'").all() as {
+        detail: string;
+      }[];
+      db.close();
+      expect(recovery).toHaveLength(1);
+      expect(JSON.parse(recovery[0].detail)).toMatchObject({ source: expect.stringContaining('replica generation') });
+      expect(fs.readdirSync(path.join(bare, 'data')).sort()).toEqual(['backups', 'mission-control.db']);
+    } finally {
+      fs.rmSync(bare, { recursive: true, force: true });
+    }
   });
 });

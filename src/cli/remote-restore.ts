@@ -1,5 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
 import { AppConfig } from '../config/app-config';
 import { AgeCrypto } from '../offsite/age-crypto';
 import type { RemoteBackupDto } from '../offsite/dto/offsite.dto';
@@ -8,6 +10,9 @@ import { findRemoteCopy, listRemoteBackups } from '../offsite/remote-catalog';
 import { bucketSource } from '../offsite/bucket-source';
 import { FreshInstall, InstallRefusedError } from '../recovery/fresh-install';
 import { ImportFailedError, ImportPipeline, ImportRefusedError } from '../recovery/import-pipeline';
+import { localFileSource, parsePointInTime } from '../recovery/point-in-time';
+import { PointInTimeUnavailableError, rebuildAt, ReplicaDamagedError } from '../replication/replica-rebuild';
+import { ReplicaObjectError, ReplicaStore } from '../replication/replica-store';
 import { CliError, usageError } from './cli-error';
 import { formatBytes } from './format';
 import { Terminal } from './terminal';
@@ -63,8 +68,89 @@ export class RemoteRestore {
     }
   }
 
-  private async runChecked(requested: string, options: { yes: boolean }): Promise<RemoteRestoreOutcome> {
+  /**
+   * `--from-remote --at <time|latest>`: the moment rebuilt from the replica (the generation's snapshot and every
+   * commit observed at or before it), brought in through the import pipeline, admitted and installed like a copy.
+   */
+  async runAt(rawAt: string, options: { yes: boolean }): Promise<RemoteRestoreOutcome & { restoredTo: Date }> {
+    try {
+      return await this.runAtChecked(rawAt, options);
+    } catch (error) {
+      if (error instanceof PointInTimeUnavailableError || error instanceof ReplicaDamagedError) {
+        throw new CliError(`${error.message}. Nothing was installed.`);
+      }
+      if (error instanceof ReplicaObjectError) {
+        throw new CliError(`${error.message}; recover by hand (docs/replication.md). Nothing was installed.`);
+      }
+      throw asCliError(error);
+    }
+  }
+
+  private async runAtChecked(
+    rawAt: string,
+    options: { yes: boolean },
+  ): Promise<RemoteRestoreOutcome & { restoredTo: Date }> {
     const started = performance.now();
+    let at: Date | 'latest';
+    try {
+      at = rawAt === 'latest' ? 'latest' : parsePointInTime(rawAt);
+    } catch (error) {
+      throw usageError(error instanceof Error ? error.message.replace('point_in_time', '--at') : String(error));
+    }
+    this.assertBareMachine(options);
+    const offsite = this.config.offsite;
+    if (offsite === undefined) {
+      throw new CliError('Off-site storage is not configured (set OFFSITE_S3_BUCKET and its credentials)');
+    }
+    if (offsite.recipients.length > 0 && offsite.identityFile === undefined) {
+      throw new CliError('The replica is encrypted: set BACKUP_ENCRYPTION_IDENTITY_FILE to the age identity file');
+    }
+    const target = this.config.dbPath;
+    const moment = at === 'latest' ? 'the latest replicated state' : at.toISOString();
+    if (!options.yes && !(await this.terminal.confirm(`Install ${moment} from the replica as ${target}?`))) {
+      throw new CliError('Restore cancelled');
+    }
+    const bucket = this.bucket();
+    await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    const scratchDir = await fsp.mkdtemp(path.join(path.dirname(target), '.mc-pitr-'));
+    try {
+      this.terminal.out(`Rebuilding ${moment} from ${bucket.bucket}/${bucket.prefix}replica/`);
+      const store = new ReplicaStore(bucket, new AgeCrypto(offsite.recipients, offsite.identityFile));
+      const rebuilt = await rebuildAt(store, at, { scratchDir, notAfterMs: Date.now() });
+      const name = `point in time ${rebuilt.restoredTo.toISOString()}`;
+      let admitted;
+      try {
+        const received = await this.imports.receive(localFileSource(rebuilt.file, (await fsp.stat(rebuilt.file)).size));
+        admitted = await this.imports.admit(received, { livePageSize: null });
+      } catch (error) {
+        throw importFailure(name, error);
+      }
+      try {
+        await this.fresh.installTemp(admitted.tmp, `replica-${rebuilt.generation}`, {
+          source: `replica generation ${rebuilt.generation} at ${rebuilt.restoredTo.toISOString()}`,
+        });
+      } catch (error) {
+        if (error instanceof InstallRefusedError) {
+          throw new CliError(error.message);
+        }
+        throw error;
+      } finally {
+        await this.imports.discard(admitted).catch(() => undefined);
+      }
+      return {
+        name,
+        size: admitted.size,
+        sha256: admitted.sha256,
+        durationMs: performance.now() - started,
+        restoredTo: rebuilt.restoredTo,
+      };
+    } finally {
+      bucket.destroy();
+      await fsp.rm(scratchDir, { recursive: true, force: true });
+    }
+  }
+
+  private assertBareMachine(options: { yes: boolean }): void {
     const target = this.config.dbPath;
     if (fs.existsSync(target)) {
       throw new CliError(
@@ -75,6 +161,12 @@ export class RemoteRestore {
     if (!options.yes && !this.terminal.interactive) {
       throw usageError('Refusing to restore without confirmation: pass --yes when not running at a terminal');
     }
+  }
+
+  private async runChecked(requested: string, options: { yes: boolean }): Promise<RemoteRestoreOutcome> {
+    const started = performance.now();
+    const target = this.config.dbPath;
+    this.assertBareMachine(options);
     const crypto = new AgeCrypto([], this.config.offsite?.identityFile);
     const bucket = this.bucket();
     try {

@@ -28,14 +28,39 @@ export class RestoreCommand extends CommandRunner {
   }
 
   @Option({
-    flags: '--from-remote <name>',
-    description: 'download, decrypt, verify and install an off-site copy (a name, or `latest`) as the database',
+    flags: '--from-remote [name]',
+    description:
+      'download, decrypt, verify and install an off-site copy (a name, or `latest`) as the database; with --at, ' +
+      'a moment rebuilt from the replica instead',
   })
   parseFromRemote(value: string): string {
     return value;
   }
 
-  async run([name]: string[], options: { yes?: boolean; fromRemote?: string } = {}): Promise<void> {
+  @Option({
+    flags: '--at <time>',
+    description: 'with --from-remote: the moment to rebuild (ISO-8601 with a zone, or `latest`) from the replica',
+  })
+  parseAt(value: string): string {
+    return value;
+  }
+
+  async run([name]: string[], options: { yes?: boolean; fromRemote?: string | true; at?: string } = {}): Promise<void> {
+    if (options.at !== undefined) {
+      if (options.fromRemote !== true || name !== undefined) {
+        throw usageError('--at goes with a bare --from-remote: backups restore --from-remote --at <time|latest> --yes');
+      }
+      const outcome = await this.remote.runAt(options.at, { yes: options.yes === true });
+      this.terminal.out(
+        `Installed the replicated state as of ${outcome.restoredTo.toISOString()} (${formatBytes(outcome.size)}) ` +
+          `in ${formatDuration(outcome.durationMs)}`,
+      );
+      this.terminal.out('Start the service to use the restored database.');
+      return;
+    }
+    if (options.fromRemote === true) {
+      throw usageError('--from-remote needs a name or `latest` (or --at <time|latest> for a point in time)');
+    }
     if (options.fromRemote !== undefined) {
       if (name !== undefined) {
         throw usageError('give either a backup name or --from-remote, not both');
