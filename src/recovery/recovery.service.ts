@@ -9,6 +9,7 @@ import { safeReason } from '../backups/backups.service';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
 import { type ClassifiedFailure, classifyFailure, describeForLog } from '../common/failure-reason';
+import { DomainError } from '../common/domain-error';
 import { continueIfExpected, discardRestOfBody } from '../common/http-body';
 import { OpsEvents } from '../common/ops-events';
 import type { RequestMeta } from '../common/request-meta';
@@ -280,8 +281,8 @@ export class RecoveryService {
   // ---------------------------------------------------------------- helpers
 
   /** Logs the cause (with the request id, via pino) and returns the 500 a client sees: `reason` + a safe message. */
-  private operationFailed(error: string, what: string, cause: unknown): ApiError {
-    if (cause instanceof ApiError) {
+  private operationFailed(error: string, what: string, cause: unknown): ApiError | DomainError {
+    if (cause instanceof ApiError || cause instanceof DomainError) {
       // Already an answer (a backup deleted under the operation is a 404, not a failure).
       return cause;
     }

@@ -74,7 +74,8 @@ export class RestoreService {
     };
 
     // 1. Verify: nothing changes when the backup is not fit to become the live database.
-    const manifest = await this.manifests.get(name);
+    // A live database whose manifest table is damaged is a reason to restore, not a reason to refuse.
+    const manifest = await this.manifests.get(name).catch(() => null);
     let verdict;
     let check;
     try {
