@@ -51,6 +51,7 @@ describe('Health under hostile conditions (e2e)', () => {
         disk: { status: 'up' },
         last_backup: { status: 'up' },
         offsite: { status: 'up' },
+        replication: { status: 'up' },
       },
     });
     const viewer = await createUser(o.http, 'watcher', 'viewer');
