@@ -1,13 +1,14 @@
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import * as fsp from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { decodeRecipient } from './age-header';
-import { type AgeEncryptOptions, AgeEncryptStream, decryptStream, encryptStream } from './age-stream';
+import { type AgeEncryptOptions, decryptStream } from './age-stream';
+import { AgeThreadedEncryptStream } from './age-thread';
 
 /**
  * The only code that encrypts or decrypts: the age v1 format, X25519 recipients only, so Debian's `age` CLI (1.1)
- * decrypts every object by hand. The payload runs on node:crypto's native ChaCha20-Poly1305 (age-stream.ts); keys
- * are still made by age-encryption, the format author's library. Streams in 64 KiB chunks: memory stays flat
+ * decrypts every object by hand. The payload runs on node:crypto's native ChaCha20-Poly1305 (age-stream.ts), sealed
+ * in a worker thread when encrypting (age-thread.ts); keys are still made by age-encryption, the format author's library. Streams in 64 KiB chunks: memory stays flat
  * whatever the size of the backup.
  */
 
@@ -70,15 +71,17 @@ export class AgeCrypto {
   /** An age stream of `plain`, to every recipient. */
   // eslint-disable-next-line @typescript-eslint/require-await
   async encrypt(plain: Readable): Promise<Readable> {
-    return encryptStream(plain, this.recipients);
+    const encrypted = new AgeThreadedEncryptStream(this.recipients);
+    pipeline(plain, encrypted, () => undefined);
+    return encrypted;
   }
 
   /**
    * A transform from plaintext to an age file to every recipient that also hashes both sides in the same pass:
-   * `digests()` once it has ended, or `check` to fail it before its last bytes leave.
+   * `digests()` once it has ended, or `check` to fail it before its last bytes leave. Sealed in a worker thread.
    */
-  encrypter(options: AgeEncryptOptions = { hash: true }): AgeEncryptStream {
-    return new AgeEncryptStream(this.recipients, options);
+  encrypter(options: AgeEncryptOptions = { hash: true }): AgeThreadedEncryptStream {
+    return new AgeThreadedEncryptStream(this.recipients, options);
   }
 
   /**

@@ -45,7 +45,11 @@ async function collect(stream: Readable): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-async function oursEncrypt(plain: Buffer, recipients: string[], cuts?: number[]): Promise<Buffer> {
+/** Our encryption on this thread (AgeEncryptStream), or in a worker thread as the service runs it (AgeCrypto). */
+async function oursEncrypt(plain: Buffer, recipients: string[], cuts?: number[], threaded = false): Promise<Buffer> {
+  if (threaded) {
+    return collect(await new AgeCrypto(recipients).encrypt(piecewise(plain, cuts)));
+  }
   return collect(encryptStream(piecewise(plain, cuts), recipients));
 }
 
@@ -149,9 +153,9 @@ describe('age v1 on native ChaCha20-Poly1305', () => {
 
     it('should agree with the age CLI and the age library on random sizes and random chunking', async () => {
       await fc.assert(
-        fc.asyncProperty(sizes, cuts, cuts, async (size, plainCuts, cipherCuts) => {
+        fc.asyncProperty(sizes, cuts, cuts, fc.boolean(), async (size, plainCuts, cipherCuts, threaded) => {
           const plain = randomBytes(size);
-          const ours = await oursEncrypt(plain, [alice.recipient, bob.recipient], plainCuts);
+          const ours = await oursEncrypt(plain, [alice.recipient, bob.recipient], plainCuts, threaded);
           for (const key of [alice, bob]) {
             const cli = cliDecrypt(ours, key);
             expect(cli.status).toBe(0);
@@ -298,19 +302,36 @@ describe('age v1 on native ChaCha20-Poly1305', () => {
       expect(cliDecrypt(object, alice).stdout.equals(plain)).toBe(true);
     });
 
-    it('should fail the stream before its final chunk when the check refuses the plaintext', async () => {
-      const plain = randomBytes(2 * CHUNK_SIZE + 5);
-      const encrypter = new AgeEncryptStream([alice.recipient], { check: () => new Error('LOCAL_CHECKSUM_MISMATCH') });
-      const parts: Buffer[] = [];
-      const sink = new Writable({
-        write: (c: Buffer, _e, cb) => {
-          parts.push(c);
-          cb();
+    it.each(['on this thread', 'in a worker thread'])(
+      'should fail the stream before its final chunk when the check refuses the plaintext (%s)',
+      async (where) => {
+        const plain = randomBytes(2 * CHUNK_SIZE + 5);
+        const check = () => new Error('LOCAL_CHECKSUM_MISMATCH');
+        const encrypter =
+          where === 'on this thread'
+            ? new AgeEncryptStream([alice.recipient], { check })
+            : new AgeCrypto([alice.recipient]).encrypter({ check });
+        const parts: Buffer[] = [];
+        const sink = new Writable({
+          write: (c: Buffer, _e, cb) => {
+            parts.push(c);
+            cb();
+          },
+        });
+        await expect(pipeline(piecewise(plain), encrypter, sink)).rejects.toThrow('LOCAL_CHECKSUM_MISMATCH');
+        // What did leave is not a complete age file.
+        expect(cliDecrypt(Buffer.concat(parts), alice).status).not.toBe(0);
+      },
+    );
+
+    it('should pass a source error on and end its thread', async () => {
+      const failing = new Readable({
+        read() {
+          this.destroy(new Error('EIO from the disk'));
         },
       });
-      await expect(pipeline(piecewise(plain), encrypter, sink)).rejects.toThrow('LOCAL_CHECKSUM_MISMATCH');
-      // What did leave is not a complete age file.
-      expect(cliDecrypt(Buffer.concat(parts), alice).status).not.toBe(0);
+      const encrypted = await new AgeCrypto([alice.recipient]).encrypt(failing);
+      await expect(collect(encrypted)).rejects.toThrow('EIO from the disk');
     });
   });
 
@@ -328,7 +349,7 @@ describe('age v1 on native ChaCha20-Poly1305', () => {
     let received = 0;
     let peak = 0;
     const base = process.memoryUsage().arrayBuffers;
-    const encrypted = new AgeEncryptStream([alice.recipient]);
+    const encrypted = new AgeCrypto([alice.recipient]).encrypter();
     const decrypted = new AgeDecryptStream([alice.identity]);
     await pipeline(
       source,

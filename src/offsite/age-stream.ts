@@ -104,8 +104,20 @@ export interface AgeEncryptOptions {
   check?: (digests: AgeDigests) => Error | null;
 }
 
-/** Plaintext in, an age v1 file (X25519 recipients) out. */
-export class AgeEncryptStream extends Transform {
+/** A new file key wrapped for every recipient: the payload key and the bytes that precede the payload. */
+export function newAgeFile(recipients: readonly string[]): { key: Buffer; prefix: Buffer } {
+  const { fileKey, header } = encodeHeader(recipients);
+  const nonce = randomBytes(PAYLOAD_NONCE_SIZE);
+  const key = payloadKey(fileKey, nonce);
+  fileKey.fill(0);
+  return { key, prefix: Buffer.concat([header, nonce]) };
+}
+
+/**
+ * The STREAM sealing of one payload, synchronous and stream-free (it runs in a worker thread too), optionally
+ * hashing the plaintext and the whole age file on the way.
+ */
+export class PayloadSealer {
   private readonly key: KeyObject;
   private readonly queue = new ByteQueue();
   private prefix: Buffer | null;
@@ -114,73 +126,41 @@ export class AgeEncryptStream extends Transform {
   private readonly objectHash: Hash | null;
   private plainBytes = 0;
   private objectBytes = 0;
-  private result: AgeDigests | null = null;
 
-  constructor(
-    recipients: readonly string[],
-    private readonly options: AgeEncryptOptions = {},
-  ) {
-    super();
-    const { fileKey, header } = encodeHeader(recipients);
-    const nonce = randomBytes(PAYLOAD_NONCE_SIZE);
-    this.key = createSecretKey(payloadKey(fileKey, nonce));
-    fileKey.fill(0);
-    this.prefix = Buffer.concat([header, nonce]);
-    const hash = options.hash === true || options.check !== undefined;
+  constructor(key: Buffer, prefix: Buffer, hash: boolean) {
+    this.key = createSecretKey(key);
+    this.prefix = prefix;
     this.plainHash = hash ? createHash('sha256') : null;
     this.objectHash = hash ? createHash('sha256') : null;
   }
 
-  /** The digests of a finished stream (with `hash` or `check`); throws before the stream has ended. */
-  digests(): AgeDigests {
-    if (this.result === null) {
-      throw new Error('the age stream has not finished (or was not hashed)');
-    }
-    return this.result;
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+  /** The age bytes that `chunk` completes (null when none yet): a full chunk is sealed once more data follows. */
+  write(chunk: Buffer): Buffer | null {
     this.plainHash?.update(chunk);
     this.plainBytes += chunk.length;
     this.queue.push(chunk);
     const out: Buffer[] = [];
-    try {
-      // A full chunk is sealed only once more data follows it: the last chunk carries the flag.
-      while (this.queue.length > CHUNK_SIZE) {
-        this.seal(this.queue.take(CHUNK_SIZE), false, out);
-      }
-    } catch (error) {
-      callback(error as Error);
-      return;
+    while (this.queue.length > CHUNK_SIZE) {
+      this.seal(this.queue.take(CHUNK_SIZE), false, out);
     }
-    this.pushSealed(out);
-    callback();
+    return out.length > 0 ? this.hashOut(out) : null;
   }
 
-  override _flush(callback: TransformCallback): void {
+  /** The final chunk (empty only when the whole plaintext is), and the digests when hashing. */
+  end(): { sealed: Buffer; digests: AgeDigests | null } {
     const out: Buffer[] = [];
-    try {
-      // Empty only when the whole plaintext is empty.
-      this.seal(this.queue.take(this.queue.length), true, out);
-    } catch (error) {
-      callback(error as Error);
-      return;
-    }
+    this.seal(this.queue.take(this.queue.length), true, out);
     const sealed = this.hashOut(out);
-    if (this.plainHash !== null && this.objectHash !== null) {
-      this.result = {
-        plainSha256: this.plainHash.digest('hex'),
-        plainBytes: this.plainBytes,
-        objectSha256: this.objectHash.digest('hex'),
-        objectBytes: this.objectBytes,
-      };
-      const failed = this.options.check?.(this.result) ?? null;
-      if (failed !== null) {
-        callback(failed);
-        return;
-      }
+    if (this.plainHash === null || this.objectHash === null) {
+      return { sealed, digests: null };
     }
-    callback(null, sealed);
+    const digests = {
+      plainSha256: this.plainHash.digest('hex'),
+      plainBytes: this.plainBytes,
+      objectSha256: this.objectHash.digest('hex'),
+      objectBytes: this.objectBytes,
+    };
+    return { sealed, digests };
   }
 
   private seal(plain: Buffer, last: boolean, out: Buffer[]): void {
@@ -202,11 +182,57 @@ export class AgeEncryptStream extends Transform {
     this.objectBytes += data.length;
     return data;
   }
+}
 
-  private pushSealed(out: Buffer[]): void {
-    if (out.length > 0) {
-      this.push(this.hashOut(out));
+/** What the encrypting streams share: the digests of a finished stream and the caller's check of them. */
+export function finishDigests(digests: AgeDigests | null, options: AgeEncryptOptions): Error | null {
+  return digests === null ? null : (options.check?.(digests) ?? null);
+}
+
+/** Plaintext in, an age v1 file (X25519 recipients) out, sealed on the calling thread. */
+export class AgeEncryptStream extends Transform {
+  private readonly sealer: PayloadSealer;
+  private result: AgeDigests | null = null;
+
+  constructor(
+    recipients: readonly string[],
+    private readonly options: AgeEncryptOptions = {},
+  ) {
+    super();
+    const { key, prefix } = newAgeFile(recipients);
+    this.sealer = new PayloadSealer(key, prefix, options.hash === true || options.check !== undefined);
+    key.fill(0);
+  }
+
+  /** The digests of a finished stream (with `hash` or `check`); throws before the stream has ended. */
+  digests(): AgeDigests {
+    if (this.result === null) {
+      throw new Error('the age stream has not finished (or was not hashed)');
     }
+    return this.result;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    let sealed: Buffer | null;
+    try {
+      sealed = this.sealer.write(chunk);
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    callback(null, sealed ?? undefined);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    let end: ReturnType<PayloadSealer['end']>;
+    try {
+      end = this.sealer.end();
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    this.result = end.digests;
+    callback(finishDigests(end.digests, this.options), end.sealed);
   }
 }
 
