@@ -335,6 +335,38 @@ describe('age v1 on native ChaCha20-Poly1305', () => {
     });
   });
 
+  it('should stop reading its source while nobody reads the age file (worker thread)', async () => {
+    const piece = randomBytes(1024 * 1024);
+    const total = 64 * piece.length;
+    let sent = 0;
+    const source = new Readable({
+      read() {
+        this.push(sent < total ? piece : null);
+        sent += piece.length;
+      },
+    });
+    const encrypted = new AgeCrypto([alice.recipient]).encrypter();
+    const done = pipeline(source, encrypted);
+    // Not a timing assertion: wait until the source is no longer being read, however long that takes.
+    for (let still = 0, last = -1; still < 3; still = sent === last ? still + 1 : 0) {
+      last = sent;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(sent).toBeLessThan(16 * 1024 * 1024);
+    // Then it resumes, and the file is whole.
+    const decrypted = await decryptStream(encrypted, [alice.identity]);
+    const hash = createHash('sha256');
+    for await (const chunk of decrypted) {
+      hash.update(chunk as Buffer);
+    }
+    await done;
+    const expected = createHash('sha256');
+    for (let i = 0; i < 64; i++) {
+      expected.update(piece);
+    }
+    expect(hash.digest('hex')).toBe(expected.digest('hex'));
+  });
+
   it('should keep memory flat on a large stream', async () => {
     const total = 512 * 1024 * 1024;
     const piece = randomBytes(1024 * 1024);

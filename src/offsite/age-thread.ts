@@ -5,8 +5,11 @@ import { typeScriptEntrySource } from '../common/typescript-entry';
 import type { SealJob, SealReply, SealRequest } from './age-seal.worker';
 import { type AgeDigests, type AgeEncryptOptions, finishDigests, newAgeFile } from './age-stream';
 
-/** Plaintext handed to the thread and not yet sealed: enough to keep it busy, little enough to keep memory flat. */
-const MAX_IN_FLIGHT = 4 * 1024 * 1024;
+/**
+ * Bytes held by the stream (handed to the thread, or sealed and not yet read downstream) before it stops taking
+ * plaintext: enough to keep the thread busy, little enough to keep memory flat.
+ */
+const MAX_BUFFERED = 4 * 1024 * 1024;
 
 function startSealWorker(job: SealJob): Worker {
   // As in snapshot.ts: the .js sibling when compiled, the TypeScript entry under ts-jest / ts-node.
@@ -64,10 +67,22 @@ export class AgeThreadedEncryptStream extends Transform {
     const data = new Uint8Array(chunk).buffer;
     this.inFlight += data.byteLength;
     this.post({ data }, [data]);
-    if (this.inFlight < MAX_IN_FLIGHT) {
-      callback();
-    } else {
-      this.waiting = callback;
+    this.waiting = callback;
+    this.takeMore();
+  }
+
+  // Node's Transform waits for its reader only when output is pushed from inside _transform; this one pushes when
+  // the thread replies, so it counts what is waiting to be read itself.
+  override _read(size: number): void {
+    super._read(size);
+    this.takeMore();
+  }
+
+  private takeMore(): void {
+    const waiting = this.waiting;
+    if (waiting !== null && this.inFlight + this.readableLength < MAX_BUFFERED) {
+      this.waiting = null;
+      waiting();
     }
   }
 
@@ -100,11 +115,7 @@ export class AgeThreadedEncryptStream extends Transform {
       if (this.inFlight === 0) {
         this.worker.unref();
       }
-      const waiting = this.waiting;
-      if (waiting !== null && this.inFlight < MAX_IN_FLIGHT) {
-        this.waiting = null;
-        waiting();
-      }
+      this.takeMore();
       return;
     }
     this.finished = true;
