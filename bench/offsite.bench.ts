@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { AgeCrypto, ageOverhead, generateIdentityFile } from '../src/offsite/age-crypto';
-import { encryptStream } from '../src/offsite/age-stream';
+import { AgeEncryptStream, encryptStream } from '../src/offsite/age-stream';
 import { OffsiteBucket, partSizeFor } from '../src/offsite/offsite-bucket';
 import { fillDatabase } from './bench-db';
 import { fixed, markdownTable, maxOf, median, MIB, progress, type BenchOptions } from './bench-util';
@@ -32,11 +32,12 @@ const PREFIX = 'mission-control/';
 const NAME = 'mc-backup-2026-01-01_03-00-00.db';
 const TARGETS = { ratio: 0.8, rssMiB: 128, tempBytes: 0, restoreSeconds: 30 };
 
-const PIPELINES = ['plain', 'native', 'taps', 'library', 'raw-native', 'raw-hashed', 'raw-library'] as const;
+const PIPELINES = ['plain', 'native', 'inline', 'taps', 'library', 'raw-native', 'raw-hashed', 'raw-library'] as const;
 type PipelineId = (typeof PIPELINES)[number];
 const SHORT: Record<PipelineId, string> = {
   plain: 'plain',
   native: 'native',
+  inline: 'inline',
   taps: 'taps',
   library: 'library',
   'raw-native': 'raw native',
@@ -49,6 +50,8 @@ const LABELS: Record<PipelineId, string> = {
     'encrypt-and-upload: file -> AgeCrypto.encrypter() (native ChaCha20-Poly1305 in a worker thread, sha256 of the plain and the ' +
     'stored bytes in the same transform, plain sha256 checked before the last chunk leaves) -> OffsiteBucket ' +
     '(If-None-Match), then the manifest',
+  inline:
+    'encrypt-and-upload like native, but sealed and hashed on the event loop (AgeEncryptStream with check), no worker thread',
   taps: 'encrypt-and-upload as offsite.service.ts wires it: hashing tap -> AgeCrypto.encrypt() (native, worker thread) -> hashing tap -> OffsiteBucket',
   library:
     'encrypt-and-upload with the age-encryption library (JavaScript ChaCha20) and a hashing tap either side, as before',
@@ -209,6 +212,7 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
     const bucket = bucketAt(PREFIX);
     const legacyBucket = bucketAt('legacy/');
     const tapsBucket = bucketAt('taps/');
+    const inlineBucket = bucketAt('inline/');
     const crypto = new AgeCrypto([recipient], keyFile);
     const expected = await sha256Of(dbPath);
     // A quiesced copy that no SQLite connection of this process has open: reading it raw drops no lock.
@@ -250,6 +254,13 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
           };
           await bucket.putSmall(`${name}.json`, Buffer.from(JSON.stringify(manifest)), 'application/json');
         },
+        inline: async () => {
+          const encrypter = new AgeEncryptStream([recipient], {
+            check: (d) => (d.plainSha256 !== expected ? new Error('LOCAL_CHECKSUM_MISMATCH') : null),
+          });
+          pipeline(readDb(), encrypter, () => undefined);
+          await inlineBucket.uploadStream(`${name}.age`, encrypter, uploadOptions);
+        },
         taps: async () => {
           // The service's pipeline before the single-pass transform: native cipher, one hashing tap either side.
           const body = await crypto.encrypt(tapped(readDb(), createHash('sha256')));
@@ -274,6 +285,7 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
       const stored: Partial<Record<PipelineId, string[]>> = {
         plain: [`plain/${round}/${NAME}`],
         taps: [`taps/${name}.age`],
+        inline: [`inline/${name}.age`],
         library: [`legacy/${name}.age`],
         native: round > 1 ? [`${PREFIX}${previous}.age`, `${PREFIX}${previous}.json`] : [],
       };
@@ -288,7 +300,7 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
       rounds.push({ round, measured: measured as Record<PipelineId, Measured> });
     }
     client.destroy();
-    for (const b of [bucket, legacyBucket, tapsBucket]) {
+    for (const b of [bucket, legacyBucket, tapsBucket, inlineBucket]) {
       b.destroy();
     }
 
@@ -330,6 +342,7 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
       String(r.round),
       ...PIPELINES.map((id) => fixed(mibs(r.measured[id]), 1)),
       `${fixed(ratio(r, 'native'), 2)}×`,
+      `${fixed(ratio(r, 'inline'), 2)}×`,
       `${fixed(ratio(r, 'taps'), 2)}×`,
       `${fixed(ratio(r, 'library'), 2)}×`,
       `${fixed(mibs(r.measured['raw-native']) / mibs(r.measured['raw-library']), 1)}×`,
@@ -379,11 +392,16 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
             'round',
             ...PIPELINES.map((id) => SHORT[id]),
             'native / plain',
+            'inline / plain',
             'taps / plain',
             'library / plain',
             'raw native / raw library',
           ],
           roundRows,
+        )}\n\nRSS growth in MiB per round (peak sampled every 50 ms against the start of that step):\n\n` +
+        `${markdownTable(
+          ['round', ...PIPELINES.map((id) => SHORT[id])],
+          rounds.map((r) => [String(r.round), ...PIPELINES.map((id) => fixed(r.measured[id].rssGrowthMiB, 1))]),
         )}\n\n${PIPELINES.map((id) => `- ${SHORT[id]}: ${LABELS[id]}`).join('\n')}\n\n` +
         `${markdownTable(['measure', 'value', 'unit', 'target', 'met'], rows)}\n`,
     );
