@@ -5,11 +5,8 @@ import { typeScriptEntrySource } from '../common/typescript-entry';
 import type { SealJob, SealReply, SealRequest } from './age-seal.worker';
 import { type AgeDigests, type AgeEncryptOptions, finishDigests, newAgeFile } from './age-stream';
 
-/**
- * Bytes held by the stream (handed to the thread, or sealed and not yet read downstream) before it stops taking
- * plaintext: enough to keep the thread busy, little enough to keep memory flat.
- */
-const MAX_BUFFERED = 4 * 1024 * 1024;
+/** Plaintext handed to the thread and not yet sealed: enough to keep it busy, little enough to keep memory flat. */
+const MAX_IN_FLIGHT = 4 * 1024 * 1024;
 
 function startSealWorker(job: SealJob): Worker {
   // As in snapshot.ts: the .js sibling when compiled, the TypeScript entry under ts-jest / ts-node.
@@ -71,16 +68,14 @@ export class AgeThreadedEncryptStream extends Transform {
     this.takeMore();
   }
 
-  // Node's Transform waits for its reader only when output is pushed from inside _transform; this one pushes when
-  // the thread replies, so it counts what is waiting to be read itself.
-  override _read(size: number): void {
-    super._read(size);
-    this.takeMore();
-  }
-
+  /**
+   * Acknowledges the last write once the thread holds less than MAX_IN_FLIGHT. The readable side needs no count
+   * here: a callback released after output was pushed is held by Node's Transform itself until the reader has
+   * drained that output below its highWaterMark.
+   */
   private takeMore(): void {
     const waiting = this.waiting;
-    if (waiting !== null && this.inFlight + this.readableLength < MAX_BUFFERED) {
+    if (waiting !== null && this.inFlight < MAX_IN_FLIGHT) {
       this.waiting = null;
       waiting();
     }
