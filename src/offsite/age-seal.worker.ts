@@ -15,10 +15,13 @@ export interface SealJob {
 /** Plaintext to seal, or the end of it. */
 export type SealRequest = { data: ArrayBuffer } | { end: true };
 
-/** Sealed bytes (transferred) and how many plaintext bytes they account for; the last reply has `digests`. */
+/**
+ * Sealed pieces (transferred) and the plaintext buffer handed back for reuse, so neither thread makes garbage per
+ * chunk beyond the pieces themselves; the last reply has `digests`.
+ */
 export type SealReply =
-  | { sealed: ArrayBuffer | null; consumed: number; last: false }
-  | { sealed: ArrayBuffer; consumed: 0; last: true; digests: AgeDigests | null }
+  | { sealed: ArrayBuffer[]; input: ArrayBuffer; last: false }
+  | { sealed: ArrayBuffer[]; last: true; digests: AgeDigests | null }
   | { error: string };
 
 /** An ArrayBuffer holding exactly `bytes`, which the worker may give away (a pooled or shared one is copied). */
@@ -36,17 +39,21 @@ const port = parentPort!;
 
 port.on('message', (request: SealRequest) => {
   let reply: SealReply;
+  let transfer: ArrayBuffer[] = [];
   try {
     if ('data' in request) {
-      const sealed = sealer.write(Buffer.from(request.data));
-      reply = { sealed: sealed === null ? null : own(sealed), consumed: request.data.byteLength, last: false };
+      const sealed = sealer.writeParts(Buffer.from(request.data)).map(own);
+      sealer.release();
+      reply = { sealed, input: request.data, last: false };
+      transfer = [...sealed, request.data];
     } else {
       const { sealed, digests } = sealer.end();
-      reply = { sealed: own(sealed), consumed: 0, last: true, digests };
+      reply = { sealed: [own(sealed)], last: true, digests };
+      transfer = reply.sealed;
     }
   } catch (error) {
     reply = { error: (error as Error).message };
   }
   // The thread is ended by its owner once the last reply has arrived (closing the port here could drop it).
-  port.postMessage(reply, 'sealed' in reply && reply.sealed !== null ? [reply.sealed] : []);
+  port.postMessage(reply, transfer);
 });

@@ -136,6 +136,12 @@ export class PayloadSealer {
 
   /** The age bytes that `chunk` completes (null when none yet): a full chunk is sealed once more data follows. */
   write(chunk: Buffer): Buffer | null {
+    const out = this.writeParts(chunk);
+    return out.length === 0 ? null : out.length === 1 ? out[0] : Buffer.concat(out);
+  }
+
+  /** As write(), in pieces (each sealed chunk and its tag), copying nothing. */
+  writeParts(chunk: Buffer): Buffer[] {
     this.plainHash?.update(chunk);
     this.plainBytes += chunk.length;
     this.queue.push(chunk);
@@ -143,7 +149,18 @@ export class PayloadSealer {
     while (this.queue.length > CHUNK_SIZE) {
       this.seal(this.queue.take(CHUNK_SIZE), false, out);
     }
-    return out.length > 0 ? this.hashOut(out) : null;
+    for (const part of out) {
+      this.objectHash?.update(part);
+      this.objectBytes += part.length;
+    }
+    return out;
+  }
+
+  /** Copies the plaintext held back (at most one chunk), so that no buffer passed to write() is referenced. */
+  release(): void {
+    if (this.queue.length > 0) {
+      this.queue.push(Buffer.from(this.queue.take(this.queue.length)));
+    }
   }
 
   /** The final chunk (empty only when the whole plaintext is), and the digests when hashing. */

@@ -7,6 +7,8 @@ import { type AgeDigests, type AgeEncryptOptions, finishDigests, newAgeFile } fr
 
 /** Plaintext handed to the thread and not yet sealed: enough to keep it busy, little enough to keep memory flat. */
 const MAX_IN_FLIGHT = 4 * 1024 * 1024;
+/** Enough spare buffers to cover MAX_IN_FLIGHT in the 1 MiB reads the upload makes, plus one. */
+const MAX_SPARES = 5;
 
 function startSealWorker(job: SealJob): Worker {
   // As in snapshot.ts: the .js sibling when compiled, the TypeScript entry under ts-jest / ts-node.
@@ -25,6 +27,8 @@ function startSealWorker(job: SealJob): Worker {
 export class AgeThreadedEncryptStream extends Transform {
   private readonly worker: Worker;
   private inFlight = 0;
+  /** Plaintext buffers the thread has finished with, reused for the next copies. */
+  private readonly spares: ArrayBuffer[] = [];
   private waiting: TransformCallback | null = null;
   private flushed: TransformCallback | null = null;
   private finished = false;
@@ -60,8 +64,10 @@ export class AgeThreadedEncryptStream extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    // A copy the thread can own: the caller's buffer may be a slice of a shared pool.
-    const data = new Uint8Array(chunk).buffer;
+    // A copy the thread can own (the caller's buffer may be a slice of a shared pool), into a buffer it gave back.
+    const spare = this.spares.findIndex((buffer) => buffer.byteLength === chunk.length);
+    const data = spare >= 0 ? this.spares.splice(spare, 1)[0] : new ArrayBuffer(chunk.length);
+    chunk.copy(new Uint8Array(data));
     this.inFlight += data.byteLength;
     this.post({ data }, [data]);
     this.waiting = callback;
@@ -103,10 +109,13 @@ export class AgeThreadedEncryptStream extends Transform {
       return;
     }
     if (!reply.last) {
-      if (reply.sealed !== null) {
-        this.push(Buffer.from(reply.sealed));
+      for (const piece of reply.sealed) {
+        this.push(Buffer.from(piece));
       }
-      this.inFlight -= reply.consumed;
+      this.inFlight -= reply.input.byteLength;
+      if (this.spares.length < MAX_SPARES) {
+        this.spares.push(reply.input);
+      }
       if (this.inFlight === 0) {
         this.worker.unref();
       }
@@ -118,7 +127,7 @@ export class AgeThreadedEncryptStream extends Transform {
     this.result = reply.digests;
     const flushed = this.flushed;
     this.flushed = null;
-    flushed?.(finishDigests(reply.digests, this.options), Buffer.from(reply.sealed));
+    flushed?.(finishDigests(reply.digests, this.options), Buffer.from(reply.sealed[0]));
   }
 
   private fail(error: Error): void {
