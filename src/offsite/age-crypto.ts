@@ -1,12 +1,15 @@
-import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import * as fsp from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { pipeline, type Readable } from 'node:stream';
+import { decodeRecipient } from './age-header';
+import { type AgeEncryptOptions, decryptStream } from './age-stream';
+import { AgeThreadedEncryptStream } from './age-thread';
 
 /**
- * The only code that encrypts or decrypts: the age v1 format (age-encryption, by the format's author), X25519
- * recipients only, so Debian's `age` CLI (1.1) decrypts every object by hand. Streams in 64 KiB chunks: memory
- * stays flat whatever the size of the backup.
+ * The only code that encrypts or decrypts: the age v1 format, X25519 recipients only, so Debian's `age` CLI (1.1)
+ * decrypts every object by hand. The payload runs on node:crypto's native ChaCha20-Poly1305 (age-stream.ts), sealed
+ * in a worker thread when encrypting (age-thread.ts); keys are still made by age-encryption, the format author's library. Streams in 64 KiB chunks: memory stays flat
+ * whatever the size of the backup.
  */
 
 /** `age1` + 58 bech32 characters: an X25519 recipient. Post-quantum (`age1pq1…`) and tag keys are refused. */
@@ -19,7 +22,7 @@ export function isX25519Recipient(text: string): boolean {
     return false;
   }
   try {
-    new Encrypter().addRecipient(text);
+    decodeRecipient(text);
     return true;
   } catch {
     return false;
@@ -66,13 +69,19 @@ export class AgeCrypto {
   }
 
   /** An age stream of `plain`, to every recipient. */
+  // eslint-disable-next-line @typescript-eslint/require-await
   async encrypt(plain: Readable): Promise<Readable> {
-    const encrypter = new Encrypter();
-    for (const recipient of this.recipients) {
-      encrypter.addRecipient(recipient);
-    }
-    const cipher = await encrypter.encrypt(Readable.toWeb(plain) as unknown as ReadableStream<Uint8Array>);
-    return Readable.fromWeb(cipher as unknown as WebReadableStream<Uint8Array>);
+    const encrypted = new AgeThreadedEncryptStream(this.recipients);
+    pipeline(plain, encrypted, () => undefined);
+    return encrypted;
+  }
+
+  /**
+   * A transform from plaintext to an age file to every recipient that also hashes both sides in the same pass:
+   * `digests()` once it has ended, or `check` to fail it before its last bytes leave. Sealed in a worker thread.
+   */
+  encrypter(options: AgeEncryptOptions = { hash: true }): AgeThreadedEncryptStream {
+    return new AgeThreadedEncryptStream(this.recipients, options);
   }
 
   /**
@@ -83,11 +92,6 @@ export class AgeCrypto {
     if (this.identityFile === undefined) {
       throw new Error('No identity configured');
     }
-    const decrypter = new Decrypter();
-    for (const identity of identitiesIn(await fsp.readFile(this.identityFile, 'utf8'))) {
-      decrypter.addIdentity(identity);
-    }
-    const plain = await decrypter.decrypt(Readable.toWeb(cipher) as unknown as ReadableStream<Uint8Array>);
-    return Readable.fromWeb(plain as unknown as WebReadableStream<Uint8Array>);
+    return decryptStream(cipher, identitiesIn(await fsp.readFile(this.identityFile, 'utf8')));
   }
 }
