@@ -54,12 +54,18 @@ export class UploadPipeline {
     // the bytes stream past, and stored as the object's metadata, so a retry can recognise this backup's object.
     const expected = manifest?.sha256 ?? (await this.manifests.hashNow(name, manifest?.kind ?? 'manual'));
 
-    const plainTap = hashingTap((sha256) => (sha256 !== expected ? new CodedError('LOCAL_CHECKSUM_MISMATCH') : null));
     const source = createReadStream(this.files.resolveInside(name), { highWaterMark: 1024 * 1024 });
-    const plain = through(source, plainTap.stream);
-    const body = encrypted ? await this.crypto.encrypt(plain) : plain;
-    const objectTap = hashingTap();
-    const outcome = await bucket.uploadStream(objectName, through(body, objectTap.stream), {
+    const mismatch = (sha256: string): Error | null =>
+      sha256 !== expected ? new CodedError('LOCAL_CHECKSUM_MISMATCH') : null;
+    // Encrypted: one pass seals and hashes both the plain and the stored bytes (in a worker thread); the check runs
+    // before the last chunk leaves, so a file that changed since its manifest never completes an upload.
+    const encrypter = encrypted ? this.crypto.encrypter({ hash: true, check: (d) => mismatch(d.plainSha256) }) : null;
+    const plainTap = encrypter === null ? hashingTap(mismatch) : null;
+    const body =
+      encrypter !== null
+        ? through(source, encrypter)
+        : through(source, (plainTap as ReturnType<typeof hashingTap>).stream);
+    const outcome = await bucket.uploadStream(objectName, body, {
       expectedSize: size + (encrypted ? ageOverhead(size) + 4096 : 0),
       contentType: encrypted ? 'application/octet-stream' : 'application/vnd.sqlite3',
       metadata: { [SHA256_METADATA]: expected },
@@ -71,8 +77,11 @@ export class UploadPipeline {
     let objectSize: number;
     let alreadyThere = false;
     if (outcome === 'created') {
-      plainTap.result();
-      ({ sha256: objectSha256, bytes: objectSize } = objectTap.result());
+      if (encrypter !== null) {
+        ({ objectSha256, objectBytes: objectSize } = encrypter.digests());
+      } else {
+        ({ sha256: objectSha256, bytes: objectSize } = (plainTap as ReturnType<typeof hashingTap>).result());
+      }
       // A synchronous write on the shared connection: never while a restore holds the write lock.
       if (this.lock.writesHeld) {
         await this.lock.restoreFinished();
