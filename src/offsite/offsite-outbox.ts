@@ -1,3 +1,4 @@
+import { compareNewestFirst, parseBackupName } from '../backups/backup-name';
 import { Inject, Injectable } from '@nestjs/common';
 import { Clock } from '../common/clock';
 import type { OffsiteCopyView, OffsiteProgressView, RemoteCopyTracker } from '../common/remote-copies';
@@ -79,9 +80,9 @@ export class OffsiteOutbox implements RemoteCopyTracker {
    * `dueAtMs` unless it is absent.
    */
   waiting(options: { dueAtMs?: number } = {}): OutboxRow[] {
-    const rows = this.db
-      .prepare(`SELECT * FROM offsite_uploads WHERE status != 'uploaded' ORDER BY backup_created_at DESC, name DESC`)
-      .all() as OutboxRow[];
+    const rows = (
+      this.db.prepare(`SELECT * FROM offsite_uploads WHERE status != 'uploaded'`).all() as OutboxRow[]
+    ).sort(newestFirst);
     return options.dueAtMs === undefined ? rows : rows.filter((row) => row.next_attempt_at_ms <= options.dueAtMs!);
   }
 
@@ -208,4 +209,17 @@ export class OffsiteOutbox implements RemoteCopyTracker {
       newestCopy: null,
     };
   }
+}
+
+/**
+ * Newest first by the time and sequence in the name (`…_03-00-00-2.db` was made after `…_03-00-00.db`): plain text
+ * order puts the suffixed one last, since "-" sorts before ".".
+ */
+function newestFirst(a: OutboxRow, b: OutboxRow): number {
+  const pa = parseBackupName(a.name);
+  const pb = parseBackupName(b.name);
+  if (pa === null || pb === null) {
+    return b.backup_created_at - a.backup_created_at || (a.name < b.name ? 1 : a.name > b.name ? -1 : 0);
+  }
+  return compareNewestFirst({ ...pa, name: a.name }, { ...pb, name: b.name });
 }
