@@ -1,18 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants, createWriteStream, type Dirent, lstatSync, type ReadStream } from 'node:fs';
+import { constants as fsConstants, type Dirent, type ReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DomainError } from '../common/domain-error';
-import { fsyncDir } from '../common/durable-fs';
 import {
-  type BackupKind,
-  compareNewestFirst,
-  formatBackupName,
-  parseBackupName,
-  validateBackupName,
-} from './backup-name';
+  BackupNotFoundError,
+  InvalidBackupNameError,
+  UploadInterruptedError,
+  UploadTooLargeError,
+} from './backup-errors';
+import { fsyncDir } from '../common/durable-fs';
+import { type BackupKind, formatBackupName, parseBackupName, validateBackupName } from './backup-name';
 import {
   type InspectResult,
   type IntegrityLevel,
@@ -24,6 +23,11 @@ import {
   type SnapshotOptions,
   type SnapshotResult,
 } from '../sqlite/snapshot';
+import { BackupListing } from './backup-listing';
+import { publishAs, publishNew, removeLeftovers } from './backup-temp';
+import { receiveStream } from './upload-receiver';
+
+export { BackupNotFoundError, InvalidBackupNameError, UploadInterruptedError, UploadTooLargeError };
 
 export interface BackupFileInfo {
   name: string;
@@ -53,36 +57,6 @@ export interface SnapshotInfo {
   method: 'raw' | 'backup-api';
 }
 
-/** The upload body went past the byte cap; nothing was kept. */
-export class UploadTooLargeError extends Error {
-  constructor() {
-    super('Upload exceeds the size limit');
-    this.name = 'UploadTooLargeError';
-  }
-}
-
-/** The client went away mid-upload (or the stream failed); nothing was kept. */
-export class UploadInterruptedError extends Error {
-  constructor() {
-    super('Upload interrupted');
-    this.name = 'UploadInterruptedError';
-  }
-}
-
-/**
- * The named backup is not (or no longer) a regular file of the folder: it was deleted, or replaced by something
- * that is not a backup, between the caller's check and the work. Every route answers 404 for it (a verify racing a
- * delete must not answer 500), and the CLI prints the message.
- */
-export class BackupNotFoundError extends DomainError {
-  readonly kind = 'not_found';
-
-  constructor() {
-    super('Backup not found');
-    this.name = 'BackupNotFoundError';
-  }
-}
-
 /** Error codes that mean "no such backup file": gone, a symlink, or not a regular file. */
 const GONE_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EISDIR', 'NOT_REGULAR', 'ENXIO']);
 
@@ -90,35 +64,15 @@ function isGone(err: unknown): boolean {
   return GONE_CODES.has(errCode(err) ?? '');
 }
 
-export class InvalidBackupNameError extends DomainError {
-  readonly kind = 'invalid';
-
-  constructor(reason: string) {
-    super(reason);
-    this.name = 'InvalidBackupNameError';
-  }
-}
-
 /** How every existing file of the folder is opened for reading: never blocking, never through a symlink. */
 export const READ_REGULAR_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW;
 
 const DIR_MODE = 0o700;
-/** A cached listing is trusted once the folder's last change is this much older than the listing. */
-const LISTING_TRUST_AFTER_MS = 1000;
 const FILE_MODE = 0o600;
-/**
- * list() stats this many entries synchronously between two turns of the event loop. Measured on this machine:
- * 10,000 lstat calls took 270–440 ms through the libuv pool (a promise and a pool round trip each) against 30–110 ms
- * synchronously, both under a load average of 8; 256 local lstat calls block the loop well under a millisecond.
- */
-const STAT_BATCH = 256;
-/** Far above anything one second can produce; only guards against looping forever on a broken filesystem. */
-const MAX_SEQ = 10_000;
 
 const TEMP_PREFIX = '.mc-tmp-';
 const TEMP_SUFFIX = '.db.part';
 const SQLITE_SIBLINGS = ['-journal', '-wal', '-shm'] as const;
-const TEMP_PATTERN = /^\.mc-tmp-[0-9a-f]{16,64}\.db\.part(?:-journal|-wal|-shm)?$/;
 const TEMP_MAIN_PATTERN = /^\.mc-tmp-[0-9a-f]{16,64}\.db\.part$/;
 
 function errCode(err: unknown): string | undefined {
@@ -133,14 +87,14 @@ function errCode(err: unknown): string | undefined {
  */
 export class BackupFiles {
   /** Temp files of snapshots running in this process, so removeLeftovers cannot pull one from under them. */
-  private readonly active = new Set<string>();
-  private readonly root: string;
-  private listing: { stamp: string; files: BackupFileInfo[]; trusted: boolean } | null = null;
-  private folderMtimeMs = 0;
-  private scanCount = 0;
+  /** Temp names of snapshots running in this process (backup-temp.ts reads it). */
+  readonly active = new Set<string>();
+  readonly root: string;
+  private readonly listing: BackupListing;
 
   constructor(readonly dir: string) {
     this.root = path.resolve(dir);
+    this.listing = new BackupListing(this.root, () => this.readEntries());
   }
 
   async ensureDir(): Promise<void> {
@@ -167,100 +121,32 @@ export class BackupFiles {
   }
 
   /** Deletes what a killed snapshot left behind. Call at start-up, before any snapshot of this process starts. */
-  async removeLeftovers(): Promise<string[]> {
-    const entries = await this.readEntries();
-    const removed: string[] = [];
-    for (const entry of entries) {
-      if (!TEMP_PATTERN.test(entry.name) || this.isActive(entry.name)) {
-        continue;
-      }
-      const full = path.join(this.root, entry.name);
-      const st = await fsp.lstat(full).catch(() => null);
-      if (!st?.isFile()) {
-        continue;
-      }
-      try {
-        await fsp.unlink(full);
-        removed.push(entry.name);
-      } catch (err) {
-        if (errCode(err) !== 'ENOENT') {
-          throw err;
-        }
-      }
-    }
-    if (removed.length > 0) {
-      await this.fsyncDir();
-    }
-    return removed;
+  removeLeftovers(): Promise<string[]> {
+    return removeLeftovers(this);
   }
 
-  /**
-   * The backup files, newest first. Cached (issue 10, finding 5: 10,000 GET /api/backup with 1,000 files took 403 s,
-   * an lstat and a name parse per file per call): reused while the folder's mtime and ctime are unchanged, which any
-   * create, delete or rename in it changes. Only trusted when the listing was taken over a second after the folder's
-   * last change (a change within the same timestamp tick could otherwise go unseen), and dropped on every change
-   * this process makes. A file rewritten in place keeps its entry (backups are never rewritten).
-   */
-  async list(): Promise<BackupFileInfo[]> {
-    const stamp = await this.folderStamp();
-    const cached = this.listing;
-    if (cached && stamp !== null && cached.stamp === stamp && cached.trusted) {
-      return [...cached.files];
-    }
-    const wallAtMs = Date.now();
-    const files = await this.scan();
-    this.listing =
-      stamp === null ? null : { stamp, files, trusted: wallAtMs - this.folderMtimeMs > LISTING_TRUST_AFTER_MS };
-    return [...files];
+  /** See {@link publishNew}: a fresh `<prefix>YYYY-MM-DD_HH-MM-SS[-n].db` name, never overwriting. */
+  publishTemp(tmp: string, prefix: string, now: Date): Promise<string> {
+    return publishNew(this, tmp, prefix, now);
+  }
+
+  /** See {@link publishAs}: exactly `name`, false when it is taken. */
+  publishTempAs(tmp: string, name: string): Promise<boolean> {
+    return publishAs(this, tmp, name);
+  }
+
+  /** The backup files, newest first (see BackupListing for the cache). */
+  list(): Promise<BackupFileInfo[]> {
+    return this.listing.list();
   }
 
   /** How many times the folder was actually read and every file stat'ed (a test counts them). */
   get scans(): number {
-    return this.scanCount;
+    return this.listing.scans;
   }
 
-  private async folderStamp(): Promise<string | null> {
-    try {
-      const st = await fsp.stat(this.root, { bigint: true });
-      this.folderMtimeMs = Number(st.mtimeNs / 1_000_000n);
-      return `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
-    } catch {
-      return null;
-    }
-  }
-
-  private invalidate(): void {
-    this.listing = null;
-  }
-
-  private async scan(): Promise<BackupFileInfo[]> {
-    this.scanCount += 1;
-    const entries = await this.readEntries();
-    // Node resolves an unknown dirent type with lstat, so a symlink or folder is never isFile() here.
-    const candidates = entries.filter((e) => e.isFile() && validateBackupName(e.name).ok);
-    const infos: BackupFileInfo[] = [];
-    for (let start = 0; start < candidates.length; start += STAT_BATCH) {
-      if (start > 0) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
-      for (const entry of candidates.slice(start, start + STAT_BATCH)) {
-        // Gone since the readdir: not listed (throwIfNoEntry); any other failure is thrown as before.
-        const st = lstatSync(path.join(this.root, entry.name), { throwIfNoEntry: false });
-        if (!st?.isFile()) {
-          continue;
-        }
-        const parsed = parseBackupName(entry.name);
-        infos.push({
-          name: entry.name,
-          size: st.size,
-          mtimeMs: st.mtimeMs,
-          createdAtMs: parsed ? parsed.createdAtMs : Math.floor(st.mtimeMs),
-          kind: parsed ? parsed.kind : null,
-          seq: parsed ? parsed.seq : 1,
-        });
-      }
-    }
-    return infos.sort(compareNewestFirst);
+  invalidate(): void {
+    this.listing.invalidate();
   }
 
   /** Null when absent or not a regular file (a symlink counts as not regular). */
@@ -420,11 +306,6 @@ export class BackupFiles {
     return runInspectWorker(tmp, options);
   }
 
-  /** Copies a backup's pages into the live database at `liveDbPath` (see RestoreJob in snapshot.ts). */
-  restoreInto(name: string, liveDbPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
-    return runRestoreWorker(this.resolveInside(name), liveDbPath, options);
-  }
-
   /** The same from a temp file of this folder (a backup's scratch copy, migrated to this build's schema). */
   restoreTempInto(tmp: string, liveDbPath: string, options: RestoreOptions = {}): Promise<RestoreResult> {
     this.assertTemp(tmp);
@@ -446,56 +327,9 @@ export class BackupFiles {
     }
   }
 
-  /**
-   * Streams `body` into a new temp file here, never holding more than a chunk in memory, and fsyncs it. Past
-   * `maxBytes` it stops writing, removes the temp file and throws {@link UploadTooLargeError}: the source is only
-   * unpiped, not destroyed, so the caller can still answer the request. The caller must publish or discard the
-   * returned temp file.
-   */
-  async receiveUpload(body: Readable, maxBytes: number): Promise<{ tmp: string; size: number }> {
-    const tmp = await this.createTemp();
-    let received = 0;
-    const meter = new Transform({
-      transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-        received += chunk.length;
-        if (received > maxBytes) {
-          callback(new UploadTooLargeError());
-          return;
-        }
-        callback(null, chunk);
-      },
-    });
-    const onAborted = (): void => {
-      meter.destroy(new UploadInterruptedError());
-    };
-    const onEnd = (): void => {
-      meter.end();
-    };
-    try {
-      // pipeline(meter → file) owns the file side; the request is piped in by hand so that a failure here does not
-      // destroy the request (and with it the socket the 413 must still go out on). `flush` fsyncs before close.
-      const file = createWriteStream(tmp, { flags: 'r+', flush: true, highWaterMark: 1024 * 1024 });
-      try {
-        body.on('aborted', onAborted);
-        body.on('error', onAborted);
-        body.pipe(meter, { end: false });
-        if (body.readableEnded) {
-          onEnd();
-        } else {
-          body.once('end', onEnd);
-        }
-        await pipeline(meter, file);
-      } finally {
-        body.unpipe(meter);
-        body.off('end', onEnd);
-        body.off('aborted', onAborted);
-        body.off('error', onAborted);
-      }
-      return { tmp, size: received };
-    } catch (err) {
-      await this.discardTemp(tmp).catch(() => undefined);
-      throw err;
-    }
+  /** See {@link receiveStream}: the caller must publish or discard the returned temp file. */
+  receiveUpload(body: Readable, maxBytes: number): Promise<{ tmp: string; size: number }> {
+    return receiveStream(this, body, maxBytes);
   }
 
   /**
@@ -553,70 +387,8 @@ export class BackupFiles {
     }
   }
 
-  /**
-   * Gives the complete temp file `tmp` the first free `<prefix>…[-seq].db` name for `now` and removes the temp
-   * name. A hard link fails on an existing name, so nothing is ever replaced. Returns the new name. On failure the
-   * temp file is left for the caller to discard.
-   */
-  async publishTemp(tmp: string, prefix: string, now: Date): Promise<string> {
-    // Whatever wrote the temp file, what gets a backup's name is private.
-    await fsp.chmod(tmp, FILE_MODE);
-    this.assertTemp(tmp);
-    // Start above every name still on disk for this second: a name freed by a delete or a prune must not be
-    // reused, or the newest backup would sort as the oldest of its second (and the next prune would take it).
-    for (let seq = (await this.highestSeq(prefix, now)) + 1; seq <= MAX_SEQ; seq++) {
-      const name = formatBackupName(prefix, now, seq);
-      const final = this.resolveInside(name);
-      try {
-        await fsp.link(tmp, final);
-        this.invalidate();
-      } catch (err) {
-        if (errCode(err) === 'EEXIST') {
-          continue;
-        }
-        throw err;
-      }
-      try {
-        await fsp.unlink(tmp);
-        await this.fsyncDir();
-      } catch (err) {
-        // The name is ours (the link just created it); take it back so a failure leaves no `.db` behind.
-        await fsp.unlink(final).catch(() => undefined);
-        throw err;
-      }
-      return name;
-    }
-    throw new Error('No free backup name for this second');
-  }
-
-  /**
-   * Gives the complete temp file `tmp` exactly the backup name `name` (a copy pulled from off-site keeps its own
-   * name). False when that name is taken: nothing is replaced, and the temp file is left for the caller.
-   */
-  async publishTempAs(tmp: string, name: string): Promise<boolean> {
-    await fsp.chmod(tmp, FILE_MODE);
-    this.assertTemp(tmp);
-    const final = this.resolveInside(name);
-    try {
-      await fsp.link(tmp, final);
-    } catch (err) {
-      if (errCode(err) === 'EEXIST') {
-        return false;
-      }
-      throw err;
-    }
-    try {
-      await fsp.unlink(tmp);
-      this.active.delete(path.basename(tmp));
-      await this.fsyncDir();
-    } catch (err) {
-      await fsp.unlink(final).catch(() => undefined);
-      throw err;
-    }
-    return true;
-  }
-
-  private async highestSeq(prefix: string, now: Date): Promise<number> {
+  /** The highest sequence number on disk for `prefix` in `now`'s second (a seam the collision test replaces). */
+  async highestSeq(prefix: string, now: Date): Promise<number> {
     const second = Math.floor(now.getTime() / 1000) * 1000;
     let highest = 0;
     for (const entry of await this.readEntries()) {
@@ -628,7 +400,7 @@ export class BackupFiles {
     return highest;
   }
 
-  private assertTemp(tmp: string): string {
+  assertTemp(tmp: string): string {
     const tmpName = path.basename(tmp);
     if (path.dirname(tmp) !== this.root || !TEMP_MAIN_PATTERN.test(tmpName)) {
       throw new Error('Not a temp file of this backups folder');
@@ -636,7 +408,7 @@ export class BackupFiles {
     return tmpName;
   }
 
-  private isActive(entryName: string): boolean {
+  isActive(entryName: string): boolean {
     for (const tmpName of this.active) {
       if (entryName === tmpName || SQLITE_SIBLINGS.some((s) => entryName === tmpName + s)) {
         return true;
@@ -645,7 +417,7 @@ export class BackupFiles {
     return false;
   }
 
-  private async readEntries(): Promise<Dirent[]> {
+  async readEntries(): Promise<Dirent[]> {
     try {
       return await fsp.readdir(this.root, { withFileTypes: true });
     } catch (err) {
