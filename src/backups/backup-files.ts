@@ -11,7 +11,7 @@ import {
   UploadTooLargeError,
 } from './backup-errors';
 import { fsyncDir } from '../common/durable-fs';
-import { type BackupKind, formatBackupName, parseBackupName, validateBackupName } from './backup-name';
+import { formatBackupName, parseBackupName, validateBackupName } from './backup-name';
 import {
   type InspectResult,
   type IntegrityLevel,
@@ -23,22 +23,12 @@ import {
   type SnapshotOptions,
   type SnapshotResult,
 } from '../sqlite/snapshot';
-import { BackupListing } from './backup-listing';
+import { type BackupFileInfo, BackupListing } from './backup-listing';
 import { publishAs, publishNew, removeLeftovers } from './backup-temp';
 import { receiveStream } from './upload-receiver';
 
 export { BackupNotFoundError, InvalidBackupNameError, UploadInterruptedError, UploadTooLargeError };
-
-export interface BackupFileInfo {
-  name: string;
-  size: number;
-  mtimeMs: number;
-  /** From the name when it is one of ours (second precision), else the file's mtime. */
-  createdAtMs: number;
-  /** From the name's prefix; null for a valid `.db` name that is not one of ours. `mc-backup-` reads as manual. */
-  kind: BackupKind | null;
-  seq: number;
-}
+export type { BackupFileInfo };
 
 export interface SnapshotInfo {
   name: string;

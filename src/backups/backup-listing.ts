@@ -2,8 +2,19 @@ import type { Dirent } from 'node:fs';
 import { lstatSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { compareNewestFirst, parseBackupName, validateBackupName } from './backup-name';
-import type { BackupFileInfo } from './backup-files';
+import { type BackupKind, compareNewestFirst, parseBackupName, validateBackupName } from './backup-name';
+
+/** One file of the backups folder, as listed. */
+export interface BackupFileInfo {
+  name: string;
+  size: number;
+  mtimeMs: number;
+  /** From the name when it is one of ours (second precision), else the file's mtime. */
+  createdAtMs: number;
+  /** From the name's prefix; null for a valid `.db` name that is not one of ours. `mc-backup-` reads as manual. */
+  kind: BackupKind | null;
+  seq: number;
+}
 
 /** A listing taken sooner than this after the folder's last change is not reused (same-tick changes). */
 const LISTING_TRUST_AFTER_MS = 1000;

@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import type { BackupFiles } from './backup-files';
+import type { Dirent } from 'node:fs';
 import { formatBackupName } from './backup-name';
 
 /** Whatever wrote the temp file, what gets a backup's name is private. */
@@ -9,13 +9,26 @@ const FILE_MODE = 0o600;
 const MAX_SEQ = 10_000;
 const TEMP_PATTERN = /^\.mc-tmp-[0-9a-f]{16,64}\.db\.part(?:-journal|-wal|-shm)?$/;
 
+/** What publishing and sweeping need of BackupFiles (kept narrow so this file does not import it back). */
+export interface TempFolder {
+  readonly root: string;
+  readonly active: Set<string>;
+  resolveInside(name: string): string;
+  assertTemp(tmp: string): string;
+  isActive(entryName: string): boolean;
+  invalidate(): void;
+  fsyncDir(): Promise<void>;
+  readEntries(): Promise<Dirent[]>;
+  highestSeq(prefix: string, now: Date): Promise<number>;
+}
+
 function errCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
 }
 
 /** Deletes what a killed snapshot left behind. Call at start-up, before any snapshot of this process starts. */
-export async function removeLeftovers(files: BackupFiles): Promise<string[]> {
+export async function removeLeftovers(files: TempFolder): Promise<string[]> {
   const entries = await files.readEntries();
   const removed: string[] = [];
   for (const entry of entries) {
@@ -47,7 +60,7 @@ export async function removeLeftovers(files: BackupFiles): Promise<string[]> {
  * name. A hard link fails on an existing name, so nothing is ever replaced. Returns the new name. On failure the
  * temp file is left for the caller to discard.
  */
-export async function publishNew(files: BackupFiles, tmp: string, prefix: string, now: Date): Promise<string> {
+export async function publishNew(files: TempFolder, tmp: string, prefix: string, now: Date): Promise<string> {
   // Whatever wrote the temp file, what gets a backup's name is private.
   await fsp.chmod(tmp, FILE_MODE);
   files.assertTemp(tmp);
@@ -82,7 +95,7 @@ export async function publishNew(files: BackupFiles, tmp: string, prefix: string
  * Gives the complete temp file `tmp` exactly the backup name `name` (a copy pulled from off-site keeps its own
  * name). False when that name is taken: nothing is replaced, and the temp file is left for the caller.
  */
-export async function publishAs(files: BackupFiles, tmp: string, name: string): Promise<boolean> {
+export async function publishAs(files: TempFolder, tmp: string, name: string): Promise<boolean> {
   await fsp.chmod(tmp, FILE_MODE);
   files.assertTemp(tmp);
   const final = files.resolveInside(name);

@@ -2,7 +2,6 @@ import { createWriteStream } from 'node:fs';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UploadInterruptedError, UploadTooLargeError } from './backup-errors';
-import type { BackupFiles } from './backup-files';
 
 /**
  * Streams `body` into a new temp file here, never holding more than a chunk in memory, and fsyncs it. Past
@@ -11,7 +10,7 @@ import type { BackupFiles } from './backup-files';
  * returned temp file.
  */
 export async function receiveStream(
-  files: BackupFiles,
+  files: { createTemp(): Promise<string>; discardTemp(tmp: string): Promise<void> },
   body: Readable,
   maxBytes: number,
 ): Promise<{ tmp: string; size: number }> {

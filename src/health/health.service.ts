@@ -16,6 +16,8 @@ import type { HealthCheckDto, HealthResponseDto } from './health.dto';
 import { LiveSchema } from './live-schema';
 import { OffsiteHealthIndicator } from './offsite.indicator';
 import { ReplicationProgress } from '../replication/replication-progress';
+import type { Indicator, IndicatorResult } from './indicator';
+import { replicationCheck } from './replication.indicator';
 
 /** With auto-backup on, a last success older than this is `degraded` (a daily job plus two hours of slack). */
 export const MAX_BACKUP_AGE_SECONDS = 26 * 60 * 60;
@@ -31,33 +33,7 @@ export interface HealthReport {
  * One indicator's verdict. `down` makes the whole answer 503 `error`; `degraded` and `unknown` (the check could not
  * run, which says nothing of what it checks) make a 200 `degraded`.
  */
-export interface IndicatorResult {
-  status: 'up' | 'degraded' | 'down' | 'unknown';
-  message?: string;
-  /** Shown to admins only (sizes, times, file names); anonymous callers see the status alone. */
-  details?: Record<string, unknown>;
-}
-
-/** Replication lagging behind by more than this is `degraded`. */
-export const REPLICATION_MAX_LAG_MS = 60_000;
-
-/** `checks.replication`: `degraded` while the lag is over a minute or streaming failed; `up` (off) otherwise. */
-export function replicationCheck(view: ReturnType<ReplicationProgress['read']> | undefined): IndicatorResult {
-  if (view === undefined || !view.enabled) {
-    return { status: 'up', details: { enabled: false, replication: 'off' } };
-  }
-  const details = { enabled: true, replication: view.status, lag_ms: view.lagMs, pending_bytes: view.pendingBytes };
-  if (view.status === 'failed' || view.lagMs > REPLICATION_MAX_LAG_MS) {
-    return {
-      status: 'degraded',
-      message: view.status === 'failed' ? 'Replication is failing' : 'Replication lags by more than a minute',
-      details,
-    };
-  }
-  return { status: 'up', details };
-}
-
-export type Indicator = () => IndicatorResult | Promise<IndicatorResult>;
+export type { Indicator, IndicatorResult };
 
 async function statfsFreeBytes(dir: string): Promise<number> {
   const stats = await fsp.statfs(dir);

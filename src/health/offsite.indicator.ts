@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { Clock } from '../common/clock';
 import { RemoteCopies } from '../common/remote-copies';
-import type { IndicatorResult } from './health.service';
+import type { IndicatorResult } from './indicator';
 
 /** Uploads failing for longer than this make off-site `degraded`. */
 export const OFFSITE_FAILING_SECONDS = 60 * 60;
