@@ -88,14 +88,21 @@ export class ImportPipeline {
         return checkPlain(stored, storedFile, source);
       }
       plain = await this.files.createTemp();
-      let decrypted: Readable;
+      // Destroyed whatever happens: a decrypter that gave up must not leave it opening a file that is gone.
+      const storedStream = createReadStream(stored);
+      storedStream.on('error', () => undefined);
       try {
-        decrypted = await source.decrypt(createReadStream(stored));
-      } catch (error) {
-        throw new ImportFailedError('decrypt', 'It does not decrypt with the configured identity', error);
+        let decrypted: Readable;
+        try {
+          decrypted = await source.decrypt(storedStream);
+        } catch (error) {
+          throw new ImportFailedError('decrypt', 'It does not decrypt with the configured identity', error);
+        }
+        const plainFile = await this.copyIn(decrypted, plain, Number.MAX_SAFE_INTEGER, source.stallMs, 'decrypt');
+        return checkPlain(plain, plainFile, source);
+      } finally {
+        storedStream.destroy();
       }
-      const plainFile = await this.copyIn(decrypted, plain, Number.MAX_SAFE_INTEGER, source.stallMs, 'decrypt');
-      return checkPlain(plain, plainFile, source);
     } catch (error) {
       await this.files.discardTemp(stored).catch(() => undefined);
       if (plain !== null && plain !== stored) {
