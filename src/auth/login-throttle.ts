@@ -26,7 +26,7 @@ export interface LoginReservation {
 /**
  * Failed logins per address: 5 in a minute, then 429 until that minute is over; successful logins do not count.
  *
- * An attempt is reserved *before* the password hash and settled after it (issue 10, finding 6: checking before the
+ * An attempt is reserved *before* the password hash and settled after it (checking before the
  * hash and counting after it let 200 parallel attempts through). Check and reservation are one synchronous step on
  * the event loop, so no two requests can both take the last slot. A success releases its slot; a failure keeps it.
  */

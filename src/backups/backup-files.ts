@@ -254,7 +254,7 @@ export class BackupFiles {
   private async openForRead(name: string): Promise<{ stream: ReadStream; size: number }> {
     const full = this.resolveInside(name);
     // O_NONBLOCK: a FIFO under a backup's name would otherwise block this open (and a thread of libuv's pool with
-    // it) until something writes to it; five of them starve every file operation of the process (issue 10, #4).
+    // it) until something writes to it; five of them starve every file operation of the process.
     const handle = await fsp.open(full, READ_REGULAR_FLAGS);
     try {
       const st = await handle.stat();

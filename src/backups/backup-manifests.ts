@@ -39,7 +39,7 @@ export class BackupManifests implements OnApplicationShutdown {
   }
 
   /**
-   * Every manifest by name. Cached while the database is unchanged (issue 10, finding 5: reading and mapping 1,000
+   * Every manifest by name. Cached while the database is unchanged (reading and mapping 1,000
    * rows on every GET /api/backup): `PRAGMA data_version` changes when another connection commits (a restore's
    * copy), `total_changes()` when this one writes a row (any write, through any module). Read-only to callers.
    */

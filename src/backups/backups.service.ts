@@ -61,7 +61,7 @@ export class BackupsService implements OnModuleInit, BeforeApplicationShutdown {
         this.logger.log(`Forgot ${swept} manifest(s) of backups no longer on disk`);
       }
     } catch (error) {
-      // A damaged live schema (no backup_manifests) must not stop start-up: health reports it (issue 10, item 2).
+      // A damaged live schema (no backup_manifests) must not stop start-up: health reports it.
       this.logger.error(`Could not sweep the backup manifests at start-up: ${safeReason(error)}`);
     }
   }

@@ -38,7 +38,7 @@ export class AvailabilityGuard implements CanActivate {
 }
 
 /**
- * Global, after authentication, roles and CSRF (issue 10, finding 9: anonymous callers must learn nothing, a 401 is
+ * Global, after authentication, roles and CSRF (anonymous callers must learn nothing, a 401 is
  * all they get): while a restore replaces the live database, changes would be lost or land in the wrong data, so
  * mutating requests get 503 with Retry-After. Before the rate limit, so a refused request spends no budget.
  */

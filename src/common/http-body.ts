@@ -19,7 +19,7 @@ export interface HttpBodyOptions {
 }
 
 /**
- * How the HTTP server times bodies and answers `Expect: 100-continue` (issue 10, findings 7 and 10):
+ * How the HTTP server times bodies and answers `Expect: 100-continue`:
  * - Node's `requestTimeout` (300 s for the whole request, body included) is off: a 10 GB upload at 600 KB/s takes
  *   hours. Instead a body gets an idle timeout (no byte for `bodyIdleTimeoutMs`), on every route; headers keep
  *   Node's `headersTimeout` (60 s).

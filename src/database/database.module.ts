@@ -11,7 +11,7 @@ import { SQLITE_HANDLE, SqliteHandle } from './sqlite-handle';
 export const BUSY_TIMEOUT_MS = 5000;
 
 /**
- * Start-up must never fail on a damaged or foreign live schema (issue 10, finding 2): the service then stays up to
+ * Start-up must never fail on a damaged or foreign live schema: the service then stays up to
  * report it (health, the log) and the CLI restore keeps working. A failed migration is logged here; HealthModule's
  * LiveSchema compares the live schema with this build's and reports what is wrong.
  */

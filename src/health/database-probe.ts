@@ -38,7 +38,7 @@ export interface ProbeState {
 }
 
 /**
- * The database's part of health that is too costly per request (issue 8, item 3), run on a schedule and read by
+ * The database's part of health that is too costly per request, run on a schedule and read by
  * every health call: a quick_check in a worker thread on its own SQLite connection, and a scan of /proc/self/fd
  * (readlink only, nothing is opened) for the live database's -wal/-shm shown as "(deleted)": another process removed
  * them under the service, and from then on its writes go to a file nobody else sees.

@@ -41,7 +41,7 @@ async function statfsFreeBytes(dir: string): Promise<number> {
 }
 
 /**
- * GET /api/health. Every call costs the same whatever the number of backups (issue 10, finding 5): a read of the
+ * GET /api/health. Every call costs the same whatever the number of backups: a read of the
  * live database, two indexed rows (the auto-backup setting and the scheduler's state), one statfs, and state kept
  * current by events (BackupHealthState) and a scheduled probe (DatabaseProbe, LiveSchema). Nothing lists the backups
  * folder or runs a quick_check per call.

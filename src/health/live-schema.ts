@@ -5,7 +5,7 @@ import { OpsEvents } from '../common/ops-events';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
 
 /**
- * Whether the live database still has this application's schema (issue 10, finding 2): checked at start-up (which
+ * Whether the live database still has this application's schema: checked at start-up (which
  * never fails on it) and after every restore, through the live SQLite connection. Health reports what is wrong.
  */
 @Injectable()

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { closeQuietly } from './close-quietly';
 import type { SnapshotJob, SnapshotWorkerReply } from './snapshot';
 
 const ALL_PAGES = 0x7fffffff;
@@ -26,14 +27,6 @@ export type CopyMethod = 'backup-api';
 export interface SnapshotJobOptions {
   /** Use memory-mapped reads (child process only: a mapping of the file counts in this process's RSS). */
   mmap: boolean;
-}
-
-function closeQuietly(db: Database.Database | undefined): void {
-  try {
-    db?.close();
-  } catch {
-    // A close failure after an earlier error must not mask that error.
-  }
 }
 
 /** Marks `p` as handled now (it is awaited later), so an early failure does not count as an unhandled rejection. */

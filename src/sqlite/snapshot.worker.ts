@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { closeQuietly } from './close-quietly';
 import { readEveryTable } from '../database/read-every-table';
 import { notOrdinaryTables, readSchemaFacts } from '../database/schema-facts';
 import type {
@@ -29,14 +30,6 @@ const HASH_CHUNK = 1024 * 1024;
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 /** TypeORM's default name for its table of applied migrations. */
 const MIGRATIONS_TABLE = 'migrations';
-
-function closeQuietly(db: Database.Database | undefined): void {
-  try {
-    db?.close();
-  } catch {
-    // A close failure after an earlier error must not mask that error.
-  }
-}
 
 function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
