@@ -35,11 +35,12 @@ describe('Point-in-time restore (e2e: the real app, s3rver)', () => {
   });
 
   afterEach(async () => {
+    // The age secret key goes first: a failing close below must not leave it in the temp folder.
+    fs.rmSync(keyDir, { recursive: true, force: true });
     await t?.close();
     t = null;
     await proxy.close();
     await s3.close();
-    fs.rmSync(keyDir, { recursive: true, force: true });
   });
 
   async function start(): Promise<TestApp> {

@@ -45,11 +45,12 @@ describe('Continuous replication (e2e: the real app, s3rver behind a fault proxy
   });
 
   afterEach(async () => {
+    // The age secret key goes first: a failing close below must not leave it in the temp folder.
+    fs.rmSync(keyDir, { recursive: true, force: true });
     await t?.close();
     t = null;
     await proxy.close();
     await s3.close();
-    fs.rmSync(keyDir, { recursive: true, force: true });
   });
 
   async function start(extra: Record<string, string> = {}): Promise<TestApp> {

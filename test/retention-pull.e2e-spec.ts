@@ -31,9 +31,10 @@ describe('Local retention and copies pulled from the bucket (e2e, s3rver)', () =
   });
 
   afterEach(async () => {
+    // The age secret key goes first: a failing close below must not leave it in the temp folder.
+    fs.rmSync(keyDir, { recursive: true, force: true });
     await t?.close();
     await s3?.close();
-    fs.rmSync(keyDir, { recursive: true, force: true });
   });
 
   const api = (method: 'get' | 'post' | 'put' | 'delete', url: string) =>
