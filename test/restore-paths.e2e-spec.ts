@@ -7,12 +7,28 @@ import { compiledBuild, runCli } from './helpers/cli-runner';
 import { startWriter } from './helpers/backup-fixtures';
 import { auditEvents, makeBackup } from './helpers/recovery-fixtures';
 import { startTestApp, type TestApp, withApiKey } from './helpers/test-app';
+import { readClosedDatabase } from './helpers/live-db-tripwire';
 
 /**
  * Every way a restore can fail or be cut short keeps every write another process was told had committed: a failed
  * restore leaves the live database exactly as it was (no rollback that could erase writes), the CLI restores through
  * SQLite (never a rename under a process waiting on the lock), and start-up trusts the database, not the journal.
  */
+/** A journal entry as the service writes it while an online restore of `name` is copying pages in. */
+function copyingJournalEntry(name: string) {
+  return {
+    version: 2,
+    id: '0123456789abcdef',
+    mode: 'online',
+    name,
+    stage: 'copying',
+    startedAt: 1,
+    actor: { id: null, username: 'api-key' },
+    safety: 'mc-safety-2026-01-01_00-00-00.db',
+    caller: null,
+  };
+}
+
 describe('Restore paths keep every acknowledged write (e2e)', () => {
   const apps: TestApp[] = [];
   const folders: string[] = [];
@@ -76,17 +92,7 @@ describe('Restore paths keep every acknowledged write (e2e)', () => {
     const journal = path.join(dir, '.mission-control.db.restore-journal.json');
     fs.writeFileSync(
       journal,
-      JSON.stringify({
-        version: 2,
-        id: '0123456789abcdef',
-        mode: 'online',
-        name: made.name,
-        stage: 'copying',
-        startedAt: 1,
-        actor: { id: null, username: 'api-key' },
-        safety: 'mc-safety-2026-01-01_00-00-00.db',
-        caller: null,
-      }),
+      JSON.stringify(copyingJournalEntry(made.name)),
     );
     t = await app(dir);
     expect(fs.existsSync(journal)).toBe(false);
@@ -116,19 +122,9 @@ describe('Restore paths keep every acknowledged write (e2e)', () => {
       apps.splice(apps.indexOf(t), 1);
       // The service is closed: reading the file's bytes cannot drop anyone's SQLite locks.
       const closedDatabase = t.dbPath;
-      const dbBefore = fs.readFileSync(closedDatabase);
+      const dbBefore = readClosedDatabase(closedDatabase);
       const journal = path.join(dir, '.mission-control.db.restore-journal.json');
-      const entry = {
-        version: 2,
-        id: '0123456789abcdef',
-        mode: 'online',
-        name: made.name,
-        stage: 'copying',
-        startedAt: 1,
-        actor: { id: null, username: 'api-key' },
-        safety: 'mc-safety-2026-01-01_00-00-00.db',
-        caller: null,
-      };
+      const entry = copyingJournalEntry(made.name);
       if (shape === 'fifo') {
         expect(spawnSync('mkfifo', [journal]).status).toBe(0);
       } else if (shape === 'truncated') {
@@ -137,7 +133,7 @@ describe('Restore paths keep every acknowledged write (e2e)', () => {
         fs.writeFileSync(journal, JSON.stringify({ ...entry, ...(shape as object) }));
       }
       await expect(startTestApp({}, dir)).rejects.toThrow(/restore journal .*restore-journal\.json is not valid/);
-      expect(fs.readFileSync(closedDatabase).equals(dbBefore)).toBe(true);
+      expect(readClosedDatabase(closedDatabase).equals(dbBefore)).toBe(true);
       expect(fs.readdirSync(path.join(dir, 'backups'))).toEqual([made.name]);
     },
   );

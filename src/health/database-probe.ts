@@ -1,12 +1,11 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy, Optional } from '@nestjs/common';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { Clock } from '../common/clock';
-import { typeScriptEntrySource } from '../common/typescript-entry';
 import { AppConfig } from '../config/app-config';
 import { OBSERVABILITY_OPTIONS, ObservabilityOptions } from '../observability/observability-options';
-import type { ProbeJob, ProbeReply } from './database-probe.worker';
+import type { DatabaseCheck } from '../sqlite/database-check';
+import { runProbeWorker } from '../sqlite/snapshot';
 
 /** How often the cheap probe (deleted -wal/-shm) runs. */
 export const DEFAULT_SCAN_INTERVAL_MS = 10_000;
@@ -50,8 +49,7 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly quickCheckIntervalMs: number;
   private readonly firstQuickCheckMs: number;
   private readonly retryMs: number;
-  private readonly workerFile: string | undefined;
-  private readonly nativeBinding: string | undefined;
+  private readonly check: (file: string) => Promise<DatabaseCheck>;
   private timer: NodeJS.Timeout | undefined;
   private nextQuickCheckMs = 0;
   private running: Promise<void> | null = null;
@@ -76,8 +74,9 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
     this.quickCheckIntervalMs = options?.databaseProbe?.quickCheckIntervalMs ?? DEFAULT_QUICK_CHECK_INTERVAL_MS;
     this.firstQuickCheckMs = options?.databaseProbe?.firstQuickCheckMs ?? DEFAULT_FIRST_QUICK_CHECK_MS;
     this.retryMs = options?.databaseProbe?.retryMs ?? DEFAULT_PROBE_RETRY_MS;
-    this.workerFile = options?.databaseProbe?.workerFile;
-    this.nativeBinding = options?.databaseProbe?.nativeBinding;
+    const nativeBinding = options?.databaseProbe?.nativeBinding;
+    this.check =
+      options?.databaseProbe?.check ?? ((file) => runProbeWorker(file, { busyTimeoutMs: 5000, nativeBinding }));
   }
 
   get state(): ProbeState {
@@ -113,10 +112,7 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
     this.nextQuickCheckMs = this.clock.nowMs() + this.quickCheckIntervalMs;
     let notRun: string | null = null;
     try {
-      const reply = await runProbeWorker(
-        { dbPath: path.resolve(this.config.dbPath), busyTimeoutMs: 5000, nativeBinding: this.nativeBinding },
-        this.workerFile,
-      );
+      const reply = await this.check(path.resolve(this.config.dbPath));
       if (reply.outcome === 'not_run') {
         notRun = reply.errorCode ?? 'Error';
         this.logger.warn(`Database probe could not check the database (${notRun}): ${reply.quickCheck}`);
@@ -190,44 +186,4 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
             : 'ok';
     this.current = { ...this.current, status, message };
   }
-}
-
-function startWorker(job: ProbeJob, workerFile?: string): Worker {
-  if (workerFile !== undefined) {
-    return new Worker(workerFile, { workerData: job });
-  }
-  // As in snapshot.ts: the .js sibling when compiled, the TypeScript entry under ts-jest / ts-node.
-  if (__filename.endsWith('.ts')) {
-    const bootstrap = typeScriptEntrySource(path.join(__dirname, 'database-probe.worker.ts'));
-    return new Worker(bootstrap, { eval: true, workerData: job });
-  }
-  return new Worker(path.join(__dirname, 'database-probe.worker.js'), { workerData: job });
-}
-
-/** Runs one probe in a fresh worker thread; resolves after the worker has exited (its connection is closed). */
-export function runProbeWorker(job: ProbeJob, workerFile?: string): Promise<ProbeReply> {
-  return new Promise((resolve, reject) => {
-    let reply: ProbeReply | undefined;
-    let failure: Error | undefined;
-    let worker: Worker;
-    try {
-      worker = startWorker(job, workerFile);
-    } catch (error) {
-      reject(error instanceof Error ? error : new Error(String(error)));
-      return;
-    }
-    worker.on('message', (message: ProbeReply) => {
-      reply = message;
-    });
-    worker.on('error', (error: Error) => {
-      failure ??= error;
-    });
-    worker.on('exit', (code) => {
-      if (reply) {
-        resolve(reply);
-      } else {
-        reject(failure ?? new Error(`Database probe worker exited with code ${code} without a result`));
-      }
-    });
-  });
 }

@@ -1,6 +1,7 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import type { DestinationStream } from 'pino';
 import type { HttpBodyOptions } from '../common/http-body';
+import type { DatabaseCheck } from '../sqlite/database-check';
 
 /** How failure alerts are delivered; production uses {@link DEFAULT_ALERT_DELIVERY}. */
 export interface AlertDeliveryOptions {
@@ -31,8 +32,8 @@ export interface ObservabilityOptions {
     firstQuickCheckMs?: number;
     /** The next try after a probe that could not run. */
     retryMs?: number;
-    /** A worker script run instead of the probe's own (a fault point for tests: one that cannot load). */
-    workerFile?: string;
+    /** The check run instead of the engine's worker (a fault point for tests: one that cannot start). */
+    check?: (file: string) => Promise<DatabaseCheck>;
     /** better-sqlite3's native module for the probe's worker (a fault point for tests: a missing one). */
     nativeBinding?: string;
   };

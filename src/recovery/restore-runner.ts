@@ -226,7 +226,7 @@ export class RestoreRunner {
 
   /**
    * The backup's pages in a scratch temp file, migrated to this build's schema on their own connection (the live
-   * database never runs a restore's migrations), then quick_check. The caller discards it.
+   * database never runs a restore's migrations), then the same check health runs on the live database. The caller discards it.
    */
   private async prepareScratch(request: RestoreRun): Promise<string> {
     const { tmp } = await this.files.restoreBackupToTemp(request.name);
@@ -234,9 +234,9 @@ export class RestoreRunner {
       if (request.schemaVersion !== null && request.schemaVersion < SCHEMA_VERSION) {
         await migrate(tmp);
       }
-      const quick = await runProbeWorker(tmp);
-      if (quick.integrity !== 'ok') {
-        throw new Error('quick_check failed on the scratch copy');
+      const check = await runProbeWorker(tmp);
+      if (!check.ok) {
+        throw new Error(`The scratch copy failed its check: ${check.quickCheck}`);
       }
       return tmp;
     } catch (error) {

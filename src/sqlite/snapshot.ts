@@ -2,6 +2,7 @@ import { type ChildProcess, fork, type StdioOptions } from 'node:child_process';
 import * as path from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { typeScriptEntrySource } from '../common/typescript-entry';
+import type { DatabaseCheck, DatabaseCheckJob } from './database-check';
 import { checkSchema, type SchemaObject, type SchemaVerdict } from '../database/schema-check';
 
 /**
@@ -51,19 +52,15 @@ export interface RestoreJob {
   handshake: boolean;
 }
 
-/**
- * `PRAGMA quick_check` of a database that may be live, opened only through SQLite (read-only): never a raw read of
- * the file, whose close would drop every SQLite lock this process holds on it.
- */
-export interface ProbeJob {
+/** {@link checkDatabase} in a worker thread: the file may be live (health) or a restore's scratch copy. */
+export interface ProbeJob extends DatabaseCheckJob {
   op: 'probe';
-  file: string;
 }
 
+/** `ok` is the worker's success; the verdict on the file is `check.ok`. */
 export interface ProbeResult {
   ok: true;
-  integrity: string;
-  ms: number;
+  check: DatabaseCheck;
 }
 
 export type WorkerJob = SnapshotJob | InspectJob | RestoreJob | ProbeJob;
@@ -402,7 +399,16 @@ export async function runRestoreWorker(
   }
 }
 
-/** See {@link ProbeJob}. */
-export function runProbeWorker(file: string): Promise<ProbeResult> {
-  return runWorkerJob({ op: 'probe', file: path.resolve(file) });
+/** See {@link ProbeJob}. Rejects only when the worker itself failed (it did not start, or died). */
+export async function runProbeWorker(
+  file: string,
+  options: { busyTimeoutMs?: number; nativeBinding?: string } = {},
+): Promise<DatabaseCheck> {
+  const { check } = await runWorkerJob({
+    op: 'probe',
+    file: path.resolve(file),
+    busyTimeoutMs: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
+    ...(options.nativeBinding !== undefined ? { nativeBinding: options.nativeBinding } : {}),
+  });
+  return check;
 }

@@ -7,12 +7,12 @@ import * as fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { closeQuietly } from './close-quietly';
+import { checkDatabase } from './database-check';
 import { readEveryTable } from '../database/read-every-table';
 import { notOrdinaryTables, readSchemaFacts } from '../database/schema-facts';
 import type {
   InspectJob,
   InspectResult,
-  ProbeJob,
   ProbeResult,
   RestoreJob,
   RestoreResult,
@@ -366,22 +366,6 @@ function checkpoint(file: string, busyTimeoutMs: number): void {
   }
 }
 
-/** quick_check through a read-only SQLite connection only (see ProbeJob). */
-function probe(job: ProbeJob): ProbeResult {
-  const started = performance.now();
-  let db: Database.Database | undefined;
-  try {
-    db = new Database(job.file, { readonly: true, fileMustExist: true, timeout: 5000 });
-    db.pragma('trusted_schema = OFF');
-    const first = db.pragma('quick_check(1)', { simple: true });
-    return { ok: true, integrity: typeof first === 'string' ? first : String(first), ms: performance.now() - started };
-  } catch (err) {
-    return { ok: true, integrity: sqliteMessage(err), ms: performance.now() - started };
-  } finally {
-    closeQuietly(db);
-  }
-}
-
 async function run(
   job: WorkerJob,
   port: MessagePort | undefined,
@@ -392,7 +376,7 @@ async function run(
     case 'restore':
       return restore(job, port);
     case 'probe':
-      return probe(job);
+      return { ok: true, check: checkDatabase(job) };
     default:
       return { ok: false, message: 'Unknown snapshot worker operation' };
   }

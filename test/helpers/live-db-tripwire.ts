@@ -20,6 +20,21 @@ import { isMainThread } from 'node:worker_threads';
 
 process.env.MC_LIVE_DB_TRIPWIRE = __filename;
 
+let readingClosedDatabase = false;
+
+/**
+ * The bytes of a database file no connection of this process has open (its app was closed): a test comparing a
+ * closed database before and after an action it expects to leave the file alone. Never for a running app's file.
+ */
+export function readClosedDatabase(file: string): Buffer {
+  readingClosedDatabase = true;
+  try {
+    return fs.readFileSync(file);
+  } finally {
+    readingClosedDatabase = false;
+  }
+}
+
 const LIVE_NAME = /^mission-control\.db(-wal|-shm|-journal)?$/;
 const watched = new Set<string>();
 const violations: string[] = [];
@@ -68,6 +83,9 @@ function wrap(owner: Record<string, unknown>, name: string, label: string, argIn
     return;
   }
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+    if (readingClosedDatabase) {
+      return original.apply(this, args);
+    }
     for (const index of argIndexes) {
       if ((name === 'openSync' || name === 'open') && readOnlyWal(args[index], args[1])) {
         continue;

@@ -1,28 +1,28 @@
-/**
- * Runs in a worker thread (see database-probe.ts): `PRAGMA quick_check` of the live database, then a read of every
- * table, on a connection of its own, opened and closed through SQLite only (never a raw open of the file: closing a
- * raw descriptor would drop the locks the whole process holds on it). Node built-ins, better-sqlite3 and one small
- * helper only, so it starts fast.
- */
-import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { readEveryTable } from '../database/read-every-table';
+import { closeQuietly } from './close-quietly';
 
-export interface ProbeJob {
-  dbPath: string;
+/**
+ * The one check of a database file that health and a restore both trust: `PRAGMA quick_check`, then a read of every
+ * ordinary table (quick_check passes a table whose root page was overwritten although no read of it gets through).
+ * Opened and closed through SQLite only, never a raw descriptor: the file may be the live database, and closing a
+ * raw descriptor would drop every lock the process holds on it.
+ */
+export interface DatabaseCheckJob {
+  file: string;
   busyTimeoutMs: number;
   /** better-sqlite3's `nativeBinding`: a test points it at a missing file, as `npm ci` under a running service does. */
   nativeBinding?: string;
 }
 
-export interface ProbeReply {
+export interface DatabaseCheck {
   ok: boolean;
   /**
    * `checked`: SQLite read the file and `quickCheck` is its verdict. `not_run`: the check itself could not run (the
    * native module failed to load, the database was locked, …), which says nothing about the file.
    */
   outcome: 'checked' | 'not_run';
-  /** `ok`, or the first problem quick_check found, or why the database could not be read or checked (for the log). */
+  /** `ok`, or the first problem found, or why the database could not be read or checked (for the log). */
   quickCheck: string;
   /** When the check failed with an error: its SQLite code or class, safe to show (never a message or a path). */
   errorCode?: string;
@@ -31,7 +31,7 @@ export interface ProbeReply {
 
 /**
  * Whether an error is SQLite finding the file damaged (or the disk failing under it), as opposed to the check not
- * being able to run at all: only the former makes the database `down`.
+ * being able to run at all: only the former is a verdict on the database.
  */
 export function isDamage(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
@@ -46,20 +46,22 @@ function errorCode(error: unknown): string {
   return error instanceof Error && /^[A-Za-z]{1,40}$/.test(error.name) ? error.name : 'Error';
 }
 
-export function probe(
-  job: ProbeJob,
+/** Blocking: run it in a worker thread (`runProbeWorker` in snapshot.ts), never on the service's event loop. */
+export function checkDatabase(
+  job: DatabaseCheckJob,
   open: (file: string, options: Database.Options) => Database.Database = (file, options) => new Database(file, options),
-): ProbeReply {
+): DatabaseCheck {
   const started = performance.now();
   let db: Database.Database | undefined;
   try {
     // Read-write open (a read-only one cannot always join a WAL database), but this connection never writes.
-    db = open(job.dbPath, {
+    db = open(job.file, {
       fileMustExist: true,
       timeout: job.busyTimeoutMs,
       ...(job.nativeBinding !== undefined ? { nativeBinding: job.nativeBinding } : {}),
     });
     db.pragma('query_only = ON');
+    db.pragma('trusted_schema = OFF');
     db.prepare('SELECT count(*) FROM sqlite_schema').get();
     const first = db.pragma('quick_check(1)', { simple: true });
     const quickCheck = typeof first === 'string' ? first : String(first);
@@ -77,14 +79,6 @@ export function probe(
       ms: performance.now() - started,
     };
   } finally {
-    try {
-      db?.close();
-    } catch {
-      // Nothing to add to the verdict.
-    }
+    closeQuietly(db);
   }
-}
-
-if (parentPort) {
-  parentPort.postMessage(probe(workerData as ProbeJob));
 }
