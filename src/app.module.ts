@@ -12,15 +12,15 @@ import { CsrfGuard } from './auth/guards/csrf.guard';
 import { RolesGuard } from './auth/guards/roles.guard';
 import { AvailabilityGuard, RestoreInProgressGuard } from './common/availability';
 import { CommonModule } from './common/common.module';
-import { HttpExceptionFilter } from './common/http-exception.filter';
-import { RootController } from './common/root.controller';
+import { HttpExceptionFilter } from './http/http-exception.filter';
+import { RootController } from './http/root.controller';
 import {
   BACKUPS_RATE_LIMIT,
   BACKUPS_THROTTLER,
   RateLimitGuard,
   RateLimitRefundInterceptor,
   RateLimitStorage,
-} from './common/rate-limit';
+} from './http/rate-limit';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';

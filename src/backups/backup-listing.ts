@@ -36,8 +36,8 @@ export class BackupListing {
   ) {}
 
   /**
-   * The backup files, newest first. Cached (10,000 GET /api/backup with 1,000 files took 403 s,
-   * an lstat and a name parse per file per call): reused while the folder's mtime and ctime are unchanged, which any
+   * The backup files, newest first. Cached (without it every call costs an lstat and a name parse
+   * per file; docs/benchmarks.md has the measurement): reused while the folder's mtime and ctime are unchanged, which any
    * create, delete or rename in it changes. Only trusted when the listing was taken over a second after the folder's
    * last change (a change within the same timestamp tick could otherwise go unseen), and dropped on every change
    * this process makes. A file rewritten in place keeps its entry (backups are never rewritten).

@@ -14,7 +14,7 @@ import type { Request, Response } from 'express';
 import type { AuthUser } from '../auth/auth-user';
 import { AdminOnly, CurrentUser } from '../auth/decorators';
 import { ErrorResponseDto } from '../common/error-response.dto';
-import { BackupsRateLimit } from '../common/rate-limit';
+import { BackupsRateLimit } from '../http/rate-limit';
 import { requestMeta } from '../common/request-meta';
 import { requireBackupName } from './backup-name.pipe';
 import { BackupsService } from './backups.service';

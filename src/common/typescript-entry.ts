@@ -4,8 +4,8 @@
  * directly and never gets here.
  *
  * Why sucrase and not ts-node: every backup, verify, upload, restore and health probe starts a fresh worker or
- * child, and ts-node must first load the TypeScript compiler in each (about 0.5 s of CPU), where sucrase only strips
- * the types (about 0.05 s). The entry files it loads use no decorators, enums or namespaces, which sucrase does not
+ * child, and ts-node must first load the TypeScript compiler in each (a large share of a short job's CPU), where sucrase
+ * only strips the types. The entry files it loads use no decorators, enums or namespaces, which sucrase does not
  * compile as tsc does. It is registered explicitly, so the result does not depend on the working directory.
  */
 export function typeScriptEntrySource(entry: string, preload: string[] = []): string {

@@ -9,7 +9,7 @@ import { runProbeWorker } from '../sqlite/snapshot';
 
 /** How often the cheap probe (deleted -wal/-shm) runs. */
 export const DEFAULT_SCAN_INTERVAL_MS = 10_000;
-/** How often the quick_check runs (about 1.3 s of a worker thread per GiB), and the first one after start. */
+/** How often the quick_check runs (a worker thread reads the whole file), and the first one after start. */
 export const DEFAULT_QUICK_CHECK_INTERVAL_MS = 10 * 60_000;
 export const DEFAULT_FIRST_QUICK_CHECK_MS = 60_000;
 /**

@@ -20,7 +20,7 @@ import { AdminOnly, CurrentUser, SESSION_COOKIE } from '../auth/decorators';
 import { requireBackupName } from '../backups/backup-name.pipe';
 import { InputError } from '../common/api-error';
 import { ErrorResponseDto } from '../common/error-response.dto';
-import { BackupsRateLimit } from '../common/rate-limit';
+import { BackupsRateLimit } from '../http/rate-limit';
 import { requestMeta } from '../common/request-meta';
 import {
   RestoreBackupDto,

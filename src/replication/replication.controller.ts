@@ -4,7 +4,7 @@ import type { Request } from 'express';
 import type { AuthUser } from '../auth/auth-user';
 import { AdminOnly, CurrentUser } from '../auth/decorators';
 import { ErrorResponseDto } from '../common/error-response.dto';
-import { BackupsRateLimit } from '../common/rate-limit';
+import { BackupsRateLimit } from '../http/rate-limit';
 import { requestMeta } from '../common/request-meta';
 import { ReplicationSnapshotDto, ReplicationStatusDto } from './dto/replication.dto';
 import { ReplicationService } from './replication.service';

@@ -10,7 +10,7 @@ import type { Request } from 'express';
 import type { AuthUser } from '../auth/auth-user';
 import { AdminOnly, CurrentUser } from '../auth/decorators';
 import { ErrorResponseDto } from '../common/error-response.dto';
-import { BackupsRateLimit } from '../common/rate-limit';
+import { BackupsRateLimit } from '../http/rate-limit';
 import { requestMeta } from '../common/request-meta';
 import { SchedulerTasksDto, TriggerFailureDto, TriggerResultDto, TriggerTaskDto } from './dto/scheduler.dto';
 import { SchedulerService } from './scheduler.service';

@@ -10,8 +10,8 @@ import {
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { Request, Response } from 'express';
-import { ApiError } from './api-error';
-import { DOMAIN_ERROR_STATUS, DomainError } from './domain-error';
+import { ApiError } from '../common/api-error';
+import { DOMAIN_ERROR_STATUS, DomainError } from '../common/domain-error';
 
 const GENERIC_MESSAGES: Record<number, string> = {
   400: 'Bad request',

@@ -17,7 +17,7 @@ import type { Request, Response } from 'express';
 import { catchError, Observable, throwError } from 'rxjs';
 import { ApiRateLimited } from '../auth/decorators';
 import type { AuthUser } from '../auth/auth-user';
-import { ApiError, InputError } from './api-error';
+import { ApiError, InputError } from '../common/api-error';
 
 export const BACKUPS_THROTTLER = 'backups';
 export const BACKUPS_RATE_LIMIT = { limit: 10, ttl: 60_000 };

@@ -1,7 +1,7 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import { Public } from '../auth/decorators';
-import { packageVersion } from './openapi-errors';
+import { packageVersion } from '../common/openapi-errors';
 
 /** Where a browser or `curl localhost:3000` lands first: a pointer to the documentation instead of a bare 404. */
 @ApiExcludeController()
