@@ -26,7 +26,7 @@ export function bucketSource(
     open: async () => {
       const stream = await bucket.getStream(objectNameFor(name, manifest.encrypted));
       if (stream === null) {
-        throw new ImportFailedError('source', `${name} is not in the bucket`);
+        throw new ImportFailedError('missing', `${name} is not in the bucket`);
       }
       let seen = 0;
       const tap = new Transform({

@@ -98,6 +98,9 @@ function pullFailure(error: unknown): unknown {
     if (error.cause instanceof BucketError) {
       return error.cause;
     }
+    if (error.kind === 'missing') {
+      return new ApiError(HttpStatus.NOT_FOUND, 'No off-site copy of that name');
+    }
     if (error.kind === 'too_large') {
       return new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, 'The off-site copy is larger than its manifest says');
     }

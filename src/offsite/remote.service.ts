@@ -1,6 +1,6 @@
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
 import { AuditActor, AuditService } from '../audit/audit.service';
-import { BackupFiles, UploadTooLargeError } from '../backups/backup-files';
+import { BackupFiles } from '../backups/backup-files';
 import { BackupManifests } from '../backups/backup-manifests';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
@@ -9,11 +9,11 @@ import { AgeCrypto } from './age-crypto';
 import { BucketError, type OffsiteBucket } from './offsite-bucket';
 import { NOT_CONFIGURED, OFFSITE_BUCKET, OFFSITE_CRYPTO, reasonOf, validName } from './offsite-common';
 import { OffsiteOutbox } from './offsite-outbox';
-import { listRemoteBackups, maxObjectBytes } from './remote-catalog';
+import { listRemoteBackups } from './remote-catalog';
 import { manifestObjectName, objectNameFor, parseRemoteManifest, type RemoteManifest } from './remote-objects';
 import { downloadAndPublish } from './remote-pull';
-import { ImportPipeline } from '../recovery/import-pipeline';
-import { cappedBody, hashingTap, hashStream, through } from './stream-taps';
+import { ImportFailedError, ImportPipeline, type ReceivedFile } from '../recovery/import-pipeline';
+import { bucketSource } from './bucket-source';
 import type { PullResponseDto, RemoteListDto, RemoteVerifyDto, VerifyCheck } from './dto/offsite.dto';
 
 /**
@@ -81,10 +81,10 @@ export class RemoteService {
   }
 
   /**
-   * Reads the stored object back and hashes it against the manifest's object_sha256; with the identity, also
-   * decrypts it (same single read) into a scratch file beside the backups, hashes it against sha256 and runs
-   * integrity_check. `checked` says what was; `ok` is null when only the stored bytes could be checked. The
-   * scratch file is always removed. No such object: 404; an object without a valid manifest: 422.
+   * The copy through the recovery import pipeline, held to its manifest: the stored object's size and sha256; with
+   * the identity, also decrypted into a scratch file beside the backups, its sha256, then integrity_check.
+   * `checked` says what was; `ok` is null when only the stored bytes could be checked. The scratch file is always
+   * removed. No such object: 404; an object without a valid manifest: 422.
    */
   async verify(rawName: unknown, actor: AuditActor, meta?: Partial<RequestMeta>): Promise<RemoteVerifyDto> {
     const bucket = this.requireConfigured();
@@ -108,119 +108,83 @@ export class RemoteService {
 
   private async verifyNamed(bucket: OffsiteBucket, name: string): Promise<RemoteVerifyDto> {
     const manifest = await this.remoteManifest(name);
-    const object = await bucket.getObject(objectNameFor(name, manifest?.encrypted ?? true));
-    if (object === null) {
-      throw new ApiError(HttpStatus.NOT_FOUND, 'No off-site copy of that name');
-    }
     if (manifest === null) {
+      const object = await bucket.getObject(objectNameFor(name, true));
+      if (object === null) {
+        throw new ApiError(HttpStatus.NOT_FOUND, 'No off-site copy of that name');
+      }
       object.body.destroy();
       throw new ApiError(
         HttpStatus.UNPROCESSABLE_ENTITY,
         'The off-site copy has no valid manifest: there is nothing to check it against',
       );
     }
-    const failed = (checked: VerifyCheck[]): RemoteVerifyDto => ({
-      ok: false,
-      name,
-      object: 'mismatch',
-      decrypted: false,
-      integrity: null,
-      checksum: null,
-      checked,
-    });
-    let capped: ReturnType<typeof cappedBody>;
+    const source = bucketSource(bucket, this.crypto, name, manifest);
+    const decrypts = this.crypto.canDecrypt || !manifest.encrypted;
+    const checks: VerifyCheck[] = !decrypts
+      ? ['object_sha256']
+      : manifest.encrypted
+        ? ['object_sha256', 'decrypt', 'sha256', 'integrity']
+        : ['object_sha256', 'sha256', 'integrity'];
+    const verdict = { name, decrypted: false, integrity: null, checksum: null };
+    let received: ReceivedFile | null = null;
     try {
-      capped = cappedBody(object, maxObjectBytes(manifest));
-    } catch {
-      return failed(['object_size']);
-    }
-    const decrypt = this.crypto.canDecrypt || !manifest.encrypted;
-    if (!decrypt) {
-      try {
-        const stored = await hashStream(capped.body);
-        const match = stored.sha256 === manifest.object_sha256;
+      if (!decrypts) {
+        await this.imports.measureStored(source);
         // Only the stored bytes could be checked: a match proves the bucket kept them, not what is inside.
-        return {
-          ok: match ? null : false,
-          name,
-          object: match ? 'match' : 'mismatch',
-          decrypted: false,
-          integrity: null,
-          checksum: null,
-          checked: ['object_sha256'],
-        };
-      } catch (error) {
-        if (capped.exceeded()) {
-          return failed(['object_size']);
-        }
-        throw error;
+        return { ...verdict, ok: null, object: 'match', checked: checks };
       }
-    }
-    return this.verifyInside(name, manifest, capped);
-  }
-
-  /** The decrypting half of verify: the object's hash, then the backup's hash and integrity_check. */
-  private async verifyInside(
-    name: string,
-    manifest: RemoteManifest,
-    capped: ReturnType<typeof cappedBody>,
-  ): Promise<RemoteVerifyDto> {
-    const objectTap = hashingTap();
-    const tapped = through(capped.body, objectTap.stream);
-    const checks: VerifyCheck[] = manifest.encrypted
-      ? ['object_sha256', 'decrypt', 'sha256', 'integrity']
-      : ['object_sha256', 'sha256', 'integrity'];
-    let tmp: string | null = null;
-    try {
-      const plain = manifest.encrypted ? await this.crypto.decrypt(tapped) : tapped;
-      const received = await this.files.receiveUpload(plain, manifest.size);
-      tmp = received.tmp;
-      const stored = objectTap.result();
-      const object = stored.sha256 === manifest.object_sha256 ? 'match' : 'mismatch';
-      const check = await this.files.inspectTemp(tmp, { integrity: 'full', hash: true, makeStandalone: false });
-      const checksum = check.sha256 === manifest.sha256 ? 'match' : 'mismatch';
+      received = await this.imports.receive(source);
+      const check = await this.files.inspectTemp(received.tmp, { integrity: 'full', hash: false, makeStandalone: false });
       const integrity = check.integrity ?? 'unreadable';
       return {
-        ok: object === 'match' && checksum === 'match' && integrity === 'ok',
+        ok: integrity === 'ok',
         name,
-        object,
+        object: 'match',
         decrypted: manifest.encrypted,
         integrity,
-        checksum,
+        checksum: 'match',
         checked: checks,
       };
     } catch (error) {
-      if (error instanceof BucketError) {
+      if (!(error instanceof ImportFailedError)) {
         throw error;
       }
-      if (capped.exceeded() || error instanceof UploadTooLargeError) {
-        return {
-          ok: false,
-          name,
-          object: 'mismatch',
-          decrypted: false,
-          integrity: null,
-          checksum: null,
-          checked: [capped.exceeded() ? 'object_size' : 'size'],
-        };
-      }
-      // Altered bytes fail age's authentication: that is a damaged object, not a bucket failure.
-      this.logger.warn(`Off-site verify of ${name}: the object does not decrypt (${reasonOf(error)})`);
-      return {
-        ok: false,
-        name,
-        object: 'mismatch',
-        decrypted: false,
-        integrity: null,
-        checksum: null,
-        checked: [manifest.encrypted ? 'decrypt' : 'sha256'],
-      };
+      return this.verifyFailed(name, manifest, error);
     } finally {
-      tapped.destroy();
-      if (tmp !== null) {
-        await this.files.discardTemp(tmp).catch(() => undefined);
+      if (received !== null) {
+        await this.imports.discard(received).catch(() => undefined);
       }
     }
+  }
+
+  /** What a broken promise of the copy says about it; a bucket that failed is not a verdict on the copy. */
+  private verifyFailed(name: string, manifest: RemoteManifest, error: ImportFailedError): RemoteVerifyDto {
+    if (error.kind === 'missing') {
+      throw new ApiError(HttpStatus.NOT_FOUND, 'No off-site copy of that name');
+    }
+    if (error.kind === 'source' || error.kind === 'stalled') {
+      throw error.cause instanceof BucketError ? error.cause : error;
+    }
+    const failed = { ok: false, name, decrypted: false, integrity: null, checksum: null } as const;
+    if (error.kind === 'too_large') {
+      return { ...failed, object: 'mismatch', checked: ['object_size'] };
+    }
+    if (error.kind === 'mismatch' && error.brokenHash === 'sha256') {
+      return {
+        ...failed,
+        object: 'match',
+        decrypted: manifest.encrypted,
+        checksum: 'mismatch',
+        checked: manifest.encrypted ? ['object_sha256', 'decrypt', 'sha256'] : ['object_sha256', 'sha256'],
+      };
+    }
+    if (error.kind === 'mismatch') {
+      return { ...failed, object: 'mismatch', checked: ['object_sha256'] };
+    }
+    // The stored bytes matched their hash yet do not decrypt: not for this identity, or sealed wrongly.
+    this.logger.warn(`Off-site verify of ${name}: the object does not decrypt (${reasonOf(error.cause ?? error)})`);
+    return { ...failed, object: 'match', checked: ['object_sha256', 'decrypt'] };
   }
 
   /**

@@ -58,6 +58,31 @@ describe(ImportPipeline.name, () => {
     expect(sha(fs.readFileSync(path.join(dir, 'backups', 'mc-backup-2026-01-01_00-00-00.db')))).toBe(sha(good));
   });
 
+  it('should say the checksum matched only when the source promised one', async () => {
+    const promised = await pipeline.admit(await pipeline.receive(source(good, { sha256: sha(good) })), {
+      livePageSize: null,
+    });
+    expect(promised.checksum).toBe('match');
+    const unpromised = await pipeline.admit(await pipeline.receive(source(good)), { livePageSize: null });
+    expect(unpromised.checksum).toBe('unknown');
+  });
+
+  it('should measure stored bytes without keeping them, and name the hash a lying source broke', async () => {
+    expect(await pipeline.measureStored(source(good, { storedSha256: sha(good) }))).toEqual({
+      size: good.length,
+      sha256: sha(good),
+    });
+    await expect(pipeline.measureStored(source(good, { storedSha256: sha(Buffer.from('x')) }))).rejects.toMatchObject({
+      kind: 'mismatch',
+      brokenHash: 'stored_sha256',
+    });
+    await expect(pipeline.receive(source(good, { sha256: sha(Buffer.from('x')) }))).rejects.toMatchObject({
+      kind: 'mismatch',
+      brokenHash: 'sha256',
+    });
+    expect(left()).toEqual([]);
+  });
+
   it('should stop a source that sends more than it promised, and keep nothing', async () => {
     const huge = Buffer.concat([good, Buffer.alloc(1024 * 1024)]);
     await expect(pipeline.receive(source(huge, { maxStoredBytes: good.length }))).rejects.toMatchObject({

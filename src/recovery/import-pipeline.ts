@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupFiles } from '../backups/backup-files';
 import type { InspectResult } from '../sqlite/snapshot';
-import { admit, type AdmissionVerdict, compareChecksum } from './admission';
+import { admit, type AdmissionVerdict, type Checksum, compareChecksum } from './admission';
 
 /**
  * Where the bytes of a candidate database come from: a bucket object, a local file, a rebuilt point in time. The
@@ -26,7 +26,10 @@ export interface ImportSource {
   stallMs?: number;
 }
 
-export type ImportFailureKind = 'too_large' | 'stalled' | 'mismatch' | 'decrypt' | 'source';
+export type ImportFailureKind = 'too_large' | 'stalled' | 'mismatch' | 'decrypt' | 'source' | 'missing';
+
+/** Which of the source's promises a `mismatch` broke: the stored bytes' hash or the database's. */
+export type BrokenHash = 'stored_sha256' | 'sha256';
 
 /** The source broke a promise or failed; nothing was kept. `message` is one line for the operator. */
 export class ImportFailedError extends Error {
@@ -34,6 +37,7 @@ export class ImportFailedError extends Error {
     readonly kind: ImportFailureKind,
     message: string,
     override readonly cause?: unknown,
+    readonly brokenHash?: BrokenHash,
   ) {
     super(message);
     this.name = 'ImportFailedError';
@@ -56,10 +60,14 @@ export interface ReceivedFile {
   tmp: string;
   size: number;
   sha256: string;
+  /** The database sha256 the source promised (already held to it), if it promised one. */
+  promisedSha256?: string;
 }
 
 export interface AdmittedFile extends ReceivedFile {
   check: InspectResult;
+  /** `match` when the source promised the database's sha256 and kept it; `unknown` when it promised none. */
+  checksum: Checksum;
   verdict: AdmissionVerdict;
 }
 
@@ -79,10 +87,13 @@ export class ImportPipeline {
     const stored = await this.files.createTemp();
     let plain: string | null = null;
     try {
-      const storedFile = await this.copyIn(await openSource(source), stored, source.maxStoredBytes, source.stallMs);
-      if (source.storedSha256 !== undefined && storedFile.sha256 !== source.storedSha256) {
-        throw new ImportFailedError('mismatch', 'The stored object does not match its manifest (damaged or altered)');
-      }
+      const storedFile = await this.copyIn(
+        await openSource(source),
+        fileSink(stored),
+        source.maxStoredBytes,
+        source.stallMs,
+      );
+      checkStored(storedFile, source);
       if (source.decrypt === undefined) {
         plain = stored;
         return checkPlain(stored, storedFile, source);
@@ -98,7 +109,13 @@ export class ImportPipeline {
         } catch (error) {
           throw new ImportFailedError('decrypt', 'It does not decrypt with the configured identity', error);
         }
-        const plainFile = await this.copyIn(decrypted, plain, Number.MAX_SAFE_INTEGER, source.stallMs, 'decrypt');
+        const plainFile = await this.copyIn(
+          decrypted,
+          fileSink(plain),
+          Number.MAX_SAFE_INTEGER,
+          source.stallMs,
+          'decrypt',
+        );
         return checkPlain(plain, plainFile, source);
       } finally {
         storedStream.destroy();
@@ -117,21 +134,32 @@ export class ImportPipeline {
   }
 
   /**
+   * Reads the source's stored bytes once, held to their size cap and stored hash, and keeps nothing: what can be
+   * checked of a copy without the identity to decrypt it.
+   */
+  async measureStored(source: ImportSource): Promise<{ size: number; sha256: string }> {
+    const stored = await this.copyIn(await openSource(source), discardSink(), source.maxStoredBytes, source.stallMs);
+    checkStored(stored, source);
+    return stored;
+  }
+
+  /**
    * A full inspection of a received temp file and the admission rule. Refused: the temp file is removed and
    * ImportRefusedError says why. WAL-flagged files are made standalone first.
    */
   async admit(received: ReceivedFile, options: { livePageSize: number | null }): Promise<AdmittedFile> {
     try {
       const check = await this.files.inspectTemp(received.tmp, { integrity: 'full', hash: true, makeStandalone: true });
+      const checksum = compareChecksum(received.promisedSha256, received.sha256);
       const verdict = admit({
         check,
-        checksum: compareChecksum(received.sha256, received.sha256),
+        checksum,
         livePageSize: options.livePageSize,
       });
       if (verdict.problems.length > 0) {
         throw new ImportRefusedError(verdict, check);
       }
-      return { ...received, size: check.size, sha256: check.sha256 ?? received.sha256, check, verdict };
+      return { ...received, size: check.size, sha256: check.sha256 ?? received.sha256, check, checksum, verdict };
     } catch (error) {
       await this.files.discardTemp(received.tmp).catch(() => undefined);
       throw error;
@@ -158,7 +186,7 @@ export class ImportPipeline {
 
   private async copyIn(
     input: Readable,
-    dest: string,
+    sink: Writable,
     maxBytes: number,
     stallMs = DEFAULT_STALL_MS,
     stage: 'source' | 'decrypt' = 'source',
@@ -182,7 +210,7 @@ export class ImportPipeline {
       meter.destroy(new ImportFailedError('stalled', `No data arrived for ${Math.round(stallMs / 1000)} s`));
     }, stallMs);
     try {
-      await pipeline(input, meter, createWriteStream(dest, { flags: 'r+', flush: true }));
+      await pipeline(input, meter, sink);
     } catch (error) {
       if (error instanceof ImportFailedError) {
         throw error;
@@ -209,9 +237,38 @@ async function openSource(source: ImportSource): Promise<Readable> {
   }
 }
 
+/** The temp file was made by createTemp: written in place, flushed before the pipeline resolves. */
+function fileSink(file: string): Writable {
+  return createWriteStream(file, { flags: 'r+', flush: true });
+}
+
+function discardSink(): Writable {
+  return new Writable({
+    write(_chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+      callback();
+    },
+  });
+}
+
+function checkStored(stored: { sha256: string }, source: ImportSource): void {
+  if (source.storedSha256 !== undefined && stored.sha256 !== source.storedSha256) {
+    throw new ImportFailedError(
+      'mismatch',
+      'The stored object does not match its manifest (damaged or altered)',
+      undefined,
+      'stored_sha256',
+    );
+  }
+}
+
 function checkPlain(tmp: string, file: { size: number; sha256: string }, source: ImportSource): ReceivedFile {
   if (source.sha256 !== undefined && file.sha256 !== source.sha256) {
-    throw new ImportFailedError('mismatch', 'The decrypted database does not match its manifest (sha256)');
+    throw new ImportFailedError(
+      'mismatch',
+      'The decrypted database does not match its manifest (sha256)',
+      undefined,
+      'sha256',
+    );
   }
-  return { tmp, size: file.size, sha256: file.sha256 };
+  return { tmp, size: file.size, sha256: file.sha256, promisedSha256: source.sha256 };
 }
