@@ -8,6 +8,8 @@ import { startWriter } from './helpers/backup-fixtures';
 import { auditEvents, makeBackup } from './helpers/recovery-fixtures';
 import { startTestApp, type TestApp, withApiKey } from './helpers/test-app';
 import { readClosedDatabase } from './helpers/live-db-tripwire';
+import { BackupFiles } from '../src/backups/backup-files';
+import { RestoreService } from '../src/recovery/restore.service';
 
 /**
  * Every way a restore can fail or be cut short keeps every write another process was told had committed: a failed
@@ -77,6 +79,28 @@ describe('Restore paths keep every acknowledged write (e2e)', () => {
     );
     expect(stored).toBe(rows);
     expect(await auditEvents(t, 'backup_restore_failed')).toHaveLength(1);
+  });
+
+  it('should trust a caller\'s earlier inspection only while the backup file is unchanged', async () => {
+    const t = await app();
+    const made = await makeBackup(t);
+    const file = path.join(t.backupsDir, made.name);
+    const seen = fs.statSync(file);
+    const check = await t.app.get(BackupFiles).inspect(made.name, { integrity: 'full', hash: true });
+    // The backup is damaged after it was inspected: the restore must see that it changed and inspect it again.
+    const bytes = fs.readFileSync(file);
+    bytes.fill(0xff, bytes.length - 4096, bytes.length - 2048);
+    fs.writeFileSync(file, bytes);
+    await expect(
+      t.app.get(RestoreService).restore(made.name, {
+        actor: { id: null, username: 'api-key' },
+        meta: {},
+        verified: { check, size: seen.size, mtimeMs: seen.mtimeMs },
+      }),
+    ).rejects.toMatchObject({ status: 400 });
+    expect(withDb(t.dbPath, (db) => db.prepare('SELECT count(*) AS n FROM users').get())).toEqual({ n: 1 });
+    const failed = (await auditEvents(t, 'backup_restore_failed')).map((e) => e.detail);
+    expect(failed).toEqual([expect.objectContaining({ stage: 'verify' })]);
   });
 
   it('should settle a journal by the database: a copy that never committed is recorded as interrupted', async () => {

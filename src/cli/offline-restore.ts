@@ -62,8 +62,9 @@ export class OfflineRestore {
       return { name, safetyBackup: null, durationMs: performance.now() - started };
     }
     // Verified before the app is booted on the live database (booting migrates it): a refused backup leaves the
-    // database byte for byte as it was. The restore verifies it again, as every restore does.
+    // database byte for byte as it was. The restore reuses this inspection unless the file changed since.
     this.terminal.out(`Verifying ${name} (full integrity_check and sha256)…`);
+    const seen = await this.files.statBackup(name);
     const check = await this.files.inspect(name, { integrity: 'full', hash: true });
     const checksum = compareChecksum(recordedSha256(dbPath, name), check.sha256);
     const verdict = admit({ check, checksum, livePageSize: null, requireAdmin: false });
@@ -78,7 +79,12 @@ export class OfflineRestore {
     this.terminal.out(`Restoring ${name} through SQLite (a safety copy first)…`);
     try {
       const done = await this.session.run((app) =>
-        app.get(RestoreService).restore(name, { actor: CLI_ACTOR, meta: {}, mode: 'offline' }),
+        app.get(RestoreService).restore(name, {
+          actor: CLI_ACTOR,
+          meta: {},
+          mode: 'offline',
+          ...(seen !== null ? { verified: { check, size: seen.size, mtimeMs: seen.mtimeMs } } : {}),
+        }),
       );
       return { name, safetyBackup: done.safety_backup, durationMs: performance.now() - started };
     } catch (error) {

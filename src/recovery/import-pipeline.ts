@@ -180,6 +180,11 @@ export class ImportPipeline {
     return this.files.publishTemp(admitted.tmp, prefix, now);
   }
 
+  /** Size and mtime of a published file, for a later step to see that it is still the file that was admitted. */
+  statPublished(name: string): Promise<{ size: number; mtimeMs: number } | null> {
+    return this.files.statBackup(name);
+  }
+
   discard(file: ReceivedFile): Promise<void> {
     return this.files.discardTemp(file.tmp);
   }

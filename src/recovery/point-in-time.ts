@@ -84,7 +84,12 @@ export class PointInTimeRestore {
         restored_to: rebuilt.restoredTo.toISOString(),
         generation: rebuilt.generation,
       };
-      const done = await this.restores.restore(name, { ...request, detail: { ...request.detail, ...moment } });
+      const published = await this.imports.statPublished(name);
+      const done = await this.restores.restore(name, {
+        ...request,
+        detail: { ...request.detail, ...moment },
+        ...(published !== null ? { verified: { check: admitted.check, ...published } } : {}),
+      });
       return { ...done, point_in_time: moment.point_in_time, restored_to: moment.restored_to };
     } finally {
       await fsp.rm(scratchDir, { recursive: true, force: true });

@@ -14,6 +14,7 @@ import type { RequestMeta } from '../common/request-meta';
 import { FaultPoints } from '../config/fault-points';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
 import { ReplicationService } from '../replication/replication.service';
+import type { InspectResult } from '../sqlite/snapshot';
 import { admit, compareChecksum } from './admission';
 import type { RestoreResponseDto } from './dto/recovery.dto';
 import type { RestoreJournalEntry } from './restore-journal';
@@ -29,6 +30,18 @@ export interface RestoreRequest {
   mode?: RestoreJournalEntry['mode'];
   /** More for the restore's audit event (a point in time says which). */
   detail?: Record<string, unknown>;
+  /**
+   * A full inspection the caller already made of this very file (the CLI verifies before it boots the app; a point
+   * in time was inspected at admission). Trusted only while the file's size and mtime are those it saw; otherwise
+   * the restore inspects again.
+   */
+  verified?: PriorInspection;
+}
+
+export interface PriorInspection {
+  check: InspectResult;
+  size: number;
+  mtimeMs: number;
 }
 
 /**
@@ -61,6 +74,17 @@ export class RestoreService {
     return this.lock.runExclusive('restore', () => this.restoreLocked(name, request));
   }
 
+  /** A 1 GiB backup's integrity_check and sha256 take seconds: never twice for one restore. */
+  private async inspectOnce(name: string, prior: PriorInspection | undefined): Promise<InspectResult> {
+    if (prior !== undefined) {
+      const now = await this.files.statBackup(name);
+      if (now !== null && now.size === prior.size && now.mtimeMs === prior.mtimeMs) {
+        return prior.check;
+      }
+    }
+    return this.files.inspect(name, { integrity: 'full', hash: true });
+  }
+
   private async restoreLocked(name: string, request: RestoreRequest): Promise<RestoreResponseDto> {
     const started = performance.now();
     await this.requireBackup(name);
@@ -79,7 +103,7 @@ export class RestoreService {
     let verdict;
     let check;
     try {
-      check = await this.files.inspect(name, { integrity: 'full', hash: true });
+      check = await this.inspectOnce(name, request.verified);
       const checksum = compareChecksum(manifest?.sha256, check.sha256);
       const livePageSize = Number(this.db.pragma('page_size', { simple: true }));
       verdict = { checksum, ...admit({ check, checksum, livePageSize, requireAdmin: false }) };
