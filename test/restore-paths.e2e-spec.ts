@@ -81,7 +81,7 @@ describe('Restore paths keep every acknowledged write (e2e)', () => {
     expect(await auditEvents(t, 'backup_restore_failed')).toHaveLength(1);
   });
 
-  it('should trust a caller\'s earlier inspection only while the backup file is unchanged', async () => {
+  it("should trust a caller's earlier inspection only while the backup file is unchanged", async () => {
     const t = await app();
     const made = await makeBackup(t);
     const file = path.join(t.backupsDir, made.name);
@@ -114,10 +114,7 @@ describe('Restore paths keep every acknowledged write (e2e)', () => {
     // A restore killed after its safety copy, before its copy committed; meanwhile someone changed the schema.
     withDb(dbPath, (db) => db.exec('CREATE TABLE added_while_down (x INTEGER)'));
     const journal = path.join(dir, '.mission-control.db.restore-journal.json');
-    fs.writeFileSync(
-      journal,
-      JSON.stringify(copyingJournalEntry(made.name)),
-    );
+    fs.writeFileSync(journal, JSON.stringify(copyingJournalEntry(made.name)));
     t = await app(dir);
     expect(fs.existsSync(journal)).toBe(false);
     expect(await auditEvents(t, 'backup_restore')).toEqual([]);

@@ -62,7 +62,11 @@ describe(checkDatabase.name, () => {
   });
 
   it('says the check did not run when better-sqlite3 cannot load its native module', () => {
-    const reply = checkDatabase({ file: dbPath, busyTimeoutMs: 100, nativeBinding: path.join(dir, 'gone', 'better_sqlite3.node') });
+    const reply = checkDatabase({
+      file: dbPath,
+      busyTimeoutMs: 100,
+      nativeBinding: path.join(dir, 'gone', 'better_sqlite3.node'),
+    });
     expect(reply).toMatchObject({ ok: false, outcome: 'not_run', errorCode: 'MODULE_NOT_FOUND' });
   });
 

@@ -135,7 +135,11 @@ export class RemoteService {
         return { ...verdict, ok: null, object: 'match', checked: checks };
       }
       received = await this.imports.receive(source);
-      const check = await this.files.inspectTemp(received.tmp, { integrity: 'full', hash: false, makeStandalone: false });
+      const check = await this.files.inspectTemp(received.tmp, {
+        integrity: 'full',
+        hash: false,
+        makeStandalone: false,
+      });
       const integrity = check.integrity ?? 'unreadable';
       return {
         ok: integrity === 'ok',
