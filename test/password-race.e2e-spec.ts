@@ -1,7 +1,8 @@
 import request from 'supertest';
 import * as credentials from '../src/auth/credentials';
 import { compiledBuild, runCli } from './helpers/cli-runner';
-import { ADMIN, API_KEY, createUser, loginCookie, startTestApp, type TestApp } from './helpers/test-app';
+import { ADMIN, API_KEY, createUser, loginCookie } from './helpers/test-app';
+import { appPerTest, heldCall } from './helpers/held-call';
 
 /**
  * A login checks the password (scrypt, tens of milliseconds off the event loop) and only then stores its session. A
@@ -9,16 +10,7 @@ import { ADMIN, API_KEY, createUser, loginCookie, startTestApp, type TestApp } f
  * password that no longer exists.
  */
 describe('Sessions opened with the old password (e2e)', () => {
-  let t: TestApp;
-
-  beforeEach(async () => {
-    t = await startTestApp();
-  });
-
-  afterEach(async () => {
-    jest.restoreAllMocks();
-    await t.close();
-  });
+  const app = appPerTest();
 
   /**
    * Starts a login whose password check is held after it has read the stored hash and found the password right,
@@ -26,22 +18,18 @@ describe('Sessions opened with the old password (e2e)', () => {
    */
   async function heldLogin(username: string, password: string) {
     const verify = credentials.verifyPassword;
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let checked!: (valid: boolean) => void;
-    const passwordChecked = new Promise<boolean>((resolve) => (checked = resolve));
+    const held = heldCall<boolean>();
     jest.spyOn(credentials, 'verifyPassword').mockImplementationOnce(async (given, hash) => {
       const valid = await verify(given, hash);
-      checked(valid);
-      await gate;
+      await held.hold(valid);
       return valid;
     });
-    const response = request(t.http)
+    const response = request(app.t.http)
       .post('/api/auth/login')
       .send({ username, password })
       .then((r) => r);
-    expect(await passwordChecked).toBe(true);
-    return { release, response };
+    expect(await held.reached).toBe(true);
+    return { release: held.release, response };
   }
 
   /** Every session a login with the old password answered with must be refused now. */
@@ -49,7 +37,7 @@ describe('Sessions opened with the old password (e2e)', () => {
     const alive: string[] = [];
     for (const response of responses.filter((r) => r.status === 200)) {
       const cookie = (response.headers['set-cookie'] as unknown as string[])[0].split(';')[0];
-      if ((await request(t.http).get('/api/auth/me').set('Cookie', cookie)).status !== 401) {
+      if ((await request(app.t.http).get('/api/auth/me').set('Cookie', cookie)).status !== 401) {
         alive.push(cookie);
       }
     }
@@ -57,16 +45,17 @@ describe('Sessions opened with the old password (e2e)', () => {
   }
 
   async function sessionsOf(userId: number): Promise<number> {
-    const [row] = await t.dataSource.query<{ n: number }[]>('SELECT count(*) AS n FROM sessions WHERE user_id = ?', [
-      userId,
-    ]);
+    const [row] = await app.t.dataSource.query<{ n: number }[]>(
+      'SELECT count(*) AS n FROM sessions WHERE user_id = ?',
+      [userId],
+    );
     return Number(row.n);
   }
 
   it('should not keep a session whose login checked the password before an admin reset committed', async () => {
-    const ops = await createUser(t.http, 'ops', 'operator');
+    const ops = await createUser(app.t.http, 'ops', 'operator');
     const login = await heldLogin('ops', 'ops-password-123');
-    await request(t.http)
+    await request(app.t.http)
       .post(`/api/auth/users/${ops.id}/password`)
       .set('x-api-key', API_KEY)
       .send({ new_password: 'reset-by-the-admin-1' })
@@ -77,17 +66,17 @@ describe('Sessions opened with the old password (e2e)', () => {
     expect(response.status).toBe(401);
     expect(await survivors([response])).toEqual([]);
     expect(await sessionsOf(ops.id)).toBe(0);
-    const [failed] = await t.dataSource.query<{ actor: string; detail: string }[]>(
+    const [failed] = await app.t.dataSource.query<{ actor: string; detail: string }[]>(
       "SELECT actor, detail FROM audit_log WHERE action = 'login_failed'",
     );
     expect(failed).toEqual({ actor: 'ops', detail: '{"reason":"password_changed"}' });
-    await loginCookie(t.http, 'ops', 'reset-by-the-admin-1');
+    await loginCookie(app.t.http, 'ops', 'reset-by-the-admin-1');
   });
 
   it("should not keep a session whose login checked the password before the user's own change committed", async () => {
-    const mine = await loginCookie(t.http);
+    const mine = await loginCookie(app.t.http);
     const login = await heldLogin(ADMIN.username, ADMIN.password);
-    await request(t.http)
+    await request(app.t.http)
       .post('/api/auth/password')
       .set('Cookie', mine)
       .send({ current_password: ADMIN.password, new_password: 'a-brand-new-passphrase' })
@@ -98,16 +87,16 @@ describe('Sessions opened with the old password (e2e)', () => {
     expect(await survivors([response])).toEqual([]);
     // Only the session that made the change is left.
     expect(await sessionsOf(1)).toBe(1);
-    await request(t.http).get('/api/auth/me').set('Cookie', mine).expect(200);
+    await request(app.t.http).get('/api/auth/me').set('Cookie', mine).expect(200);
   });
 
   it('should not keep a session whose login checked the password before the CLI reset it in another process', async () => {
     const { mainJs } = compiledBuild();
-    const ops = await createUser(t.http, 'ops', 'operator');
+    const ops = await createUser(app.t.http, 'ops', 'operator');
     const login = await heldLogin('ops', 'ops-password-123');
     const run = runCli(
       mainJs,
-      t.dbPath,
+      app.t.dbPath,
       ['users', 'reset-password', 'ops', '--password-stdin'],
       {},
       'set-by-the-cli-1\n',
@@ -118,17 +107,16 @@ describe('Sessions opened with the old password (e2e)', () => {
     expect(response.status).toBe(401);
     expect(await survivors([response])).toEqual([]);
     expect(await sessionsOf(ops.id)).toBe(0);
-    await loginCookie(t.http, 'ops', 'set-by-the-cli-1');
+    await loginCookie(app.t.http, 'ops', 'set-by-the-cli-1');
   });
 
   it('should leave no working old-password session when logins loop during resets and changes', async () => {
     // Each looping client logs in from its own address (through a trusted proxy), so the failed attempts after a
     // change never reach the per-address limit.
-    await t.close();
-    t = await startTestApp({ TRUSTED_PROXIES: 'loopback' });
-    const ops = await createUser(t.http, 'ops', 'operator');
+    await app.restart({ TRUSTED_PROXIES: 'loopback' });
+    const ops = await createUser(app.t.http, 'ops', 'operator');
     const passwords = ['ops-password-123', 'second-passphrase-2', 'third-passphrase-3', 'fourth-passphrase-4'];
-    let opsCookie = await loginCookie(t.http, 'ops', passwords[0]);
+    let opsCookie = await loginCookie(app.t.http, 'ops', passwords[0]);
     for (let round = 1; round < passwords.length; round++) {
       const old = passwords[round - 1];
       let changed = false;
@@ -137,7 +125,7 @@ describe('Sessions opened with the old password (e2e)', () => {
       const client = async (address: string): Promise<void> => {
         for (let after = 0; after < 2; after += changed ? 1 : 0) {
           answered.push(
-            await request(t.http)
+            await request(app.t.http)
               .post('/api/auth/login')
               .set('X-Forwarded-For', address)
               .send({ username: 'ops', password: old }),
@@ -150,11 +138,11 @@ describe('Sessions opened with the old password (e2e)', () => {
       }
       const change =
         round % 2 === 1
-          ? request(t.http)
+          ? request(app.t.http)
               .post(`/api/auth/users/${ops.id}/password`)
               .set('x-api-key', API_KEY)
               .send({ new_password: passwords[round] })
-          : request(t.http)
+          : request(app.t.http)
               .post('/api/auth/password')
               .set('Cookie', opsCookie)
               .send({ current_password: old, new_password: passwords[round] });
@@ -165,7 +153,7 @@ describe('Sessions opened with the old password (e2e)', () => {
       expect(answered.filter((r) => r.status !== 200 && r.status !== 401).map((r) => r.status)).toEqual([]);
       expect(answered.filter((r) => r.status === 401).length).toBeGreaterThanOrEqual(4);
       expect(await survivors(answered)).toEqual([]);
-      opsCookie = await loginCookie(t.http, 'ops', passwords[round]);
+      opsCookie = await loginCookie(app.t.http, 'ops', passwords[round]);
     }
   });
 });

@@ -4,7 +4,8 @@ import { FaultPoints } from '../src/config/fault-points';
 import type { RestorePausePoint } from '../src/config/app-config';
 import { AuditService } from '../src/audit/audit.service';
 import { makeBackup } from './helpers/recovery-fixtures';
-import { ADMIN, API_KEY, loginCookie, startTestApp, type TestApp } from './helpers/test-app';
+import { ADMIN, API_KEY, loginCookie } from './helpers/test-app';
+import { appPerTest, heldCall } from './helpers/held-call';
 
 /**
  * While a restore's worker holds the live database's write lock (the safety copy and the page copy), the rest of
@@ -13,45 +14,32 @@ import { ADMIN, API_KEY, loginCookie, startTestApp, type TestApp } from './helpe
  * event loop: such a wait lasts the busy timeout and then fails (the audit row is lost).
  */
 describe('The service during a restore (e2e)', () => {
-  let t: TestApp;
-
-  beforeEach(async () => {
-    t = await startTestApp();
-  });
-
-  afterEach(async () => {
-    jest.restoreAllMocks();
-    await t.close();
-  });
+  const app = appPerTest();
 
   /**
    * Starts a restore of `name` that stops at `point` (the same points as MC_TEST_PAUSE_AT, where the kill tests stop
    * for good) until `release` is called.
    */
   async function heldRestore(name: string, point: RestorePausePoint) {
-    const faults = t.app.get(FaultPoints);
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let reached!: () => void;
-    const atPoint = new Promise<void>((resolve) => (reached = resolve));
+    const faults = app.t.app.get(FaultPoints);
+    const held = heldCall();
     jest.spyOn(faults, 'reach').mockImplementation(async (at) => {
       if (at === point) {
-        reached();
-        await gate;
+        await held.hold();
       }
     });
-    const restore = request(t.http)
+    const restore = request(app.t.http)
       .post('/api/backup/restore')
       .set('x-api-key', API_KEY)
       .send({ name })
       .then((response) => response);
-    await atPoint;
-    return { release, restore };
+    await held.reached;
+    return { release: held.release, restore };
   }
 
   /** Whether another connection could take the write lock right now (no waiting). */
   function writeLockFree(): boolean {
-    const other = new Database(t.dbPath, { timeout: 0 });
+    const other = new Database(app.t.dbPath, { timeout: 0 });
     try {
       other.exec('BEGIN IMMEDIATE; ROLLBACK');
       return true;
@@ -64,14 +52,14 @@ describe('The service during a restore (e2e)', () => {
   }
 
   async function auditRows(action: string): Promise<Array<{ actor: string; created_at: number }>> {
-    return t.dataSource.query('SELECT actor, created_at FROM audit_log WHERE action = ? ORDER BY id', [action]);
+    return app.t.dataSource.query('SELECT actor, created_at FROM audit_log WHERE action = ? ORDER BY id', [action]);
   }
 
   it.each<RestorePausePoint>(['locked', 'copying'])(
     'should serve reads, hold audit rows and writes, and refuse logins while the restore holds the write lock (%s)',
     async (point) => {
-      const cookie = await loginCookie(t.http);
-      const made = await makeBackup(t);
+      const cookie = await loginCookie(app.t.http);
+      const made = await makeBackup(app.t);
       let ticks = 0;
       const heartbeat = setInterval(() => ticks++, 5);
       const held = await heldRestore(made.name, point);
@@ -80,16 +68,16 @@ describe('The service during a restore (e2e)', () => {
 
         // A write through TypeORM from outside the restore: it must wait, and not on the event loop.
         let written = false;
-        const write = t.dataSource
+        const write = app.t.dataSource
           .query("INSERT INTO audit_log (action, actor, detail, created_at) VALUES ('test_write', 'test', '{}', 1)")
           .then(() => (written = true));
 
         const [health, download, me, list, login] = await Promise.all([
-          request(t.http).get('/api/health'),
-          request(t.http).get(`/api/backup/download?name=${made.name}`).set('x-api-key', API_KEY),
-          request(t.http).get('/api/auth/me').set('Cookie', cookie),
-          request(t.http).get('/api/backup').set('x-api-key', API_KEY),
-          request(t.http).post('/api/auth/login').send(ADMIN),
+          request(app.t.http).get('/api/health'),
+          request(app.t.http).get(`/api/backup/download?name=${made.name}`).set('x-api-key', API_KEY),
+          request(app.t.http).get('/api/auth/me').set('Cookie', cookie),
+          request(app.t.http).get('/api/backup').set('x-api-key', API_KEY),
+          request(app.t.http).post('/api/auth/login').send(ADMIN),
         ]);
         expect([health.status, download.status, me.status, list.status]).toEqual([200, 200, 200, 200]);
         expect((download.body as Buffer).length).toBe(made.size);
@@ -113,9 +101,9 @@ describe('The service during a restore (e2e)', () => {
         await write;
         expect(await auditRows('backup_download')).toEqual([{ actor: 'api-key', created_at: expect.any(Number) }]);
         expect(await auditRows('test_write')).toHaveLength(1);
-        expect(t.app.get(AuditService).heldCount).toBe(0);
+        expect(app.t.app.get(AuditService).heldCount).toBe(0);
         // Logins work again.
-        await loginCookie(t.http);
+        await loginCookie(app.t.http);
       } finally {
         clearInterval(heartbeat);
         held.release();
