@@ -1,3 +1,4 @@
+import { validateBackupName } from '../backups/backup-name';
 /** The CLI's exit codes: scripts and runbooks branch on these, so they are part of its interface. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -18,6 +19,15 @@ export class CliError extends Error {
 
 export function usageError(message: string): CliError {
   return new CliError(message, EXIT.usage);
+}
+
+/** A backup name from the command line, by the one name rule; a usage error (exit 2) when it breaks it. */
+export function cliBackupName(raw: unknown): string {
+  const valid = validateBackupName(raw);
+  if (!valid.ok) {
+    throw usageError(valid.reason);
+  }
+  return valid.name;
 }
 
 /** An error's code or class for logs and audit rows, as BackupsService does: never a message with a path in it. */

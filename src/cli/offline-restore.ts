@@ -2,7 +2,6 @@ import { Injectable } from '@nestjs/common';
 import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import { BackupFiles } from '../backups/backup-files';
-import { validateBackupName } from '../backups/backup-name';
 import { ApiError } from '../common/api-error';
 import { AppConfig } from '../config/app-config';
 import { admit, compareChecksum } from '../recovery/admission';
@@ -10,7 +9,7 @@ import { FreshInstall } from '../recovery/fresh-install';
 import { RestoreService } from '../recovery/restore.service';
 import { AppSession } from './app-session';
 import { CLI_ACTOR } from './cli-actor';
-import { CliError, errorMessage, usageError } from './cli-error';
+import { CliError, cliBackupName, errorMessage, usageError } from './cli-error';
 import { DatabaseInUseError, DatabaseLock } from './database-lock';
 import { Terminal } from './terminal';
 
@@ -45,7 +44,7 @@ export class OfflineRestore {
 
   async run(rawName: string, options: RestoreOptions): Promise<RestoreOutcome> {
     const started = performance.now();
-    const name = validName(rawName);
+    const name = cliBackupName(rawName);
     if (!options.yes && !this.terminal.interactive) {
       throw usageError('Refusing to restore without confirmation: pass --yes when not running at a terminal');
     }
@@ -108,14 +107,6 @@ export class OfflineRestore {
       throw new CliError(`Cannot lock the current database (${errorMessage(error)}). Nothing was changed.`);
     }
   }
-}
-
-function validName(rawName: string): string {
-  const check = validateBackupName(rawName);
-  if (!check.ok) {
-    throw usageError(check.reason);
-  }
-  return check.name;
 }
 
 /**

@@ -9,7 +9,7 @@ import { BucketError, OffsiteBucket } from '../offsite/offsite-bucket';
 import { findRemoteCopy, listRemoteBackups } from '../offsite/remote-catalog';
 import { bucketSource } from '../offsite/bucket-source';
 import { FreshInstall, InstallRefusedError } from '../recovery/fresh-install';
-import { ImportFailedError, ImportPipeline, ImportRefusedError } from '../recovery/import-pipeline';
+import { type AdmittedFile, ImportFailedError, ImportPipeline, ImportRefusedError } from '../recovery/import-pipeline';
 import { localFileSource, parsePointInTime } from '../recovery/point-in-time';
 import { PointInTimeUnavailableError, rebuildAt, ReplicaDamagedError } from '../replication/replica-rebuild';
 import { ReplicaObjectError, ReplicaStore } from '../replication/replica-store';
@@ -125,18 +125,11 @@ export class RemoteRestore {
       } catch (error) {
         throw importFailure(name, error);
       }
-      try {
-        await this.fresh.installTemp(admitted.tmp, `replica-${rebuilt.generation}`, {
-          source: `replica generation ${rebuilt.generation} at ${rebuilt.restoredTo.toISOString()}`,
-        });
-      } catch (error) {
-        if (error instanceof InstallRefusedError) {
-          throw new CliError(error.message);
-        }
-        throw error;
-      } finally {
-        await this.imports.discard(admitted).catch(() => undefined);
-      }
+      await this.install(
+        admitted,
+        `replica-${rebuilt.generation}`,
+        `replica generation ${rebuilt.generation} at ${rebuilt.restoredTo.toISOString()}`,
+      );
       return {
         name,
         size: admitted.size,
@@ -201,21 +194,24 @@ export class RemoteRestore {
       } finally {
         progress.stop();
       }
-      try {
-        await this.fresh.installTemp(admitted.tmp, name, {
-          source: `off-site copy ${name} from ${bucket.bucket}/${bucket.prefix}`,
-        });
-      } catch (error) {
-        if (error instanceof InstallRefusedError) {
-          throw new CliError(error.message);
-        }
-        throw error;
-      } finally {
-        await this.imports.discard(admitted).catch(() => undefined);
-      }
+      await this.install(admitted, name, `off-site copy ${name} from ${bucket.bucket}/${bucket.prefix}`);
       return { name, size: admitted.size, sha256: admitted.sha256, durationMs: performance.now() - started };
     } finally {
       bucket.destroy();
+    }
+  }
+
+  /** The admitted file becomes the database of this bare machine; the temp file is gone either way. */
+  private async install(admitted: AdmittedFile, label: string, source: string): Promise<void> {
+    try {
+      await this.fresh.installTemp(admitted.tmp, label, { source });
+    } catch (error) {
+      if (error instanceof InstallRefusedError) {
+        throw new CliError(error.message);
+      }
+      throw error;
+    } finally {
+      await this.imports.discard(admitted).catch(() => undefined);
     }
   }
 }

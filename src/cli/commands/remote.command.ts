@@ -1,10 +1,9 @@
 import { CommandRunner, Option, SubCommand } from 'nest-commander';
-import { validateBackupName } from '../../backups/backup-name';
 import { ApiError } from '../../common/api-error';
 import { RemoteService } from '../../offsite/remote.service';
 import { AppSession } from '../app-session';
 import { CLI_ACTOR, CLI_META } from '../cli-actor';
-import { CliError, usageError } from '../cli-error';
+import { CliError, cliBackupName, usageError } from '../cli-error';
 import { formatBytes, formatTable, formatUtc } from '../format';
 import { RemoteRestore } from '../remote-restore';
 import { Terminal } from '../terminal';
@@ -83,13 +82,10 @@ export class RemotePullCommand extends CommandRunner {
   }
 
   async run([rawName]: string[]): Promise<void> {
-    const valid = validateBackupName(rawName);
-    if (!valid.ok) {
-      throw usageError(valid.reason);
-    }
+    const name = cliBackupName(rawName);
     const pulled = await this.session.run(async (app) => {
       try {
-        return await app.get(RemoteService).pull(valid.name, CLI_ACTOR, CLI_META);
+        return await app.get(RemoteService).pull(name, CLI_ACTOR, CLI_META);
       } catch (error) {
         if (error instanceof ApiError) {
           const body = error.getResponse() as { error: string; reason?: string };

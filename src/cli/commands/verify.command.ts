@@ -1,10 +1,9 @@
 import { CommandRunner, SubCommand } from 'nest-commander';
 import { BackupFiles } from '../../backups/backup-files';
-import { validateBackupName } from '../../backups/backup-name';
 import { RecoveryService } from '../../recovery/recovery.service';
 import { AppSession } from '../app-session';
 import { CLI_ACTOR, CLI_META } from '../cli-actor';
-import { CliError, usageError } from '../cli-error';
+import { CliError, cliBackupName } from '../cli-error';
 import { Terminal } from '../terminal';
 
 interface VerifyView {
@@ -32,11 +31,7 @@ export class VerifyCommand extends CommandRunner {
   }
 
   async run([rawName]: string[]): Promise<void> {
-    const valid = validateBackupName(rawName);
-    if (!valid.ok) {
-      throw usageError(valid.reason);
-    }
-    const name = valid.name;
+    const name = cliBackupName(rawName);
     if ((await this.files.statBackup(name)) === null) {
       throw new CliError(`No backup named ${name} in ${this.files.dir}`);
     }
