@@ -420,8 +420,11 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
       'the last prunes',
     );
     expect(s3.objects()).toEqual(objectsOf(a, f));
-    // Local backups are never removed by remote retention.
-    expect((await list(t)).map((x) => x.name)).toEqual(expect.arrayContaining([a, b, c, d, e, f]));
+    // Local backups are never removed by remote retention, and their listing says which copies the bucket still holds.
+    const listed = await list(t);
+    expect(listed.map((x) => x.name)).toEqual(expect.arrayContaining([a, b, c, d, e, f]));
+    const inBucket = Object.fromEntries(listed.map((x) => [x.name, (x.offsite as { in_bucket?: unknown }).in_bucket]));
+    expect([a, b, c, d, e, f].map((n) => inBucket[n])).toEqual([true, false, false, false, false, true]);
   });
 
   it('should cost at most 6 bucket requests per daily backup (upload, manifest, one LIST, the deletes)', async () => {
@@ -471,6 +474,7 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
       status: 'off',
       uploaded_at: null,
       error: null,
+      in_bucket: null,
     });
     const health = await request(t.http).get('/api/health').set('x-api-key', API_KEY).expect(200);
     expect(health.body.checks.offsite).toMatchObject({ status: 'up', configured: false });

@@ -50,7 +50,7 @@ describe('Recovery (e2e)', () => {
         kind: 'manual',
         sha256: sha256File(inBackups(t, made.name)),
         verified_at: null,
-        offsite: { status: 'off', uploaded_at: null, error: null },
+        offsite: { status: 'off', uploaded_at: null, error: null, in_bucket: null },
       });
       const [row] = await t.dataSource.query('SELECT * FROM backup_manifests WHERE name = ?', [made.name]);
       expect(row).toMatchObject({

@@ -9,6 +9,11 @@ export interface OffsiteCopyView {
   uploaded_at: number | null;
   /** Why the last try failed (a short code, never a path or a secret), while failing. */
   error: string | null;
+  /**
+   * For an uploaded copy: false once the bucket no longer holds it (off-site retention deleted it, or it was not
+   * there when the bucket was last listed), else true. Null for a copy not uploaded.
+   */
+  in_bucket: boolean | null;
 }
 
 /** The queue as a whole, for metrics and health. Times in Unix seconds. */
@@ -47,7 +52,7 @@ const NOT_CONFIGURED: OffsiteProgressView = {
   newestUploadedBackupAt: null,
 };
 
-const OFF: OffsiteCopyView = { status: 'off', uploaded_at: null, error: null };
+const OFF: OffsiteCopyView = { status: 'off', uploaded_at: null, error: null, in_bucket: null };
 
 /**
  * The seam between the backups folder and off-site copies. `src/backups` must not import `src/offsite`: the

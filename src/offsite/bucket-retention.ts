@@ -89,6 +89,7 @@ export class BucketRetention {
       for (const entry of doomed) {
         const keys = [entry.objectName, manifestObjectName(entry.name)];
         if (await this.deleteBackup(entry.name, keys, actor, count, maxAgeDays)) {
+          this.tracker.deleted(entry.name);
           pruned.push(entry.name);
         }
       }

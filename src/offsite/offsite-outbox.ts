@@ -96,6 +96,14 @@ export class OffsiteOutbox implements RemoteCopyTracker {
     return new Map(rows.map((row) => [row.object_name, { sha256: row.sha256, size: row.size }]));
   }
 
+  /** Backup name → object name of every copy this machine uploaded. */
+  uploadedObjects(): Map<string, string> {
+    const rows = this.db
+      .prepare(`SELECT name, object_name FROM offsite_uploads WHERE status = 'uploaded' AND object_name IS NOT NULL`)
+      .all() as { name: string; object_name: string }[];
+    return new Map(rows.map((row) => [row.name, row.object_name]));
+  }
+
   /** When the next waiting row is due (ms), or null when nothing waits. */
   nextDueMs(): number | null {
     const row = this.db
@@ -159,12 +167,13 @@ export class OffsiteOutbox implements RemoteCopyTracker {
     if (row === null) {
       // Not queued (yet): a backup published a moment ago, or one from before off-site was turned on that the
       // next start-up will queue. Either way it is waiting.
-      return { status: 'pending', uploaded_at: null, error: null };
+      return { status: 'pending', uploaded_at: null, error: null, in_bucket: null };
     }
     return {
       status: row.status,
       uploaded_at: row.uploaded_at,
       error: row.status === 'failed' ? row.last_error : null,
+      in_bucket: row.status === 'uploaded' ? true : null,
     };
   }
 

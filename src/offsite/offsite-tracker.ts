@@ -20,6 +20,8 @@ export class OffsiteTracker implements RemoteCopyTracker {
   private newest: NewestCopy | null = null;
   /** When the bucket was last listed (Unix seconds); null until it has been. */
   private seenAt: number | null = null;
+  /** Copies this machine uploaded that the bucket no longer holds (as last listed, or deleted by retention since). */
+  private gone = new Set<string>();
 
   constructor(
     @Inject(OFFSITE_BUCKET) private readonly bucket: OffsiteBucket | null,
@@ -28,7 +30,13 @@ export class OffsiteTracker implements RemoteCopyTracker {
   ) {}
 
   copyOf(name: string): OffsiteCopyView {
-    return this.outbox.copyOf(name);
+    const copy = this.outbox.copyOf(name);
+    return copy.status === 'uploaded' && this.gone.has(name) ? { ...copy, in_bucket: false } : copy;
+  }
+
+  /** Off-site retention deleted this copy: it is no longer one to count on. */
+  deleted(name: string): void {
+    this.gone.add(name);
   }
 
   awaitingUpload(): ReadonlySet<string> {
@@ -70,8 +78,15 @@ export class OffsiteTracker implements RemoteCopyTracker {
     }
   }
 
-  /** Notes the newest copy with a valid manifest among `entries` (one LIST's worth, newest first). */
+  /**
+   * Notes the newest copy with a valid manifest among `entries` (one whole LIST, newest first), and which of this
+   * machine's uploaded copies the bucket no longer holds.
+   */
   async seen(entries: readonly RemoteEntry[], reader: ManifestReader): Promise<void> {
+    const listed = new Set(entries.map((entry) => entry.objectName));
+    this.gone = new Set(
+      [...this.outbox.uploadedObjects()].filter(([, objectName]) => !listed.has(objectName)).map(([name]) => name),
+    );
     const found = await newestValid(
       entries.filter((entry) => !entry.future),
       reader,

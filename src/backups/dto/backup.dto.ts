@@ -24,6 +24,12 @@ export class OffsiteCopyDto {
   /** Why the last try failed (a short code such as `HTTP 503` or `ECONNREFUSED`), while failing. */
   @ApiProperty({ type: String, nullable: true, example: null })
   error: string | null;
+  /**
+   * For an uploaded copy: false once the bucket no longer holds it (off-site retention deleted it, or it was
+   * missing when the bucket was last listed); true otherwise. Null for a copy not uploaded.
+   */
+  @ApiProperty({ type: Boolean, nullable: true, example: true })
+  in_bucket: boolean | null;
 }
 
 export class BackupListItemDto extends BackupDto {

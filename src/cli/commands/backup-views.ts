@@ -21,7 +21,7 @@ export async function listFromFolder(files: BackupFiles): Promise<{ backups: Bac
       kind: parseBackupName(info.name)?.kind ?? 'other',
       sha256: null,
       verified_at: null,
-      offsite: { status: 'off' as const, uploaded_at: null, error: null },
+      offsite: { status: 'off' as const, uploaded_at: null, error: null, in_bucket: null },
     })),
     dir: files.dir,
   };
