@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { staleReason } = require('../scripts/built.js') as { staleReason: (root: string) => string | null };
+const { staleReason, sourceFingerprint } = require('../scripts/built.js') as {
+  staleReason: (root: string) => string | null;
+  sourceFingerprint: (root: string) => string | null;
+};
 
 /**
  * `npm start`, `npm run cli` and the package's bin run dist/ and rebuild only when it is missing or stale: the
@@ -61,5 +64,33 @@ describe('scripts/built.js staleReason', () => {
     at('dist/main.js', 2000);
     at('dist/cli/main.js', 2000);
     expect(staleReason(root)).toBeNull();
+  });
+
+  describe('with the stamp a build leaves', () => {
+    const stamp = (): void =>
+      fs.writeFileSync(path.join(root, 'dist', '.sources-stamp'), `${sourceFingerprint(root)}\n`);
+
+    beforeEach(() => {
+      at('src/backups/backup-files.ts', 1000);
+      at('dist/main.js', 2000);
+      at('dist/cli/main.js', 2000);
+      stamp();
+    });
+
+    it('should be current while the inputs are the ones the build started from', () => {
+      expect(staleReason(root)).toBeNull();
+    });
+
+    it('should rebuild after an edit made while the build ran, though dist/ is newer than it', () => {
+      // The build took its fingerprint at its start; the edit landed before the build wrote dist/.
+      fs.writeFileSync(path.join(root, 'src/backups/backup-files.ts'), 'export const edited = true;\n');
+      at('src/backups/backup-files.ts', 1500);
+      expect(staleReason(root)).toBe('the sources changed since the last build');
+    });
+
+    it('should rebuild when a source was deleted or renamed', () => {
+      fs.renameSync(path.join(root, 'src/backups/backup-files.ts'), path.join(root, 'src/backups/files.ts'));
+      expect(staleReason(root)).toBe('the sources changed since the last build');
+    });
   });
 });
