@@ -262,8 +262,9 @@ export class WalFile {
       if (position.offset === WAL_HEADER_SIZE) {
         return header.checksum1 === position.checksum1 && header.checksum2 === position.checksum2;
       }
+      // The last frame's header holds the running checksum up to and including that frame (bytes 16-23).
       const tail = Buffer.alloc(8);
-      fs.readSync(fd, tail, 0, 8, position.offset - 8);
+      fs.readSync(fd, tail, 0, 8, position.offset - FRAME_HEADER_SIZE - position.pageSize + 16);
       return tail.readUInt32BE(0) === position.checksum1 && tail.readUInt32BE(4) === position.checksum2;
     });
   }
