@@ -42,6 +42,7 @@ export class Shipper {
   private switching: PendingSwitch | null = null;
   private snapshotRunning: Promise<void> | null = null;
   private retrySwitch: PendingSwitch | null = null;
+  private queuedReason: string | null = null;
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
   private lastCheckpointMs = 0;
@@ -115,10 +116,15 @@ export class Shipper {
 
   /** A new generation from a fresh snapshot; `from` is set when it takes over without a gap. */
   startNewGeneration(reason: string): void {
+    const continuous = reason === 'scheduled' || reason === 'manual';
     if (this.switching !== null) {
+      // A generation under way serves a scheduled or manual one. Any other reason (a restore) follows it with a
+      // generation of its own, so the audit trail names it even when the WAL was reset just before.
+      if (!continuous) {
+        this.queuedReason = reason;
+      }
       return;
     }
-    const continuous = reason === 'scheduled' || reason === 'manual';
     this.beginSwitch(reason, continuous ? this.state.generation : null);
   }
 
@@ -251,6 +257,11 @@ export class Shipper {
     this.lastError = null;
     this.deps.log('log', `Replication generation ${generation} started (${pending.reason})`);
     await this.deps.onGeneration(generation, pending.reason);
+    const queued = this.queuedReason;
+    this.queuedReason = null;
+    if (queued !== null) {
+      this.beginSwitch(queued, null);
+    }
   }
 
   /** A stamp that changes whenever the WAL file does (the scheduler's cheap look between rounds). */
