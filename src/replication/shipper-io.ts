@@ -25,7 +25,19 @@ export interface ShipperIoOptions {
   spoolDir: string;
   /** age recipients; empty means plaintext (gzip only). */
   recipients: readonly string[];
+  /** Tests only: SIGKILL the whole process at this point (the kill specs' fault points). */
+  killAt?: KillPoint;
 }
+
+/**
+ * - `segment-spooled`: a segment is in the spool, the position past it not saved yet;
+ * - `checkpoint-copied`: under the write lock, PASSIVE has copied the frames, the state is not saved yet;
+ * - `checkpoint-closed`: under the write lock, the state saying "closed" is saved;
+ * - `before-truncate`: the lock is released, the TRUNCATE not run yet;
+ * - `after-truncate`: the WAL is truncated, the next cycle's first commit not written yet.
+ */
+export type KillPoint =
+  'segment-spooled' | 'checkpoint-copied' | 'checkpoint-closed' | 'before-truncate' | 'after-truncate';
 
 /** Where the next segment goes: its spool entry number, its generation and index, and its commits' observed time. */
 export interface SegmentTarget {
@@ -114,6 +126,7 @@ export class ShipperIoCore {
       encrypted: this.options.recipients.length > 0,
     });
     writeSegmentEntry(this.options.spoolDir, target.seq, manifest, bytes);
+    this.reach('segment-spooled');
     return { commits: read.commits.length, next: read.next, walBytes };
   }
 
@@ -157,11 +170,13 @@ export class ShipperIoCore {
       const [row] = checkpoint.pragma('wal_checkpoint(PASSIVE)') as { log: number; checkpointed: number }[];
       const frames = (position.offset - WAL_HEADER_SIZE) / (FRAME_HEADER_SIZE + position.pageSize);
       closed = row.log === frames && row.checkpointed === frames;
+      this.reach('checkpoint-copied');
       if (tail !== null || closed) {
         // Before anyone can write again (and before a TRUNCATE): a kill from here on restarts into a WAL that this
         // state describes (the same cycle, or the next one when closed), never into an unexplained one.
         const next = tail !== null && tail.commits > 0 ? state.nextIndex + 1 : state.nextIndex;
         writeStateFile(this.options.spoolDir, { ...state, nextIndex: next, position, closed });
+        this.reach('checkpoint-closed');
       }
     } finally {
       lock.exec('ROLLBACK');
@@ -169,13 +184,43 @@ export class ShipperIoCore {
     if (mode === 'PASSIVE' || !closed) {
       return { kind: 'done', tail, closed, truncated: false, raced: false };
     }
+    this.reach('before-truncate');
     checkpoint.pragma(`busy_timeout = ${Math.max(0, Math.floor(waitMs))}`);
     try {
       const [row] = checkpoint.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
       const raced = (checkpoint.pragma('data_version', { simple: true }) as number) !== versionBefore;
-      return { kind: 'done', tail, closed, truncated: row.busy === 0, raced };
+      const truncated = row.busy === 0;
+      if (truncated) {
+        this.reach('after-truncate');
+        this.openNextCycle(checkpoint);
+      }
+      return { kind: 'done', tail, closed, truncated, raced };
     } finally {
       checkpoint.pragma('busy_timeout = 0');
+    }
+  }
+
+  /**
+   * The first commit into an empty WAL writes its header, with salt1 one more than the last cycle's only when the
+   * committing connection has itself restarted a WAL before (SQLite's nCkpt); the app's connection never has, and
+   * would pick random salts, which cannot be told from a foreign reset. So the connection that truncated commits
+   * first: a no-op write of user_version, shipped like any commit. A writer slipping in before it still gives
+   * random salts, and a new generation, audited.
+   */
+  private openNextCycle(db: Database.Database): void {
+    try {
+      db.transaction(() => {
+        const version = Number(db.pragma('user_version', { simple: true }));
+        db.pragma(`user_version = ${version}`);
+      }).immediate();
+    } catch {
+      // Busy: the next writer opens the cycle.
+    }
+  }
+
+  private reach(point: KillPoint): void {
+    if (this.options.killAt === point) {
+      process.kill(process.pid, 'SIGKILL');
     }
   }
 

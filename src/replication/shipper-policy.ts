@@ -1,5 +1,5 @@
 import type { ReplicaStore } from './replica-store';
-import type { CheckpointMode } from './shipper-io';
+import type { CheckpointMode, KillPoint } from './shipper-io';
 import { WAL_HEADER_SIZE } from './wal-reader';
 
 /** At most this much WAL per segment; a longer backlog ships as several. */
@@ -34,6 +34,8 @@ export interface ShipperDeps {
    * for readers), so a WAL that PASSIVE cannot restart (readers always in it, writers always busy) stays bounded.
    */
   walLimitBytes?: number;
+  /** Tests only: the process kills itself (SIGKILL) when its shipper's I/O reaches this point. */
+  killAt?: KillPoint;
   /** Read, compress and encrypt on the calling thread instead of a worker (the benchmark's baseline). */
   inlineIo?: boolean;
   /** Beyond this much spooled data the spool is given up and a new generation starts once the bucket answers. */

@@ -90,9 +90,17 @@ export class Shipper {
    * or kill left it as it was): then the generation goes on; otherwise a new one starts.
    */
   start(): void {
-    const options = { dbPath: this.deps.dbPath, spoolDir: this.deps.spoolDir, recipients: this.deps.store.recipients };
+    const options = {
+      dbPath: this.deps.dbPath,
+      spoolDir: this.deps.spoolDir,
+      recipients: this.deps.store.recipients,
+      killAt: this.deps.killAt,
+    };
     this.io = this.deps.inlineIo ? new InlineShipperIo(options) : new ThreadShipperIo(options);
     const saved = this.spool.loadState();
+    if (saved?.generation) {
+      this.spool.dropUnsaved(saved.generation, saved.nextIndex);
+    }
     if (saved?.generation && saved.position && this.resumable(saved)) {
       this.state = saved;
       this.deps.log('log', `Replication resumes generation ${saved.generation}`);

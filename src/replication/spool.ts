@@ -128,6 +128,19 @@ export class Spool {
     return result;
   }
 
+  /**
+   * Segments of `generation` from `nextIndex` on: spooled by a process killed before it saved the position past
+   * them. The WAL still holds their frames (nothing is checkpointed past a saved position), so they are read
+   * again; kept, they would be a second segment under the same key.
+   */
+  dropUnsaved(generation: string, nextIndex: number): void {
+    for (const entry of this.entries()) {
+      if (entry.kind === 'segment' && entry.manifest.generation === generation && entry.manifest.index >= nextIndex) {
+        this.remove(entry);
+      }
+    }
+  }
+
   remove(entry: SpoolEntry): void {
     fs.rmSync(`${entry.dataFile}.json`, { force: true });
     fs.rmSync(entry.dataFile, { force: true });
