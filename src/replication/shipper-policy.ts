@@ -42,6 +42,17 @@ export interface ShipperDeps {
   spoolMaxBytes?: number;
 }
 
+export type ShipperStatus = 'starting' | 'streaming' | 'catching_up' | 'failed';
+
+export interface PendingSwitch {
+  reason: string;
+  /** The cycle (salts) when the snapshot began, and whether this service had closed it. */
+  cycle: { salt1: number; salt2: number } | null;
+  closed: boolean;
+  /** The generation the new one takes over from without a gap, if continuity held. */
+  from: string | null;
+}
+
 /** Whether a checkpoint is due now, and which: null when not. */
 export function checkpointPlan(
   deps: Pick<ShipperDeps, 'checkpointBytes' | 'checkpointEveryMs' | 'walLimitBytes' | 'now'>,

@@ -1,13 +1,19 @@
 import * as fs from 'node:fs';
 import { FORMAT, newGenerationId } from './replica-layout';
-import { checkpointPlan, MAX_SEGMENT_BYTES, type ShipperDeps } from './shipper-policy';
+import {
+  checkpointPlan,
+  MAX_SEGMENT_BYTES,
+  type PendingSwitch,
+  type ShipperDeps,
+  type ShipperStatus,
+} from './shipper-policy';
 import type { ReadOutcome, SegmentTarget } from './shipper-io';
 import { InlineShipperIo, type ShipperIo, ThreadShipperIo } from './shipper-thread';
 import { type ShipperState, Spool } from './spool';
 import { SpoolUploader } from './spool-uploader';
 import { startOfCycle, WalFile, type WalPosition } from './wal-reader';
 
-export type { ShipperDeps } from './shipper-policy';
+export type { ShipperDeps, ShipperStatus } from './shipper-policy';
 
 /**
  * The replication engine: reads new committed WAL frames, spools them as encrypted segments, uploads them in order,
@@ -22,17 +28,6 @@ export type { ShipperDeps } from './shipper-policy';
  * change of the WAL header (a foreign checkpoint that reset or truncated it, the service down while others wrote)
  * is a lost continuity and starts a new generation.
  */
-
-export type ShipperStatus = 'starting' | 'streaming' | 'catching_up' | 'failed';
-
-interface PendingSwitch {
-  reason: string;
-  /** The cycle (salts) when the snapshot began, and whether this service had closed it. */
-  cycle: { salt1: number; salt2: number } | null;
-  closed: boolean;
-  /** The generation the new one takes over from without a gap, if continuity held. */
-  from: string | null;
-}
 
 export class Shipper {
   private readonly wal: WalFile;
