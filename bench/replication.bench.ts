@@ -4,7 +4,9 @@
  *  - no replication (the writer alone: the baseline the costs are measured against);
  *  - 100 commits/s with the shipper's work on the calling thread (the design before the worker);
  *  - 100 commits/s with the worker thread (the service's setup);
- *  - 1,000 commits/s with the worker thread.
+ *  - 1,000 commits/s with the worker thread;
+ *  - then a 30 s bucket outage at 100 commits/s (a fault proxy answering 503): catch-up time after its return, and
+ *    a rebuild of the latest state from the bucket, counted row by row.
  * s3rver runs in a child process on loopback, so this process's CPU is the writer's and the shipper's only.
  *
  * A writer on this thread commits one small row at a time (each its own transaction, as the app does); the Shipper
@@ -21,15 +23,18 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runSnapshotWorker } from '../src/sqlite/snapshot';
 import { AgeCrypto, generateIdentityFile } from '../src/offsite/age-crypto';
 import { OffsiteBucket } from '../src/offsite/offsite-bucket';
+import { rebuildAt } from '../src/replication/replica-rebuild';
 import { ReplicaStore } from '../src/replication/replica-store';
 import { RoundScheduler } from '../src/replication/round-scheduler';
 import { Shipper } from '../src/replication/shipper';
+import { FaultProxy } from '../test/helpers/s3-fixtures';
 import { fixed, markdownTable, percentile, progress, type BenchOptions } from './bench-util';
 
 const BUCKET = 'mc-bench';
 const PREFIX = 'mission-control/';
 const SYNC_INTERVAL_MS = 1000;
 const DURATION_MS = 20_000;
+const OUTAGE = { beforeMs: 5_000, downMs: 30_000, afterMs: 10_000, catchUpSeconds: 5 };
 const TARGETS = { p50Seconds: 0.6, p99Seconds: 1.5, p99At1000Seconds: 3, cpuPercent: 5, rssMiB: 64, loopMs: 2 };
 
 interface Scenario {
@@ -194,6 +199,116 @@ async function runScenario(
   }
 }
 
+interface OutageMeasured {
+  commits: number;
+  restored: number;
+  catchUpMs: number | null;
+  pendingMiB: number;
+  rebuildMs: number;
+  dbMiB: number;
+}
+
+/**
+ * A 30 s bucket outage at 100 commits/s (a fault proxy in this process answering 503 in front of s3rver): how
+ * long after the bucket's return the spool is empty, and whether the bucket then restores every commit.
+ */
+async function runOutage(root: string, port: number, recipient: string, identityFile: string): Promise<OutageMeasured> {
+  const dir = path.join(root, 'outage');
+  fs.mkdirSync(dir, { recursive: true });
+  const proxy = new FaultProxy(`http://127.0.0.1:${port}`);
+  await proxy.start();
+  const dbFile = path.join(dir, 'live.db');
+  const db = new Database(dbFile);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('wal_autocheckpoint = 0');
+  db.pragma('busy_timeout = 5000');
+  db.exec('CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL)');
+  const offsite = {
+    bucket: BUCKET,
+    endpoint: proxy.endpoint,
+    region: 'us-east-1',
+    prefix: `${PREFIX}outage/`,
+    forcePathStyle: true,
+    recipients: [recipient],
+    allowPlaintext: false,
+  };
+  const bucket = new OffsiteBucket(offsite, 10_000);
+  const store = new ReplicaStore(bucket, new AgeCrypto([recipient], identityFile));
+  const shipper = new Shipper({
+    dbPath: dbFile,
+    spoolDir: path.join(dir, 'replication'),
+    store,
+    now: () => Date.now(),
+    snapshot: async (dest) => {
+      await runSnapshotWorker(dbFile, dest, { hash: false });
+    },
+    onGeneration: () => undefined,
+    log: () => undefined,
+  });
+  let returnedAt: number | null = null;
+  let caughtUpAt: number | null = null;
+  let pendingMax = 0;
+  const scheduler = new RoundScheduler({
+    intervalMs: SYNC_INTERVAL_MS,
+    now: () => Date.now(),
+    walStamp: () => shipper.walStamp(),
+    run: async () => {
+      const shipped = await shipper.round();
+      pendingMax = Math.max(pendingMax, shipper.spool.pendingBytes());
+      if (returnedAt !== null && caughtUpAt === null && shipper.spool.entries().length === 0) {
+        caughtUpAt = Date.now();
+      }
+      return shipped;
+    },
+  });
+  try {
+    shipper.start();
+    await shipper.settle();
+    await shipper.round();
+    progress(`outage: 100 commits/s, the bucket away for ${OUTAGE.downMs / 1000} s`);
+    let commits = 0;
+    const insert = db.prepare('INSERT INTO events (at, body) VALUES (?, ?)');
+    scheduler.start();
+    const writer = setInterval(() => {
+      insert.run(Date.now(), `event ${commits++} ${'x'.repeat(100)}`);
+    }, 10);
+    await new Promise((resolve) => setTimeout(resolve, OUTAGE.beforeMs));
+    proxy.mode = 'http503';
+    await new Promise((resolve) => setTimeout(resolve, OUTAGE.downMs));
+    proxy.mode = 'pass';
+    returnedAt = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, OUTAGE.afterMs));
+    clearInterval(writer);
+    scheduler.stop();
+    while (scheduler.current) {
+      await scheduler.current;
+    }
+    // Everything committed is shipped by one more round; then the whole history is rebuilt from the bucket.
+    await shipper.round();
+    const started = Date.now();
+    const rebuilt = await rebuildAt(store, 'latest', { scratchDir: dir });
+    const rebuildMs = Date.now() - started;
+    const check = new Database(rebuilt.file, { readonly: true });
+    const restored = (check.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
+    check.close();
+    return {
+      commits,
+      restored,
+      catchUpMs: returnedAt !== null && caughtUpAt !== null ? caughtUpAt - returnedAt : null,
+      pendingMiB: pendingMax / 1048576,
+      rebuildMs,
+      dbMiB: fs.statSync(rebuilt.file).size / 1048576,
+    };
+  } finally {
+    scheduler.stop();
+    shipper.stop();
+    db.close();
+    bucket.destroy();
+    await proxy.close();
+  }
+}
+
 function seconds(ms: number): string {
   return `${fixed(ms / 1000, 3)} s`;
 }
@@ -240,6 +355,7 @@ export async function runReplicationBench(options: BenchOptions): Promise<number
         fixed(r.walMaxMiB, 1),
       ];
     });
+    const outage = await runOutage(root, port, recipient, identityFile);
     const load1 = os.loadavg();
     process.stdout.write(
       `\nReplication, ${DURATION_MS / 1000} s per row, REPLICATION_SYNC_INTERVAL_MS ${SYNC_INTERVAL_MS}, s3rver in a ` +
@@ -262,6 +378,20 @@ export async function runReplicationBench(options: BenchOptions): Promise<number
             'WAL max MiB',
           ],
           rows,
+        ) +
+        `\n\nBucket outage (${OUTAGE.downMs / 1000} s of 503 at 100 commits/s, worker; target: nothing lost, caught up ` +
+        `within ${OUTAGE.catchUpSeconds} s of its return)\n\n` +
+        markdownTable(
+          ['commits', 'restored from the bucket', 'caught up after return', 'spool max MiB', 'rebuild latest'],
+          [
+            [
+              String(outage.commits),
+              String(outage.restored),
+              outage.catchUpMs === null ? 'not within the run' : seconds(outage.catchUpMs),
+              fixed(outage.pendingMiB, 1),
+              `${seconds(outage.rebuildMs)} (${fixed(outage.dbMiB, 1)} MiB database)`,
+            ],
+          ],
         ) +
         '\n',
     );
