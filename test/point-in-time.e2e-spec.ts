@@ -43,28 +43,31 @@ describe('Point-in-time restore (e2e: the real app, s3rver)', () => {
     await s3.close();
   });
 
-  async function start(): Promise<TestApp> {
+  /** By default the test drives the rounds itself; a short interval lets the service stream on its own. */
+  async function start(syncIntervalMs = '60000'): Promise<TestApp> {
     t = await startTestApp(
       offsiteEnv(proxy.endpoint, {
         BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient,
         BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
         REPLICATION: 'on',
-        // The test drives the rounds itself.
-        REPLICATION_SYNC_INTERVAL_MS: '60000',
+        REPLICATION_SYNC_INTERVAL_MS: syncIntervalMs,
       }),
     );
     return t;
   }
 
-  function retentionIn(file: string): string | undefined {
+  function settingIn(file: string, key: string): string | undefined {
     const db = new Database(file, { readonly: true });
     try {
-      const row = db.prepare("SELECT value FROM settings WHERE key = 'general.backup_retention_count'").get() as
-        { value: string } | undefined;
+      const row = db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
       return row?.value;
     } finally {
       db.close();
     }
+  }
+
+  function retentionIn(file: string): string | undefined {
+    return settingIn(file, 'general.backup_retention_count');
   }
 
   async function setRetention(app: TestApp, count: number): Promise<void> {
@@ -129,6 +132,59 @@ describe('Point-in-time restore (e2e: the real app, s3rver)', () => {
     const audit = await withApiKey(app.http, 'get', '/api/audit?action=backup_restore').expect(200);
     expect((audit.body as { events: unknown[] }).events).toEqual([]);
     expect(fs.readdirSync(app.dir).filter((f) => f.startsWith('.mc-pitr-'))).toEqual([]);
+  });
+
+  it('should restore a backup online while a writer commits and the service streams, then go on in a new generation', async () => {
+    const app = await start('100');
+    const replication = app.app.get(ReplicationService);
+    await replication.settle();
+    await setRetention(app, 7);
+    const backup = await withApiKey(app.http, 'post', '/api/backup').expect(200);
+    const name = (backup.body as { backup: { name: string } }).backup.name;
+    await setRetention(app, 8);
+    // A writer keeps committing another setting (through the API, as users do) while the restore runs and the
+    // shipper streams on its own timer; what it got acknowledged before the restore is replaced by the backup's.
+    let writing = true;
+    let acknowledged = 0;
+    const writer = (async () => {
+      for (let value = 1; writing; value++) {
+        const response = await withApiKey(app.http, 'put', '/api/settings').send({
+          settings: { 'general.backup_retention_days': 1 + (value % 300) },
+        });
+        if (response.status === 200) {
+          acknowledged++;
+        }
+      }
+    })();
+    while (acknowledged < 3) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await withApiKey(app.http, 'post', '/api/backup/restore').send({ name }).expect(200);
+    writing = false;
+    await writer;
+    expect(retentionIn(app.dbPath)).toBe('7');
+    // The writer may have committed after the restore too: its setting is whatever came last.
+    const days = settingIn(app.dbPath, 'general.backup_retention_days');
+    await withApiKey(app.http, 'put', '/api/settings')
+      .send({ settings: { 'general.replication_snapshot_hours': 48 } })
+      .expect(200);
+    await replication.settle();
+    await replication.syncNow();
+
+    const audit = await withApiKey(app.http, 'get', '/api/audit?action=replication_generation').expect(200);
+    const reasons = (audit.body as { events: { detail: { reason: string } }[] }).events.map((e) => e.detail.reason);
+    expect(reasons).toContain('restore');
+    const scratch = fs.mkdtempSync(path.join(tmpdir(), 'mc-pitr-scratch-'));
+    try {
+      const rebuilt = await replication.rebuildAt(new Date(), { scratchDir: scratch });
+      // The restored state, whatever the writer committed after it, and the later write.
+      expect(retentionIn(rebuilt.file)).toBe('7');
+      expect(settingIn(rebuilt.file, 'general.backup_retention_days')).toBe(days);
+      expect(settingIn(rebuilt.file, 'general.replication_snapshot_hours')).toBe('48');
+      expect(rebuilt.generation).toBe((await replication.status()).generation);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   });
 
   it('should bring a bare machine back to the latest replicated commit with the CLI, audited', async () => {

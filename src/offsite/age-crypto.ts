@@ -56,7 +56,7 @@ export function ageOverhead(plainSize: number): number {
 
 export class AgeCrypto {
   constructor(
-    private readonly recipients: readonly string[],
+    readonly recipients: readonly string[],
     private readonly identityFile?: string,
   ) {}
 

@@ -119,6 +119,8 @@ export class RestoreRunner {
     let stage = 'safety_backup';
     try {
       const copy = await this.files.restoreTempInto(scratch, this.config.dbPath, {
+        // The shipper must see the restore's frames (and the commits before it) before anyone checkpoints them.
+        checkpoint: !this.config.replication,
         whileLocked: async (): Promise<void> => {
           await this.faults.reach('locked');
           safety = await this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now());

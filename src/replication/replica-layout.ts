@@ -160,7 +160,7 @@ export function segmentManifest(
   generation: string,
   index: number,
   from: WalPosition,
-  read: WalRead,
+  read: Pick<WalRead, 'commits' | 'next'>,
   atMs: number,
   object: { size: number; sha256: string; bytes: Buffer; objectSha256: string; encrypted: boolean },
 ): SegmentManifest {

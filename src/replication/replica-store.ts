@@ -19,10 +19,7 @@ import {
   type SnapshotManifest,
 } from './replica-layout';
 
-const gzip = promisify(zlib.gzip);
 const gunzip = promisify(zlib.gunzip);
-/** Segments are small and many: a fast level keeps the shipper's CPU low; the snapshot gets the default. */
-const SEGMENT_GZIP_LEVEL = 1;
 
 /** A replica object that is missing, does not decrypt, decompress, or match its manifest. */
 export class ReplicaObjectError extends Error {
@@ -33,12 +30,6 @@ export class ReplicaObjectError extends Error {
     super(`Replica object ${key} is ${problem}`);
     this.name = 'ReplicaObjectError';
   }
-}
-
-export interface EncodedObject {
-  bytes: Buffer;
-  sha256: string;
-  objectSha256: string;
 }
 
 export interface GenerationListing {
@@ -81,11 +72,9 @@ export class ReplicaStore {
     return this.crypto.canEncrypt;
   }
 
-  /** gzip, then age to every recipient (unless plaintext is allowed and none is set). */
-  async encodeSegment(plain: Buffer): Promise<EncodedObject> {
-    const compressed = await gzip(plain, { level: SEGMENT_GZIP_LEVEL });
-    const bytes = this.encrypted ? await collect(await this.crypto.encrypt(Readable.from([compressed]))) : compressed;
-    return { bytes, sha256: sha256(plain), objectSha256: sha256(bytes) };
+  /** Segments are encrypted to these (none: plaintext allowed and none set). */
+  get recipients(): readonly string[] {
+    return this.crypto.canEncrypt ? this.crypto.recipients : [];
   }
 
   /**

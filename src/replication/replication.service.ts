@@ -13,6 +13,7 @@ import type { ReplicationSnapshotDto, ReplicationStatusDto } from './dto/replica
 import { rebuildAt, readWindow, type RebuildOptions, type RebuildResult, type ReplicaWindow } from './replica-rebuild';
 import { ReplicaStore } from './replica-store';
 import { ReplicationProgress } from './replication-progress';
+import { RoundScheduler } from './round-scheduler';
 import { Shipper } from './shipper';
 
 export const REPLICA_STORE = Symbol('REPLICA_STORE');
@@ -32,8 +33,8 @@ const WINDOW_CACHE_MS = 30_000;
 export class ReplicationService implements OnModuleDestroy {
   private readonly logger = new Logger(ReplicationService.name);
   private shipper: Shipper | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private rounds: Promise<void> | null = null;
+  private scheduler: RoundScheduler | null = null;
+  private rounds: Promise<boolean> | null = null;
   private generationStartedMs = 0;
   private lastMaintenanceMs = 0;
   private cachedWindow: { at: number; window: ReplicaWindow } | null = null;
@@ -69,31 +70,43 @@ export class ReplicationService implements OnModuleDestroy {
     });
     this.shipper.start();
     this.progress.attach(() => this.progressView());
-    this.timer = setInterval(() => this.tick(), this.config.replicationSyncIntervalMs);
-    this.timer.unref();
-  }
-
-  private tick(): void {
-    if (this.rounds !== null || this.shipper === null) {
-      return;
-    }
-    this.rounds = this.runRound().finally(() => {
-      this.rounds = null;
+    const shipper = this.shipper;
+    this.scheduler = new RoundScheduler({
+      intervalMs: this.config.replicationSyncIntervalMs,
+      now: () => Date.now(),
+      walStamp: () => shipper.walStamp(),
+      run: () => this.tick(),
     });
+    this.scheduler.start();
   }
 
-  private async runRound(): Promise<void> {
+  private tick(): Promise<boolean> {
+    if (this.rounds !== null || this.shipper === null) {
+      return Promise.resolve(false);
+    }
+    const round = this.runRound().finally(() => {
+      if (this.rounds === round) {
+        this.rounds = null;
+      }
+    });
+    this.rounds = round;
+    return round;
+  }
+
+  private async runRound(): Promise<boolean> {
     const shipper = this.shipper;
     if (shipper === null) {
-      return;
+      return false;
     }
     try {
-      await shipper.round();
+      const shipped = await shipper.round();
       await this.maintain();
+      return shipped;
     } catch (error) {
       shipper.failures++;
       shipper.lastError = error instanceof Error ? error.message : String(error);
       this.logger.error(`Replication round failed: ${shipper.lastError}`);
+      return false;
     }
   }
 
@@ -273,10 +286,8 @@ export class ReplicationService implements OnModuleDestroy {
    * does not truncate frames this service has not shipped yet; idempotent.
    */
   async shutdown(): Promise<void> {
-    if (this.timer !== null) {
-      clearInterval(this.timer);
-      this.timer = null;
-    }
+    this.scheduler?.stop();
+    this.scheduler = null;
     const shipper = this.shipper;
     if (shipper === null) {
       return;

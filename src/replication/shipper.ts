@@ -1,68 +1,43 @@
-import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
-import { FORMAT, newGenerationId, segmentManifest } from './replica-layout';
-import type { ReplicaStore } from './replica-store';
+import { FORMAT, newGenerationId } from './replica-layout';
+import {
+  checkpointPlan,
+  MAX_SEGMENT_BYTES,
+  type PendingSwitch,
+  type ShipperDeps,
+  type ShipperStatus,
+} from './shipper-policy';
+import type { ReadOutcome, SegmentTarget } from './shipper-io';
+import { InlineShipperIo, type ShipperIo, ThreadShipperIo } from './shipper-thread';
 import { type ShipperState, Spool } from './spool';
 import { SpoolUploader } from './spool-uploader';
-import {
-  FRAME_HEADER_SIZE,
-  startOfCycle,
-  WAL_HEADER_SIZE,
-  WalFile,
-  type WalPosition,
-  type WalRead,
-} from './wal-reader';
+import { startOfCycle, WalFile, type WalPosition } from './wal-reader';
+
+export type { ShipperDeps, ShipperStatus } from './shipper-policy';
 
 /**
- * The replication engine: reads new committed WAL frames (wal-reader.ts), spools them as encrypted segments,
- * uploads them in order, checkpoints the live database itself, and starts a new generation from a full snapshot
- * whenever continuity cannot be proven. Plain class (no Nest) so tests drive it round by round with their own clock.
+ * The replication engine: reads new committed WAL frames, spools them as encrypted segments, uploads them in order,
+ * checkpoints the live database itself, and starts a new generation from a full snapshot whenever continuity cannot
+ * be proven. Plain class (no Nest) so tests drive it round by round with their own clock. The reading, gzip, age,
+ * spool writes and checkpoints run in a worker thread (shipper-io.ts); this class keeps the state and the order.
  *
  * Why continuity holds: the WAL is only restarted by a writer after a checkpoint copied every frame into the
- * database. This service checkpoints only while holding the write lock (BEGIN IMMEDIATE on a connection of its own,
- * never waiting for it), after reading the WAL to its end under that lock: when the checkpoint copied exactly the
- * frames it has, the cycle is `closed` and the next cycle (salt1 + 1) continues the same history. Any other change
- * of the WAL header (a foreign checkpoint that reset or truncated it, the service down while others wrote) is a
- * lost continuity and starts a new generation.
+ * database. This service checkpoints only while holding the write lock (BEGIN IMMEDIATE on a connection of its own),
+ * after spooling, under that lock, whatever was committed since its last read: when the checkpoint copied exactly
+ * the frames it has, the cycle is `closed` and the next cycle (salt1 + 1) continues the same history. Any other
+ * change of the WAL header (a foreign checkpoint that reset or truncated it, the service down while others wrote)
+ * is a lost continuity and starts a new generation.
  */
-
-export interface ShipperDeps {
-  dbPath: string;
-  spoolDir: string;
-  store: ReplicaStore;
-  now: () => number;
-  /** Makes a verified, standalone snapshot of the live database at `dest` (the backup path). */
-  snapshot: (dest: string) => Promise<void>;
-  /** Called when a generation starts (for the audit trail and metrics). */
-  onGeneration: (generation: string, reason: string) => Promise<void> | void;
-  log: (level: 'log' | 'warn' | 'error', message: string) => void;
-  /** Checkpoint once the WAL is this big, or this long after the last one (a shorter WAL replays faster). */
-  checkpointBytes?: number;
-  checkpointEveryMs?: number;
-  /** Beyond this much spooled data the spool is given up and a new generation starts once the bucket answers. */
-  spoolMaxBytes?: number;
-}
-
-export type ShipperStatus = 'starting' | 'streaming' | 'catching_up' | 'failed';
-
-interface PendingSwitch {
-  reason: string;
-  /** The cycle (salts) when the snapshot began, and whether this service had closed it. */
-  cycle: { salt1: number; salt2: number } | null;
-  closed: boolean;
-  /** The generation the new one takes over from without a gap, if continuity held. */
-  from: string | null;
-}
 
 export class Shipper {
   private readonly wal: WalFile;
   readonly spool: Spool;
   private state: ShipperState;
-  private lockConn: Database.Database | null = null;
-  private checkpointConn: Database.Database | null = null;
+  private io: ShipperIo | null = null;
   private switching: PendingSwitch | null = null;
   private snapshotRunning: Promise<void> | null = null;
   private retrySwitch: PendingSwitch | null = null;
+  private queuedReason: string | null = null;
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
   private lastCheckpointMs = 0;
@@ -70,6 +45,7 @@ export class Shipper {
   lastShippedMs: number | null = null;
   failures = 0;
   generationsStarted = 0;
+  segmentsSpooled = 0;
   private readonly uploader: SpoolUploader;
 
   constructor(private readonly deps: ShipperDeps) {
@@ -109,12 +85,17 @@ export class Shipper {
    * or kill left it as it was): then the generation goes on; otherwise a new one starts.
    */
   start(): void {
-    this.lockConn = new Database(this.deps.dbPath, { fileMustExist: true });
-    this.lockConn.pragma('busy_timeout = 0');
-    this.checkpointConn = new Database(this.deps.dbPath, { fileMustExist: true });
-    this.checkpointConn.pragma('busy_timeout = 0');
-    this.checkpointConn.pragma('wal_autocheckpoint = 0');
+    const options = {
+      dbPath: this.deps.dbPath,
+      spoolDir: this.deps.spoolDir,
+      recipients: this.deps.store.recipients,
+      killAt: this.deps.killAt,
+    };
+    this.io = this.deps.inlineIo ? new InlineShipperIo(options) : new ThreadShipperIo(options);
     const saved = this.spool.loadState();
+    if (saved?.generation) {
+      this.spool.dropUnsaved(saved.generation, saved.nextIndex);
+    }
     if (saved?.generation && saved.position && this.resumable(saved)) {
       this.state = saved;
       this.deps.log('log', `Replication resumes generation ${saved.generation}`);
@@ -125,18 +106,28 @@ export class Shipper {
 
   stop(): void {
     this.stopped = true;
-    this.lockConn?.close();
-    this.checkpointConn?.close();
-    this.lockConn = null;
-    this.checkpointConn = null;
+    this.io?.close();
+    this.io = null;
+  }
+
+  private get thread(): ShipperIo {
+    if (this.io === null) {
+      throw new Error('The shipper is stopped');
+    }
+    return this.io;
   }
 
   /** A new generation from a fresh snapshot; `from` is set when it takes over without a gap. */
   startNewGeneration(reason: string): void {
+    const continuous = reason === 'scheduled' || reason === 'manual';
     if (this.switching !== null) {
+      // A generation under way serves a scheduled or manual one. Any other reason (a restore) follows it with a
+      // generation of its own, so the audit trail names it even when the WAL was reset just before.
+      if (!continuous) {
+        this.queuedReason = reason;
+      }
       return;
     }
-    const continuous = reason === 'scheduled' || reason === 'manual';
     this.beginSwitch(reason, continuous ? this.state.generation : null);
   }
 
@@ -217,7 +208,8 @@ export class Shipper {
     }
     const header = this.wal.state();
     const now = this.deps.now();
-    let read: WalRead | null = null;
+    const generation = newGenerationId(now);
+    let read: ReadOutcome | null = null;
     let base: WalPosition | null = null;
     if (header.kind === 'ok') {
       const h = header.header;
@@ -232,7 +224,7 @@ export class Shipper {
         return;
       }
       base = startOfCycle(h);
-      read = this.wal.readFrom(base);
+      read = await this.thread.read(base, MAX_SEGMENT_BYTES, this.target(generation, 0, now));
       if (read === null) {
         fs.rmSync(snapshotFile, { force: true });
         this.switching = null;
@@ -240,10 +232,14 @@ export class Shipper {
         return;
       }
     }
-    const generation = newGenerationId(now);
-    this.state = { generation, nextIndex: 0, position: read ? read.next : null, closed: false };
-    if (read !== null && base !== null && read.commits.length > 0) {
-      await this.spoolSegment(base, read, now);
+    this.state = {
+      generation,
+      nextIndex: read !== null && read.commits > 0 ? 1 : 0,
+      position: read?.next ?? null,
+      closed: false,
+    };
+    if (read !== null && read.commits > 0) {
+      this.segmentsSpooled++;
     }
     this.spool.addSnapshot(
       {
@@ -264,10 +260,21 @@ export class Shipper {
     this.lastError = null;
     this.deps.log('log', `Replication generation ${generation} started (${pending.reason})`);
     await this.deps.onGeneration(generation, pending.reason);
+    const queued = this.queuedReason;
+    this.queuedReason = null;
+    if (queued !== null) {
+      this.beginSwitch(queued, null);
+    }
   }
 
-  /** One round: read new commits into the spool, checkpoint when due, upload what waits. */
-  async round(): Promise<void> {
+  /** A stamp that changes whenever the WAL file does (the scheduler's cheap look between rounds). */
+  walStamp(): string {
+    return this.wal.stamp();
+  }
+
+  /** One round: read new commits into the spool, checkpoint when due, upload what waits; true if it shipped any. */
+  async round(): Promise<boolean> {
+    const before = this.segmentsSpooled;
     await this.exclusive(async () => {
       if (this.retrySwitch !== null && this.switching === null) {
         const retry = this.retrySwitch;
@@ -277,13 +284,14 @@ export class Shipper {
       if (this.switching === null) {
         await this.shipNew();
         if (this.switching === null && this.state.generation !== null) {
-          this.checkpointIfDue();
+          await this.checkpointIfDue();
         }
       } else if (this.switching.from !== null) {
         await this.shipNew();
       }
     });
     await this.upload();
+    return this.segmentsSpooled !== before;
   }
 
   /** Reading the WAL, spooling and switching generations never interleave (they share the position). */
@@ -322,7 +330,11 @@ export class Shipper {
         position = header;
         this.state.position = header;
       }
-      const read = this.wal.readFrom(position);
+      const read = await this.thread.read(
+        position,
+        MAX_SEGMENT_BYTES,
+        this.target(this.state.generation, this.state.nextIndex, now),
+      );
       if (read === null) {
         const state = this.wal.state();
         if (state.kind === 'empty' && this.state.closed) {
@@ -339,12 +351,19 @@ export class Shipper {
         this.lostContinuity(state.kind === 'empty' ? 'wal_truncated' : 'wal_reset');
         return;
       }
-      if (read.commits.length === 0) {
+      if (read.commits === 0) {
         return;
       }
-      await this.spoolSegment(position, read, now);
+      this.segmentsSpooled++;
+      this.state.nextIndex++;
+      this.state.position = read.next;
       this.state.closed = false;
       this.spool.saveState(this.state);
+      if (read.walBytes < MAX_SEGMENT_BYTES / 2) {
+        // Caught up with what was there when the read began; newer commits are the next round's, so a steady
+        // writer cannot keep this round (and the upload behind it) from finishing.
+        return;
+      }
     }
   }
 
@@ -353,61 +372,45 @@ export class Shipper {
     this.beginSwitch(reason, null);
   }
 
-  private async spoolSegment(from: WalPosition, read: WalRead, atMs: number): Promise<void> {
-    const header = from.offset === WAL_HEADER_SIZE ? Buffer.from(from.header, 'hex') : Buffer.alloc(0);
-    const plain = Buffer.concat([header, read.frames]);
-    const encoded = await this.deps.store.encodeSegment(plain);
-    const manifest = segmentManifest(this.state.generation!, this.state.nextIndex, from, read, atMs, {
-      size: plain.length,
-      encrypted: this.deps.store.encrypted,
-      ...encoded,
-    });
-    await this.spool.addSegment(manifest, encoded.bytes);
-    this.state.nextIndex++;
-    this.state.position = read.next;
+  /** Where the next segment is spooled (its entry number is taken now, so entries stay in order). */
+  private target(generation: string, index: number, atMs: number): SegmentTarget {
+    return { seq: this.spool.reserveSeq(), generation, index, atMs };
   }
 
   /**
-   * PASSIVE checkpoint under our own write lock, never waited for: when another connection is writing, the next
-   * round tries again. Everything in the WAL is read first, so the cycle can be marked closed.
+   * PASSIVE checkpoint in the worker under our own write lock, never waited for while the WAL is under its bound:
+   * when another connection is writing, the next round tries again. Past the bound the worker waits briefly for the
+   * lock and truncates the WAL too. Either way the state saying "closed" is written before the lock is released.
    */
-  private checkpointIfDue(): void {
+  private async checkpointIfDue(): Promise<void> {
     const position = this.state.position;
-    if (position === null || this.lockConn === null || this.checkpointConn === null) {
+    if (position === null || this.state.closed) {
       return;
     }
-    const walBytes = position.offset;
-    const due =
-      walBytes >= (this.deps.checkpointBytes ?? 4 * 1024 * 1024) ||
-      (walBytes > WAL_HEADER_SIZE &&
-        this.deps.now() - this.lastCheckpointMs >= (this.deps.checkpointEveryMs ?? 30_000));
-    if (!due || this.state.closed) {
+    const plan = checkpointPlan(this.deps, position.offset, this.wal.size(), this.lastCheckpointMs);
+    if (plan === null) {
       return;
     }
-    try {
-      this.lockConn.exec('BEGIN IMMEDIATE');
-    } catch {
+    const generation = this.state.generation!;
+    const outcome = await this.thread.checkpoint(
+      { ...this.state, generation, position },
+      plan.mode,
+      plan.waitMs,
+      this.target(generation, this.state.nextIndex, this.deps.now()),
+    );
+    if (outcome.kind !== 'done') {
       return;
     }
-    try {
-      const tail = this.wal.readFrom(position);
-      if (tail === null || tail.commits.length > 0) {
-        // Frames arrived since the read: ship them first, checkpoint next round.
-        return;
-      }
-      const [row] = this.checkpointConn.pragma('wal_checkpoint(PASSIVE)') as {
-        busy: number;
-        log: number;
-        checkpointed: number;
-      }[];
-      const frames = (position.offset - WAL_HEADER_SIZE) / (FRAME_HEADER_SIZE + position.pageSize);
-      this.lastCheckpointMs = this.deps.now();
-      if (row.log === frames && row.checkpointed === frames) {
-        this.state.closed = true;
-        this.spool.saveState(this.state);
-      }
-    } finally {
-      this.lockConn.exec('ROLLBACK');
+    this.lastCheckpointMs = this.deps.now();
+    if (outcome.tail !== null && outcome.tail.commits > 0) {
+      this.segmentsSpooled++;
+      this.state.nextIndex++;
+    }
+    // The worker saved this state itself, under the write lock.
+    this.state.position = outcome.tail?.next ?? position;
+    this.state.closed = outcome.closed;
+    if (outcome.truncated && outcome.raced) {
+      this.lostContinuity('wal_truncated');
     }
   }
 

@@ -17,8 +17,11 @@ export interface UploadOutcome {
  */
 export class SpoolUploader {
   private running = false;
-  /** The last attempt failed: the next one may find its object already stored (an answer that never came). */
-  private retry = false;
+  /**
+   * The last attempt failed, or this process has just started (a killed one may have stored the first entry
+   * without removing it): the next attempt may find its object already stored.
+   */
+  private retry = true;
   failing = false;
 
   constructor(

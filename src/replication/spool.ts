@@ -30,6 +30,31 @@ function seqName(seq: number): string {
   return String(seq).padStart(12, '0');
 }
 
+/**
+ * Stores an encoded segment durably (fsynced) before the position past it is saved; synchronous, for the shipper's
+ * thread. The manifest last, whole (temp + rename): an entry is listed only once both are complete.
+ */
+export function writeSegmentEntry(dir: string, seq: number, manifest: SegmentManifest, bytes: Buffer): void {
+  const base = path.join(dir, `${seqName(seq)}.seg`);
+  const fd = fs.openSync(`${base}.tmp`, 'w', 0o600);
+  try {
+    fs.writeFileSync(fd, bytes);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(`${base}.tmp`, base);
+  fs.writeFileSync(`${base}.json.tmp`, JSON.stringify(manifest), { mode: 0o600 });
+  fs.renameSync(`${base}.json.tmp`, `${base}.json`);
+}
+
+/** Temp name + rename: a crash leaves the old state or the new one, never half of one. */
+export function writeStateFile(dir: string, state: ShipperState): void {
+  const file = path.join(dir, STATE_FILE);
+  fs.writeFileSync(`${file}.tmp`, JSON.stringify(state), { mode: 0o600 });
+  fs.renameSync(`${file}.tmp`, file);
+}
+
 export class Spool {
   private nextSeq = 1;
 
@@ -48,28 +73,13 @@ export class Spool {
     }
   }
 
-  /** Temp name + rename: a crash leaves the old state or the new one, never half of one. */
   saveState(state: ShipperState): void {
-    const file = path.join(this.dir, STATE_FILE);
-    fs.writeFileSync(`${file}.tmp`, JSON.stringify(state), { mode: 0o600 });
-    fs.renameSync(`${file}.tmp`, file);
+    writeStateFile(this.dir, state);
   }
 
-  /** Stores an encoded segment durably (fsynced) before the position past it is saved. */
-  async addSegment(manifest: SegmentManifest, bytes: Buffer): Promise<void> {
-    const seq = this.nextSeq++;
-    const base = path.join(this.dir, `${seqName(seq)}.seg`);
-    const handle = await fs.promises.open(`${base}.tmp`, 'w', 0o600);
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.promises.rename(`${base}.tmp`, base);
-    // The manifest last, whole (temp + rename): an entry is listed only once both are complete.
-    await fs.promises.writeFile(`${base}.json.tmp`, JSON.stringify(manifest), { mode: 0o600 });
-    await fs.promises.rename(`${base}.json.tmp`, `${base}.json`);
+  /** A number for the next entry (written by the shipper's thread with writeSegmentEntry). */
+  reserveSeq(): number {
+    return this.nextSeq++;
   }
 
   /** Moves a finished snapshot file into the spool; it is encrypted while it is uploaded. */
@@ -116,6 +126,19 @@ export class Spool {
       );
     }
     return result;
+  }
+
+  /**
+   * Segments of `generation` from `nextIndex` on: spooled by a process killed before it saved the position past
+   * them. The WAL still holds their frames (nothing is checkpointed past a saved position), so they are read
+   * again; kept, they would be a second segment under the same key.
+   */
+  dropUnsaved(generation: string, nextIndex: number): void {
+    for (const entry of this.entries()) {
+      if (entry.kind === 'segment' && entry.manifest.generation === generation && entry.manifest.index >= nextIndex) {
+        this.remove(entry);
+      }
+    }
   }
 
   remove(entry: SpoolEntry): void {

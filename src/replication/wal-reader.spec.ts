@@ -94,6 +94,22 @@ describe(WalFile.name, () => {
     });
   });
 
+  describe('stillAt and frameAfter', () => {
+    it('should recognise a position past frames as still valid, and no longer once the WAL restarts', () => {
+      insert(3, 'a');
+      const read = wal.readFrom(startOfCycle(header()))!;
+      expect(wal.stillAt(read.next)).toBe(true);
+      expect(wal.stillAt({ ...read.next, checksum1: (read.next.checksum1 + 1) >>> 0 })).toBe(false);
+      expect(wal.frameAfter(read.next)).toBe(false);
+      insert(1, 'b');
+      expect(wal.stillAt(read.next)).toBe(true);
+      expect(wal.frameAfter(read.next)).toBe(true);
+      db.pragma('wal_checkpoint(RESTART)');
+      insert(1, 'c');
+      expect(wal.stillAt(read.next)).toBe(false);
+    });
+  });
+
   describe('scanFrames', () => {
     it('should drop a torn last frame and its transaction, keeping every commit before it', () => {
       insert(1, 'a');

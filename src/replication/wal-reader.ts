@@ -243,6 +243,45 @@ export class WalFile {
     });
   }
 
+  /** The file's size (0 when absent), from a stat of the path. */
+  size(): number {
+    try {
+      return fs.statSync(this.path).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Size and modification time, from a stat of the path (no descriptor): changes whenever SQLite writes it. */
+  stamp(): string {
+    try {
+      const stat = fs.statSync(this.path);
+      return `${stat.size}:${stat.mtimeMs}`;
+    } catch {
+      return 'none';
+    }
+  }
+
+  /**
+   * True when a frame of `from`'s cycle follows `from` (committed or not): a transaction may be under way or
+   * committed there. Reads one frame, so a long stale tail of an earlier cycle costs nothing.
+   */
+  frameAfter(from: WalPosition): boolean {
+    return this.withFd((fd) => {
+      if (fd === null) {
+        return false;
+      }
+      const data = Buffer.alloc(FRAME_HEADER_SIZE + from.pageSize);
+      const n = fs.readSync(fd, data, 0, data.length, from.offset);
+      if (n < data.length || data.readUInt32BE(8) !== from.salt1 || data.readUInt32BE(12) !== from.salt2) {
+        return false;
+      }
+      const [s1, s2] = walChecksum(data, from.bigEndian, from.checksum1, from.checksum2, 0, 8);
+      const [c1, c2] = walChecksum(data, from.bigEndian, s1, s2, FRAME_HEADER_SIZE, data.length);
+      return c1 === data.readUInt32BE(16) && c2 === data.readUInt32BE(20);
+    });
+  }
+
   /**
    * True when `position` still describes this file: same cycle, long enough, and the frame just before it ends
    * with the saved running checksum (a process killed mid-stream left the WAL as it was).
@@ -262,8 +301,9 @@ export class WalFile {
       if (position.offset === WAL_HEADER_SIZE) {
         return header.checksum1 === position.checksum1 && header.checksum2 === position.checksum2;
       }
+      // The last frame's header holds the running checksum up to and including that frame (bytes 16-23).
       const tail = Buffer.alloc(8);
-      fs.readSync(fd, tail, 0, 8, position.offset - 8);
+      fs.readSync(fd, tail, 0, 8, position.offset - FRAME_HEADER_SIZE - position.pageSize + 16);
       return tail.readUInt32BE(0) === position.checksum1 && tail.readUInt32BE(4) === position.checksum2;
     });
   }

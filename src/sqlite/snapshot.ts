@@ -50,6 +50,8 @@ export interface RestoreJob {
   /** Give up when `dest` stays locked by another connection for this long. */
   maxWaitMs: number;
   handshake: boolean;
+  /** Checkpoint `dest` once the copy is durable (see RestoreOptions.checkpoint). */
+  checkpoint: boolean;
 }
 
 /** {@link checkDatabase} in a worker thread: the file may be live (health) or a restore's scratch copy. */
@@ -350,6 +352,11 @@ export interface RestoreOptions {
    * throws, nothing is copied, the lock is released and the restore rejects with that error.
    */
   whileLocked?: () => Promise<void>;
+  /**
+   * Checkpoint `dest` after the copy (default true). False while replication ships the WAL: the shipper is then the
+   * only checkpointer, and a TRUNCATE here would cut frames it has not shipped yet.
+   */
+  checkpoint?: boolean;
 }
 
 /** See {@link RestoreJob}. */
@@ -365,6 +372,7 @@ export async function runRestoreWorker(
     busyTimeoutMs: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
     maxWaitMs: options.maxWaitMs ?? DEFAULT_RESTORE_MAX_WAIT_MS,
     handshake: options.whileLocked !== undefined,
+    checkpoint: options.checkpoint ?? true,
   };
   const whileLocked = options.whileLocked;
   if (!whileLocked) {

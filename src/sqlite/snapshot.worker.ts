@@ -296,7 +296,9 @@ async function restore(job: RestoreJob, port: MessagePort | undefined): Promise<
         closeQuietly(source);
         source = undefined;
         syncCommittedWal(job.dest, job.busyTimeoutMs);
-        checkpoint(job.dest, job.busyTimeoutMs);
+        if (job.checkpoint) {
+          checkpoint(job.dest, job.busyTimeoutMs);
+        }
         return { ok: true, pages: progress.totalPages, pageSize, steps, copyMs, totalMs: performance.now() - started };
       }
       if (Date.now() > deadline) {
