@@ -165,6 +165,12 @@ export class ShipperIoCore {
           return { kind: 'moved' };
         }
         position = tail.next;
+        if (tail.commits > 0 && this.wal.frameAfter(position)) {
+          // More than one read's worth arrived: a checkpoint now would copy commits not shipped yet, and a complete
+          // one lets the next writer restart the WAL over them. Ship this part, checkpoint another round.
+          writeStateFile(this.options.spoolDir, { ...state, nextIndex: state.nextIndex + 1, position });
+          return { kind: 'done', tail, closed: false, truncated: false, raced: false };
+        }
       }
       versionBefore = checkpoint.pragma('data_version', { simple: true }) as number;
       const [row] = checkpoint.pragma('wal_checkpoint(PASSIVE)') as { log: number; checkpointed: number }[];
