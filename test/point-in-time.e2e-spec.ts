@@ -3,58 +3,16 @@ import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ReplicationService } from '../src/replication/replication.service';
-import {
-  type AgeKeys,
-  FaultProxy,
-  makeAgeKeys,
-  offsiteEnv,
-  runCliAsync,
-  type S3Server,
-  startS3,
-  useTestCredentials,
-} from './helpers/s3-fixtures';
-import { startTestApp, type TestApp, withApiKey } from './helpers/test-app';
+import { runCliAsync } from './helpers/s3-fixtures';
+import { replicaPerTest } from './helpers/replica-fixtures';
+import { type TestApp, withApiKey } from './helpers/test-app';
 import { compiledBuild } from './helpers/cli-runner';
 
 /** POST /api/backup/restore {"point_in_time"}: the moment rebuilt from the replica, restored online like a backup. */
 describe('Point-in-time restore (e2e: the real app, s3rver)', () => {
-  let s3: S3Server;
-  let proxy: FaultProxy;
-  let keys: AgeKeys;
-  let keyDir: string;
-  let t: TestApp | null = null;
-
-  beforeAll(() => useTestCredentials());
-
-  beforeEach(async () => {
-    s3 = await startS3();
-    proxy = new FaultProxy(s3.endpoint);
-    await proxy.start();
-    keyDir = fs.mkdtempSync(path.join(tmpdir(), 'mc-keys-'));
-    keys = await makeAgeKeys(keyDir);
-  });
-
-  afterEach(async () => {
-    // The age secret key goes first: a failing close below must not leave it in the temp folder.
-    fs.rmSync(keyDir, { recursive: true, force: true });
-    await t?.close();
-    t = null;
-    await proxy.close();
-    await s3.close();
-  });
-
-  /** By default the test drives the rounds itself; a short interval lets the service stream on its own. */
-  async function start(syncIntervalMs = '60000'): Promise<TestApp> {
-    t = await startTestApp(
-      offsiteEnv(proxy.endpoint, {
-        BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient,
-        BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
-        REPLICATION: 'on',
-        REPLICATION_SYNC_INTERVAL_MS: syncIntervalMs,
-      }),
-    );
-    return t;
-  }
+  const replica = replicaPerTest();
+  const start = (syncIntervalMs = '60000'): Promise<TestApp> =>
+    replica.start({ REPLICATION_SYNC_INTERVAL_MS: syncIntervalMs });
 
   function settingIn(file: string, key: string): string | undefined {
     const db = new Database(file, { readonly: true });
@@ -193,10 +151,7 @@ describe('Point-in-time restore (e2e: the real app, s3rver)', () => {
     await replication.settle();
     await setRetention(app, 9);
     await replication.syncNow();
-    const env = offsiteEnv(proxy.endpoint, {
-      BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient,
-      BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
-    });
+    const env = replica.env({ REPLICATION: 'off' });
     const bare = fs.mkdtempSync(path.join(tmpdir(), 'mc-bare-'));
     try {
       const dbPath = path.join(bare, 'data', 'mission-control.db');

@@ -1,20 +1,10 @@
 import Database from 'better-sqlite3';
-import * as fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import request from 'supertest';
 import { ReplicationService } from '../src/replication/replication.service';
 import { PointInTimeUnavailableError } from '../src/replication/replica-rebuild';
-import {
-  type AgeKeys,
-  FaultProxy,
-  makeAgeKeys,
-  offsiteEnv,
-  type S3Server,
-  startS3,
-  useTestCredentials,
-} from './helpers/s3-fixtures';
-import { startTestApp, type TestApp, withApiKey } from './helpers/test-app';
+import { replicaPerTest } from './helpers/replica-fixtures';
+import { type TestApp, withApiKey } from './helpers/test-app';
 
 interface StatusBody {
   status: string;
@@ -28,44 +18,8 @@ interface StatusBody {
 }
 
 describe('Continuous replication (e2e: the real app, s3rver behind a fault proxy)', () => {
-  let s3: S3Server;
-  let proxy: FaultProxy;
-  let keys: AgeKeys;
-  let keyDir: string;
-  let t: TestApp | null = null;
-
-  beforeAll(() => useTestCredentials());
-
-  beforeEach(async () => {
-    s3 = await startS3();
-    proxy = new FaultProxy(s3.endpoint);
-    await proxy.start();
-    keyDir = fs.mkdtempSync(path.join(tmpdir(), 'mc-keys-'));
-    keys = await makeAgeKeys(keyDir);
-  });
-
-  afterEach(async () => {
-    // The age secret key goes first: a failing close below must not leave it in the temp folder.
-    fs.rmSync(keyDir, { recursive: true, force: true });
-    await t?.close();
-    t = null;
-    await proxy.close();
-    await s3.close();
-  });
-
-  async function start(extra: Record<string, string> = {}): Promise<TestApp> {
-    t = await startTestApp(
-      offsiteEnv(proxy.endpoint, {
-        BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient,
-        BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
-        REPLICATION: 'on',
-        // The test drives the rounds itself.
-        REPLICATION_SYNC_INTERVAL_MS: '60000',
-        ...extra,
-      }),
-    );
-    return t;
-  }
+  const replica = replicaPerTest();
+  const start = (extra: Record<string, string> = {}): Promise<TestApp> => replica.start(extra);
 
   async function status(app: TestApp): Promise<StatusBody> {
     return (await withApiKey(app.http, 'get', '/api/backup/replication').expect(200)).body as StatusBody;
@@ -138,7 +92,7 @@ describe('Continuous replication (e2e: the real app, s3rver behind a fault proxy
     const app = await start();
     const replication = app.app.get(ReplicationService);
     await replication.settle();
-    proxy.mode = 'http503';
+    replica.proxy.mode = 'http503';
     await setRetention(app, 9);
     await replication.syncNow();
     const away = await status(app);
@@ -148,7 +102,7 @@ describe('Continuous replication (e2e: the real app, s3rver behind a fault proxy
     const health = await withApiKey(app.http, 'get', '/api/health').expect(200);
     expect((health.body as { status: string }).status).toBe('degraded');
 
-    proxy.mode = 'pass';
+    replica.proxy.mode = 'pass';
     await replication.syncNow();
     const back = await status(app);
     expect(back).toMatchObject({ status: 'streaming', pending_bytes: 0, lag_ms: 0 });
