@@ -18,8 +18,10 @@ beforeAll(() => {
   db.exec('CREATE TABLE items(id INTEGER PRIMARY KEY, pad BLOB)');
   const insert = db.prepare('INSERT INTO items (pad) VALUES (randomblob(3000))');
   db.transaction(() => {
-    for (let i = 0; i < 500; i++) insert.run();
-  })();
+    for (let i = 0; i < 500; i++) {
+      insert.run();
+    }
+  }).immediate();
   db.close();
 });
 
