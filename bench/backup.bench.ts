@@ -20,6 +20,7 @@ import type { SnapshotOptions } from '../src/sqlite/snapshot';
 import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './bench-app';
 import { checkpointTruncate, fillDatabase } from './bench-db';
 import { runOffsiteBench } from './offsite.bench';
+import { runMemoryBench } from './memory.bench';
 import { runReplicationBench } from './replication.bench';
 import {
   type ComparedRun,
@@ -1012,6 +1013,9 @@ async function main(): Promise<number> {
     }
     if (options.replication) {
       return await runReplicationBench(options);
+    }
+    if (options.memory) {
+      return await runMemoryBench(options);
     }
     folder = prepareFolder(options);
   } catch (error) {

@@ -25,10 +25,18 @@ export interface BenchOptions {
   backupsOnly: boolean;
   /** Only these tools in the timed rounds (default: all). */
   tools?: string[];
+  /** Run the memory benchmark (bench/memory.bench.ts) instead. */
+  memory?: boolean;
+  /** Memory bench: minutes of mixed load, clients, seconds of idle after it, app variants. */
+  minutes: number;
+  clients: number;
+  idleSeconds: number;
+  variants?: string[];
 }
 
 export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [--keep] [--runs <n>] [--from-source] [--offsite] [--replication]
        [--no-stress] [--backups-only] [--tools a,b,...]
+       [--memory [--minutes <n>] [--clients <n>] [--idle <s>] [--variants a,b]]
 
   --size <MiB>     database size to build and back up (default 1024 = 1 GiB)
   --dir <folder>   work here (created; must be empty or absent); default: a fresh folder under the OS temp dir
@@ -44,7 +52,11 @@ export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [-
                    stress command is installed: Debian package "stress")
   --backups-only   only the timed backup rounds (no online restore, no listing of 10,000 backups)
   --tools a,b,...  only these tools in the timed rounds (service, service-load, worker, worker-nice0, worker-idle,
-                   worker-serial, cli-backup, vacuum-into, cp); cli-backup is always kept as the reference`;
+                   worker-serial, cli-backup, vacuum-into, cp); cli-backup is always kept as the reference
+  --memory         instead: RSS of the app (its own process) through --minutes (default 10) of mixed load from
+                   --clients (default 20) loops, then --idle seconds (default 60) without requests; --variants
+                   (default "default,arena2") runs app processes side by side under the same load, e.g.
+                   arena2 = MALLOC_ARENA_MAX=2 (see bench/memory.bench.ts); --size defaults to 64 here`;
 
 export class UsageError extends Error {}
 
@@ -67,7 +79,11 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     fromSource: false,
     stress: true,
     backupsOnly: false,
+    minutes: 10,
+    clients: 20,
+    idleSeconds: 60,
   };
+  let sizeGiven = false;
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let inline: string | undefined;
@@ -80,6 +96,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     switch (arg) {
       case '--size':
         options.sizeMiB = positiveNumber('--size', value(), false);
+        sizeGiven = true;
         if (options.sizeMiB < 1) {
           throw new UsageError('--size must be at least 1 (MiB)');
         }
@@ -107,6 +124,26 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       case '--replication':
         options.replication = true;
         break;
+      case '--memory':
+        options.memory = true;
+        break;
+      case '--minutes':
+        options.minutes = positiveNumber('--minutes', value(), false);
+        break;
+      case '--clients':
+        options.clients = positiveNumber('--clients', value(), true);
+        break;
+      case '--idle':
+        options.idleSeconds = positiveNumber('--idle', value(), false);
+        break;
+      case '--variants': {
+        const list = value();
+        if (list === undefined || list.startsWith('--')) {
+          throw new UsageError('--variants needs a comma-separated list');
+        }
+        options.variants = list.split(',').filter((t) => t.length > 0);
+        break;
+      }
       case '--no-stress':
         options.stress = false;
         break;
@@ -127,6 +164,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       default:
         throw new UsageError(`Unknown argument "${argv[i]}"`);
     }
+  }
+  if (options.memory && !sizeGiven) {
+    options.sizeMiB = 64;
   }
   return options;
 }
