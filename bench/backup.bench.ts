@@ -20,7 +20,17 @@ import type { SnapshotOptions } from '../src/sqlite/snapshot';
 import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './bench-app';
 import { checkpointTruncate, fillDatabase } from './bench-db';
 import { runOffsiteBench } from './offsite.bench';
+import { runMemoryBench } from './memory.bench';
 import { runReplicationBench } from './replication.bench';
+import {
+  type ComparedRun,
+  type Condition,
+  sideBySide,
+  startStress,
+  stopStress,
+  stressAvailable,
+  type StressHandle,
+} from './bench-stress';
 import { LatencyProbe, type LatencySamples, noSamples, RssProbe, StallProbe, type StallReport } from './bench-probes';
 import {
   type BenchOptions,
@@ -51,9 +61,12 @@ const LIST_REPEATS = 5;
 const LIST_SETTLE_TIMEOUT_MS = 600_000;
 const ADMIN = { user: 'bench-admin', pass: 'bench-password-123' };
 
-/** Issue #11. */
+/** Issue #11, throughput and health as revised by issue #19. */
 const TARGETS = {
-  throughputRatio: 0.9,
+  throughputRatio: 0.75,
+  stressThroughputRatio: 0.6,
+  stressHealthP99Ms: 25,
+  healthMaxMs: 50,
   loopP99Ms: 5,
   loopMaxMs: 20,
   healthP99Ms: 10,
@@ -63,28 +76,35 @@ const TARGETS = {
   restoreFactor: 3,
 };
 
-const TOOLS = [
+const ALL_TOOLS = [
   'service',
   'service-load',
   'worker',
-  'worker-nice10',
+  'worker-nice0',
+  'worker-idle',
+  'worker-serial',
   'cli-backup',
   'vacuum-into',
   'cp',
 ] as const;
-type ToolId = (typeof TOOLS)[number];
-const WORKER_TOOLS = ['worker', 'worker-nice10'] as const;
-type WorkerToolId = (typeof WORKER_TOOLS)[number];
+type ToolId = (typeof ALL_TOOLS)[number];
+/** The tools of this run (`--tools`); `cli-backup` is always in, every ratio needs it. */
+let TOOLS: readonly ToolId[] = ALL_TOOLS;
+const ALL_WORKER_TOOLS = ['worker', 'worker-nice0', 'worker-idle', 'worker-serial'] as const;
+let WORKER_TOOLS: readonly WorkerToolId[] = ALL_WORKER_TOOLS;
+type WorkerToolId = (typeof ALL_WORKER_TOOLS)[number];
 type CliToolId = Exclude<ToolId, 'service' | 'service-load' | WorkerToolId>;
 
 function isWorkerTool(tool: ToolId): tool is WorkerToolId {
-  return (WORKER_TOOLS as readonly ToolId[]).includes(tool);
+  return (ALL_WORKER_TOOLS as readonly ToolId[]).includes(tool);
 }
 
 /** How each worker tool calls `runSnapshotWorker`. */
 const WORKER_OPTIONS: Record<WorkerToolId, SnapshotOptions> = {
   worker: {},
-  'worker-nice10': { nice: 10 },
+  'worker-nice0': { nice: 0 },
+  'worker-idle': { idle: true },
+  'worker-serial': { checkThreads: 'serial' },
 };
 
 const TOOL_LABELS: Record<ToolId, string> = {
@@ -92,8 +112,10 @@ const TOOL_LABELS: Record<ToolId, string> = {
   'service-load': 'This service: `BackupsService.create()` under the write load below',
   worker:
     "The service's snapshot job alone (`runSnapshotWorker` as the service calls it: child process, " +
-    'backup API; no publish, audit or retention)',
-  'worker-nice10': 'The same at a lower CPU priority (`nice: 10`)',
+    'backup API, nice 19 by default; no publish, audit or retention)',
+  'worker-nice0': "The same at the service's priority (`nice: 0`, the previous default)",
+  'worker-idle': 'The same in the SCHED_IDLE class (`idle: true`, via chrt)',
+  'worker-serial': 'The same with quick_check and sha256 one after the other (`checkThreads: serial`)',
   'cli-backup': '`sqlite3 db ".backup \'dest\'"`',
   'vacuum-into': '`sqlite3 db "VACUUM INTO \'dest\'"`',
   cp: '`cp db dest` (quiesced file)',
@@ -390,7 +412,7 @@ async function runCli(bench: Bench, tool: CliToolId, round: number, bytes: numbe
   return { tool, round, bytes, ms: result.ms };
 }
 
-async function timedRuns(bench: Bench): Promise<ToolRun[]> {
+async function timedRuns(bench: Bench, label = ''): Promise<ToolRun[]> {
   const runs: ToolRun[] = [];
   for (let round = 1; round <= bench.options.runs; round++) {
     // Rotate the order each round so no tool is always first (or always right after another one's writes).
@@ -403,11 +425,25 @@ async function timedRuns(bench: Bench): Promise<ToolRun[]> {
           : isWorkerTool(tool)
             ? await runWorker(bench, tool, round, bytes)
             : await runCli(bench, tool, round, bytes);
-      progress(`  round ${round} ${tool.padEnd(12)} ${fixed(mbps(run), 0).padStart(5)} MB/s (${fixed(run.ms, 0)} ms)`);
+      progress(
+        `  ${label}round ${round} ${tool.padEnd(13)} ${fixed(mbps(run), 0).padStart(5)} MB/s (${fixed(run.ms, 0)} ms)`,
+      );
       runs.push(run);
     }
   }
   return runs;
+}
+
+function compared(run: ToolRun): ComparedRun {
+  return {
+    tool: run.tool,
+    bytes: run.bytes,
+    ms: run.ms,
+    health: run.load?.health,
+    loopP99Ms: run.load?.loopP99Ms,
+    loopMaxMs: run.load?.loopMaxMs,
+    checkMs: run.phases?.checkMs,
+  };
 }
 
 function mbps(run: { bytes: number; ms: number }): number {
@@ -619,6 +655,9 @@ interface Results {
   list: ListResult;
   restore: RestoreRun;
   loadAtEnd: number[];
+  /** The quiet rounds and, with --stress, the same rounds beside `stress -c 2`. */
+  conditions: Condition[];
+  stressRuns: ToolRun[];
 }
 
 function report(bench: Bench, results: Results): string {
@@ -859,14 +898,14 @@ function report(bench: Bench, results: Results): string {
     ]);
   }
 
-  const detailRows = runs.map((r) => {
+  const detailRows = [...runs, ...results.stressRuns].map((r, i) => {
     const l = r.load;
     const writes = (x: LatencySamples): string =>
       x.samples.length === 0
         ? ''
         : `${pair(percentile(x.samples, 99), maxOf(x.samples))} @${fixed(x.slowestAtMs, 0)} (n=${x.samples.length})`;
     return [
-      String(r.round),
+      `${i >= runs.length ? 'stress ' : ''}${r.round}`,
       r.tool,
       fixed(r.ms, 0),
       fixed(mbps(r), 0),
@@ -898,6 +937,20 @@ function report(bench: Bench, results: Results): string {
     '',
     markdownTable(['Tool / measure', 'Value', 'Unit', 'Ratio / target', 'Met?'], rows),
     '',
+    ...(results.conditions.length > 1
+      ? [
+          'Quiet and beside `stress -c 2`, side by side (same run, same database; targets: verified backup ≥ ' +
+            `${TARGETS.throughputRatio}× quiet and ≥ ${TARGETS.stressThroughputRatio}× beside stress; health p99 ≤ ` +
+            `${TARGETS.healthP99Ms} / ${TARGETS.stressHealthP99Ms} ms, max ≤ ${TARGETS.healthMaxMs} ms):`,
+          '',
+          sideBySide(results.conditions, TOOL_LABELS, {
+            ratio: { quiet: TARGETS.throughputRatio, 'stress -c 2': TARGETS.stressThroughputRatio },
+            healthP99: { quiet: TARGETS.healthP99Ms, 'stress -c 2': TARGETS.stressHealthP99Ms },
+            healthMax: TARGETS.healthMaxMs,
+          }),
+          '',
+        ]
+      : []),
     'How it was measured:',
     `- Each tool ran ${n} times, interleaved in a rotating order; throughput is the median (MB = 10^6 bytes; source ` +
       'file size ÷ wall time; the CLI tools include process start-up). Untimed before every run: ' +
@@ -961,6 +1014,9 @@ async function main(): Promise<number> {
     if (options.replication) {
       return await runReplicationBench(options);
     }
+    if (options.memory) {
+      return await runMemoryBench(options);
+    }
     folder = prepareFolder(options);
   } catch (error) {
     if (error instanceof UsageError) {
@@ -1013,18 +1069,70 @@ async function main(): Promise<number> {
     const idle = await measureIdle(bench, BASELINE_MS);
     const quiet = await measureIdle(bench, BASELINE_MS, false);
 
+    if (options.tools !== undefined) {
+      const wanted = new Set([...options.tools, 'cli-backup']);
+      const unknown = [...wanted].filter((t) => !(ALL_TOOLS as readonly string[]).includes(t));
+      if (unknown.length > 0) {
+        throw new UsageError(`Unknown tool(s) in --tools: ${unknown.join(', ')}`);
+      }
+      TOOLS = ALL_TOOLS.filter((t) => wanted.has(t));
+      WORKER_TOOLS = ALL_WORKER_TOOLS.filter((t) => wanted.has(t));
+    }
+    const withStress = options.stress && (await stressAvailable());
+    if (options.stress && !withStress) {
+      progress('stress is not installed (Debian: apt-get install stress): quiet rounds only');
+    }
+
     progress(`timed runs: ${options.runs} rounds × ${TOOLS.length} tools, rotating order`);
+    const quietStart = os.loadavg()[0];
     const runs = await timedRuns(bench);
+    const conditions: Condition[] = [
+      {
+        label: 'quiet',
+        runs: runs.map(compared),
+        loadStart: quietStart,
+        loadEnd: os.loadavg()[0],
+        idleHealth: quiet.health,
+      },
+    ];
+    let stressRuns: ToolRun[] = [];
+    if (withStress) {
+      let stress: StressHandle | undefined;
+      try {
+        stress = await startStress(2);
+        const stressStart = os.loadavg()[0];
+        const stressIdle = await measureIdle(bench, BASELINE_MS, false);
+        progress(`timed runs beside stress -c 2: ${options.runs} rounds × ${TOOLS.length} tools`);
+        stressRuns = await timedRuns(bench, 'stress ');
+        conditions.push({
+          label: 'stress -c 2',
+          runs: stressRuns.map(compared),
+          loadStart: stressStart,
+          loadEnd: os.loadavg()[0],
+          idleHealth: stressIdle.health,
+        });
+      } finally {
+        if (stress) {
+          await stopStress(stress);
+        }
+      }
+    }
 
-    progress('online restore over HTTP');
-    const restore = await measureRestore(bench);
-    progress(`  restore: ${fixed(restore.ms, 0)} ms`);
+    let restore: RestoreRun = { ms: NaN, load: quiet };
+    let list: ListResult = { firstMs: NaN, settleMs: NaN, serviceMs: [], httpMs: [], count: 0 };
+    if (!options.backupsOnly) {
+      progress('online restore over HTTP');
+      restore = await measureRestore(bench);
+      progress(`  restore: ${fixed(restore.ms, 0)} ms`);
 
-    progress(`listing ${LIST_FILES} backups`);
-    const list = await measureList(bench);
+      progress(`listing ${LIST_FILES} backups`);
+      list = await measureList(bench);
+    }
 
     const loadAtEnd = os.loadavg();
-    process.stdout.write(`${report(bench, { machine, idle, quiet, runs, list, restore, loadAtEnd })}\n`);
+    process.stdout.write(
+      `${report(bench, { machine, idle, quiet, runs, list, restore, loadAtEnd, conditions, stressRuns })}\n`,
+    );
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {

@@ -32,11 +32,11 @@ const BUILD_ROOT = path.join(__dirname, '.build');
 
 /** The folder the app is compiled into (inside the repository so its requires resolve node_modules). */
 export function buildDir(): string {
-  return path.join(BUILD_ROOT, String(process.pid));
+  return path.join(BUILD_ROOT, String(process.pid), 'dist');
 }
 
 export function removeBuild(): void {
-  fs.rmSync(buildDir(), { recursive: true, force: true });
+  fs.rmSync(path.dirname(buildDir()), { recursive: true, force: true });
   try {
     fs.rmdirSync(BUILD_ROOT); // only when no other bench run is using it
   } catch {
@@ -50,6 +50,8 @@ async function compileApp(): Promise<string> {
   const tsc = require.resolve('typescript/bin/tsc');
   const args = [tsc, '-p', path.join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', out, '--sourceMap', 'false'];
   const result = await runCommand(process.execPath, args);
+  // The app reads its version from ../../package.json of its compiled files, as from dist/ in production.
+  fs.copyFileSync(path.join(REPO_ROOT, 'package.json'), path.join(path.dirname(out), 'package.json'));
   const entry = path.join(out, 'app.setup.js');
   if (!fs.existsSync(entry)) {
     throw new Error(`compiling src/ failed:\n${result.stdout}${result.stderr}`);
@@ -66,7 +68,7 @@ export async function loadApp(fromSource: boolean): Promise<AppModules> {
   const setup = (await import(path.join(root, 'app.setup'))) as typeof AppSetupModule;
   const config = (await import(path.join(root, 'config', 'app-config'))) as typeof AppConfigModule;
   const service = (await import(path.join(root, 'backups', 'backups.service'))) as typeof BackupsServiceModule;
-  const snapshot = (await import(path.join(root, 'backups', 'snapshot'))) as typeof SnapshotModule;
+  const snapshot = (await import(path.join(root, 'sqlite', 'snapshot'))) as typeof SnapshotModule;
   return {
     createApp: setup.createApp,
     loadConfig: config.loadConfig,

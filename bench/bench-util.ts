@@ -19,9 +19,24 @@ export interface BenchOptions {
   runs: number;
   /** Load the app from its TypeScript sources through ts-node instead of compiling it first (not like production). */
   fromSource: boolean;
+  /** Repeat the timed rounds beside `stress -c 2` (in a session of its own) and compare side by side. */
+  stress: boolean;
+  /** Only the timed backup rounds: no online restore, no listing. */
+  backupsOnly: boolean;
+  /** Only these tools in the timed rounds (default: all). */
+  tools?: string[];
+  /** Run the memory benchmark (bench/memory.bench.ts) instead. */
+  memory?: boolean;
+  /** Memory bench: minutes of mixed load, clients, seconds of idle after it, app variants. */
+  minutes: number;
+  clients: number;
+  idleSeconds: number;
+  variants?: string[];
 }
 
 export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [--keep] [--runs <n>] [--from-source] [--offsite] [--replication]
+       [--no-stress] [--backups-only] [--tools a,b,...]
+       [--memory [--minutes <n>] [--clients <n>] [--idle <s>] [--variants a,b]]
 
   --size <MiB>     database size to build and back up (default 1024 = 1 GiB)
   --dir <folder>   work here (created; must be empty or absent); default: a fresh folder under the OS temp dir
@@ -32,7 +47,16 @@ export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [-
   --offsite        instead: encrypt-and-upload vs a plain lib-storage upload to s3rver on loopback, RSS growth,
                    temporary disk, and restore --from-remote time (see bench/offsite.bench.ts)
   --replication    instead: continuous replication's staleness at 100 commits/s, CPU, RSS, event loop delay
-                   (see bench/replication.bench.ts)`;
+                   (see bench/replication.bench.ts)
+  --no-stress      skip the second pass of the timed rounds beside \`stress -c 2\` (run by default when the
+                   stress command is installed: Debian package "stress")
+  --backups-only   only the timed backup rounds (no online restore, no listing of 10,000 backups)
+  --tools a,b,...  only these tools in the timed rounds (service, service-load, worker, worker-nice0, worker-idle,
+                   worker-serial, cli-backup, vacuum-into, cp); cli-backup is always kept as the reference
+  --memory         instead: RSS of the app (its own process) through --minutes (default 10) of mixed load from
+                   --clients (default 20) loops, then --idle seconds (default 60) without requests; --variants
+                   (default "default,arena2") runs app processes side by side under the same load, e.g.
+                   arena2 = MALLOC_ARENA_MAX=2 (see bench/memory.bench.ts); --size defaults to 64 here`;
 
 export class UsageError extends Error {}
 
@@ -48,7 +72,18 @@ function positiveNumber(flag: string, raw: string | undefined, integer: boolean)
 }
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
-  const options: BenchOptions = { sizeMiB: 1024, keep: false, runs: 3, fromSource: false };
+  const options: BenchOptions = {
+    sizeMiB: 1024,
+    keep: false,
+    runs: 3,
+    fromSource: false,
+    stress: true,
+    backupsOnly: false,
+    minutes: 10,
+    clients: 20,
+    idleSeconds: 60,
+  };
+  let sizeGiven = false;
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let inline: string | undefined;
@@ -61,6 +96,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     switch (arg) {
       case '--size':
         options.sizeMiB = positiveNumber('--size', value(), false);
+        sizeGiven = true;
         if (options.sizeMiB < 1) {
           throw new UsageError('--size must be at least 1 (MiB)');
         }
@@ -88,12 +124,49 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       case '--replication':
         options.replication = true;
         break;
+      case '--memory':
+        options.memory = true;
+        break;
+      case '--minutes':
+        options.minutes = positiveNumber('--minutes', value(), false);
+        break;
+      case '--clients':
+        options.clients = positiveNumber('--clients', value(), true);
+        break;
+      case '--idle':
+        options.idleSeconds = positiveNumber('--idle', value(), false);
+        break;
+      case '--variants': {
+        const list = value();
+        if (list === undefined || list.startsWith('--')) {
+          throw new UsageError('--variants needs a comma-separated list');
+        }
+        options.variants = list.split(',').filter((t) => t.length > 0);
+        break;
+      }
+      case '--no-stress':
+        options.stress = false;
+        break;
+      case '--backups-only':
+        options.backupsOnly = true;
+        break;
+      case '--tools': {
+        const list = value();
+        if (list === undefined || list.startsWith('--')) {
+          throw new UsageError('--tools needs a comma-separated list');
+        }
+        options.tools = list.split(',').filter((t) => t.length > 0);
+        break;
+      }
       case '--help':
       case '-h':
         throw new UsageError('');
       default:
         throw new UsageError(`Unknown argument "${argv[i]}"`);
     }
+  }
+  if (options.memory && !sizeGiven) {
+    options.sizeMiB = 64;
   }
   return options;
 }

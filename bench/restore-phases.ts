@@ -71,15 +71,16 @@ interface Variant {
 function instrument(root: string, current: () => Phases): void {
   /* eslint-disable @typescript-eslint/no-require-imports -- the compiled modules of this run, by path */
   const files = require(path.join(root, 'backups', 'backup-files')) as { BackupFiles: { prototype: object } };
-  const snapshot = require(path.join(root, 'backups', 'snapshot')) as Record<string, unknown>;
-  const state = require(path.join(root, 'backups', 'restore-state')) as Record<string, unknown>;
+  const snapshot = require(path.join(root, 'sqlite', 'snapshot')) as Record<string, unknown>;
+  const state = require(path.join(root, 'recovery', 'restore-state')) as Record<string, unknown>;
   /* eslint-enable @typescript-eslint/no-require-imports */
   const proto = files.BackupFiles.prototype as Record<string, unknown>;
   timeMethod(proto, 'inspect', 'verify (inspect: integrity_check + sha256)', current);
-  timeMethod(proto, 'snapshot', 'safety snapshot (whole job; overlaps the copy-in when gated)', current);
-  timeMethod(snapshot, 'runProbeWorker', 'probe quick_check', current);
+  timeMethod(proto, 'snapshot', 'safety snapshot (child: copy, quick_check ∥ fsync ∥ sha256, publish)', current);
+  timeMethod(proto, 'restoreBackupToTemp', 'scratch copy of the backup (page copy, fsync)', current);
+  timeMethod(snapshot, 'runProbeWorker', 'quick_check of the scratch copy', current);
   timeMethod(state, 'finishRestore', 'finishing txn', current);
-  for (const key of ['restoreInto', 'restoreTempInto']) {
+  for (const key of ['restoreTempInto']) {
     const original = proto[key] as (name: string, live: string, o?: Record<string, unknown>) => Promise<unknown>;
     proto[key] = async function (this: unknown, name: string, live: string, o: Record<string, unknown> = {}) {
       const started = performance.now();
@@ -99,7 +100,12 @@ function instrument(root: string, current: () => Phases): void {
             },
           }
         : o;
-      const result = (await original.call(this, name, live, wrapped)) as { copyMs: number; gateMs?: number };
+      const result = (await original.call(this, name, live, wrapped)) as {
+        copyMs: number;
+        gateMs?: number;
+        syncMs?: number;
+        checkpointMs?: number;
+      };
       const end = performance.now();
       const p = current();
       if (whileLocked) {
@@ -108,7 +114,11 @@ function instrument(root: string, current: () => Phases): void {
         p['locked, before the copy-in (safety copy; only its pages when gated)'] = lockedEnd - lockedAt;
         p['copy-in (backup API into the WAL)'] = result.copyMs;
         p['copy-in waits at the commit gate (safety checks, journal)'] = gateMs;
-        p['after copy (checkpoint, worker exit)'] = end - lockedEnd - result.copyMs - gateMs;
+        const syncMs = result.syncMs ?? 0;
+        const checkpointMs = result.checkpointMs ?? 0;
+        p['copy-in: fsync of the WAL (synchronous=FULL commit)'] = syncMs;
+        p['copy-in: wal_checkpoint(TRUNCATE)'] = checkpointMs;
+        p['after copy (worker exit, rest)'] = end - lockedEnd - result.copyMs - gateMs - syncMs - checkpointMs;
       }
       return result;
     };
@@ -162,8 +172,8 @@ async function main(): Promise<void> {
       const backups = require(path.join(variant.root, 'backups', 'backups.service')) as {
         BackupsService: typeof modules.BackupsService;
       };
-      const recovery = require(path.join(variant.root, 'backups', 'recovery.service')) as {
-        RecoveryService: new (...a: never[]) => { restore: (name: string, request: unknown) => Promise<unknown> };
+      const recovery = require(path.join(variant.root, 'recovery', 'restore.service')) as {
+        RestoreService: new (...a: never[]) => { restore: (name: string, request: unknown) => Promise<unknown> };
       };
       /* eslint-enable @typescript-eslint/no-require-imports */
       const config = configModule.loadConfig(env(dbPath));
@@ -177,7 +187,7 @@ async function main(): Promise<void> {
         dbPath,
         backupsDir: config.backupsDir,
         service: app.get(backups.BackupsService),
-        restorer: app.get(recovery.RecoveryService),
+        restorer: app.get(recovery.RestoreService),
         handle,
       });
     }

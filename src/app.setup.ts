@@ -16,6 +16,7 @@ import { createValidationPipe } from './common/validation';
 import { MetricsService } from './observability/metrics.service';
 import { ObservabilityOptions, ObservabilityOptionsModule } from './observability/observability-options';
 import { QuietStartupLogger } from './observability/quiet-startup-logger';
+import { IdleHeapRelease } from './common/idle-heap';
 
 export const JSON_BODY_LIMIT = '256kb';
 
@@ -46,6 +47,7 @@ export async function createApp(
 export function configureApp(app: NestExpressApplication, config: AppConfig, options: ObservabilityOptions = {}): void {
   // First, so every request is timed, including ones refused by later middleware.
   app.use(app.get(MetricsService).httpMiddleware);
+  app.use(new IdleHeapRelease().middleware);
   // Body idle timeout instead of a total request timeout; 100-continue decided by the upload route itself.
   app.use(configureHttpBodies(app.getHttpServer(), options.httpBody));
   // X-Forwarded-For is believed only from proxies the operator named.

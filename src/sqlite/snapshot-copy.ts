@@ -7,11 +7,12 @@
  * file drops every lock the whole process holds on it (sqlite.org/howtocorrupt §2.2).
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { closeQuietly } from './close-quietly';
-import type { SnapshotJob, SnapshotWorkerReply } from './snapshot';
+import type { CheckThreads, SnapshotJob, SnapshotWorkerReply } from './snapshot';
 
 const ALL_PAGES = 0x7fffffff;
 /** Read unit of the hashing thread. */
@@ -27,6 +28,22 @@ export type CopyMethod = 'backup-api';
 export interface SnapshotJobOptions {
   /** Use memory-mapped reads (child process only: a mapping of the file counts in this process's RSS). */
   mmap: boolean;
+  checkThreads?: CheckThreads;
+}
+
+/** Whether quick_check and sha256 get a thread each: only when another core is free for the second one. */
+export function checksInParallel(
+  mode: CheckThreads | undefined,
+  cores = os.availableParallelism(),
+  load = os.loadavg()[0],
+): boolean {
+  if (mode === 'serial') {
+    return false;
+  }
+  if (mode === 'auto') {
+    return cores > 1 && load < cores - 1;
+  }
+  return true;
 }
 
 /** Marks `p` as handled now (it is awaited later), so an early failure does not count as an unhandled rejection. */
@@ -165,23 +182,27 @@ export async function runSnapshotJob(job: SnapshotJob, options: SnapshotJobOptio
   const copyMs = performance.now() - started;
   const checkStarted = performance.now();
   let hashMs = 0;
-  const hashing = (job.hash && copy.sha256 === null ? hashInThread(job.dest) : Promise.resolve(copy.sha256)).then(
-    (digest) => {
+  const parallel = checksInParallel(options.checkThreads);
+  const hash = (): Promise<string | null> =>
+    (job.hash && copy.sha256 === null ? hashInThread(job.dest) : Promise.resolve(copy.sha256)).then((digest) => {
       hashMs = performance.now() - checkStarted;
       return digest;
-    },
-  );
+    });
+  let hashing = parallel ? hash() : null;
   const syncing = fsyncFile(job.dest);
-  void settledLater(hashing);
+  if (hashing) {
+    void settledLater(hashing);
+  }
   void settledLater(syncing);
   // Let the pool start the fsync (and the thread its reads) before this thread blocks in quick_check.
   await new Promise<void>((resolve) => setImmediate(resolve));
   let facts: CopyFacts;
   try {
     facts = checkCopy(job.dest, options.mmap);
+    hashing ??= facts.quickCheck === 'ok' ? hash() : Promise.resolve(null);
   } finally {
     // Never leave a read or fsync of the copy running when the caller removes it.
-    await Promise.allSettled([hashing, syncing]);
+    await Promise.allSettled([hashing ?? Promise.resolve(null), syncing]);
   }
   const checkMs = performance.now() - checkStarted;
   if (facts.quickCheck !== 'ok') {

@@ -2,9 +2,11 @@
  * Entry point of the snapshot child process (see runSnapshotWorker in snapshot.ts). A process of its own, not a
  * thread of the service, because:
  * - its memory maps, buffers and file handles never count against the service process, and end with it;
- * - it can run at a lower CPU priority (`nice`; measured not to pay by default, see DEFAULT_SNAPSHOT_NICE).
+ * - every one of its threads can run at a lower CPU priority than the service's (see DEFAULT_SNAPSHOT_NICE).
  * Keep imports to node built-ins, better-sqlite3 and snapshot-copy so that it starts fast and never loads Nest.
  */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { SnapshotChildJob, SnapshotWorkerReply, WorkerFailure } from './snapshot';
 import { runSnapshotJob } from './snapshot-copy';
@@ -18,21 +20,70 @@ function toFailure(err: unknown): WorkerFailure {
   };
 }
 
-function lowerPriority(nice: number): void {
+/**
+ * On Linux a nice value belongs to a thread, not to the process: setpriority(0) would lower only this thread and
+ * the threads it starts later, while V8's and libuv's helpers started at boot would keep the service's priority.
+ * So every thread that exists now is lowered by its id; later ones inherit from whoever starts them.
+ */
+function threadIds(): number[] {
   try {
-    os.setPriority(0, Math.min(19, Math.max(os.getPriority(0), nice)));
+    return fs.readdirSync('/proc/self/task').map(Number);
   } catch {
-    // Not allowed here (some containers): run at the service's priority.
+    return [0];
+  }
+}
+
+function lowerPriority(nice: number): void {
+  const target = Math.min(19, nice);
+  for (const tid of threadIds()) {
+    try {
+      if (os.getPriority(tid) < target) {
+        os.setPriority(tid, target);
+      }
+    } catch {
+      // Not allowed here (some containers) or the thread ended: it runs at the service's priority.
+    }
+  }
+}
+
+/** The highest priority (lowest nice value) any thread of this process runs at, for the reply. */
+function highestThreadPriority(): number | undefined {
+  let lowest: number | undefined;
+  for (const tid of threadIds()) {
+    try {
+      const nice = os.getPriority(tid);
+      lowest = lowest === undefined ? nice : Math.min(lowest, nice);
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return lowest;
+}
+
+/**
+ * SCHED_IDLE for every thread: runs only on a core nothing else wants. Node has no binding for
+ * sched_setscheduler; util-linux's chrt does it (all threads with -a). Absent or refused: nice alone.
+ */
+function idleClass(): void {
+  try {
+    spawnSync('chrt', ['--idle', '--all-tasks', '--pid', '0', String(process.pid)], { stdio: 'ignore', timeout: 2000 });
+  } catch {
+    // No chrt: the nice value still applies.
   }
 }
 
 if (process.send !== undefined) {
   process.once('message', (job: SnapshotChildJob) => {
     lowerPriority(job.nice);
-    void runSnapshotJob(job, { mmap: true })
+    if (job.idle) {
+      idleClass();
+    }
+    void runSnapshotJob(job, { mmap: true, checkThreads: job.checkThreads })
       .catch(toFailure)
       .then((reply: SnapshotWorkerReply) => {
-        const withRss = reply.ok ? { ...reply, peakRssBytes: process.resourceUsage().maxRSS * 1024 } : reply;
+        const withRss = reply.ok
+          ? { ...reply, peakRssBytes: process.resourceUsage().maxRSS * 1024, threadNice: highestThreadPriority() }
+          : reply;
         process.send?.(withRss, () => process.disconnect());
       });
   });

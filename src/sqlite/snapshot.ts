@@ -99,6 +99,8 @@ export type SnapshotWorkerReply =
       method?: 'raw' | 'backup-api';
       /** Peak resident memory of the snapshot child process (its own, never the service's); absent from a thread. */
       peakRssBytes?: number;
+      /** The lowest nice value among the child's threads when it finished; absent from a thread. */
+      threadNice?: number;
     }
   | WorkerFailure;
 
@@ -145,6 +147,9 @@ export interface RestoreResult {
   pageSize: number;
   steps: number;
   copyMs: number;
+  /** The commit that fsyncs the WAL after the copy, and the checkpoint after it. */
+  syncMs: number;
+  checkpointMs: number;
   totalMs: number;
 }
 
@@ -165,21 +170,40 @@ export interface SnapshotOptions {
   signal?: AbortSignal;
   /** Compute the copy's sha256 in the worker (default true). */
   hash?: boolean;
-  /** The child's nice value (default {@link DEFAULT_SNAPSHOT_NICE}; 0 = the service's priority). */
+  /** The nice value of every thread of the child (default {@link DEFAULT_SNAPSHOT_NICE}; 0 = the service's). */
   nice?: number;
+  /** Also put the child in the SCHED_IDLE class (default {@link DEFAULT_SNAPSHOT_IDLE}). */
+  idle?: boolean;
+  /** quick_check and sha256 of the copy side by side or one after the other (default {@link DEFAULT_CHECK_THREADS}). */
+  checkThreads?: CheckThreads;
 }
 
 /**
- * The snapshot child's nice value. 0, measured (README, Benchmark): at nice 10 the copy lost up to a third of its
- * throughput whenever anything else kept the CPUs busy (0.61–0.98× of `sqlite3 .backup` against 0.76–1.07× at
- * nice 0 on a shared 2-core machine, load average 8–14), for a health p99 better in three runs of four and still
- * far from its target. Being a separate process already keeps it off the service's event loop, heap and RSS.
+ * `parallel`: quick_check and sha256 on two threads at once; `serial`: one after the other on one; `auto`: parallel
+ * only while the machine has a core to spare (load average below the cores minus one).
  */
-export const DEFAULT_SNAPSHOT_NICE = 0;
+export type CheckThreads = 'parallel' | 'serial' | 'auto';
+
+/**
+ * The nice value of every thread of the snapshot child. Nice values weigh threads against the other threads of the
+ * same scheduling group (the service's autogroup or systemd cgroup), not against other programs: at 19 the copy
+ * takes whatever the service's own threads leave, so requests answered during a backup wait for no copy, and it
+ * gives up nothing to other work on the machine that it did not already share. Measured in `npm run bench`.
+ */
+export const DEFAULT_SNAPSHOT_NICE = 19;
+/**
+ * SCHED_IDLE is not the default: any task that wakes up preempts an idle-class one, so on a machine where other
+ * programs keep the cores busy the copy all but stops (the bench measures it as `worker-idle`).
+ */
+export const DEFAULT_SNAPSHOT_IDLE = false;
+/** On a machine with no idle core a second checking thread only takes CPU from the service's requests. */
+export const DEFAULT_CHECK_THREADS: CheckThreads = 'auto';
 
 /** What the snapshot child process receives: the job plus how to run it. */
 export interface SnapshotChildJob extends SnapshotJob {
   nice: number;
+  idle: boolean;
+  checkThreads: CheckThreads;
 }
 
 /** Raised for every snapshot failure. `message` is safe to log; it carries SQLite's reason, never a path. */
@@ -323,7 +347,15 @@ export function runSnapshotWorker(
     maxSteps: options.maxSteps ?? DEFAULT_MAX_STEPS,
     hash: options.hash ?? true,
   };
-  return runSnapshotChild({ ...job, nice: options.nice ?? DEFAULT_SNAPSHOT_NICE }, options.signal);
+  return runSnapshotChild(
+    {
+      ...job,
+      nice: options.nice ?? DEFAULT_SNAPSHOT_NICE,
+      idle: options.idle ?? DEFAULT_SNAPSHOT_IDLE,
+      checkThreads: options.checkThreads ?? DEFAULT_CHECK_THREADS,
+    },
+    options.signal,
+  );
 }
 
 /** See {@link InspectJob}. Never rejects for a broken file (that is `opened: false`), only for a worker failure. */

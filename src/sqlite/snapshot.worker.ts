@@ -295,11 +295,23 @@ async function restore(job: RestoreJob, port: MessagePort | undefined): Promise<
         const copyMs = performance.now() - copyStarted;
         closeQuietly(source);
         source = undefined;
+        const syncStarted = performance.now();
         syncCommittedWal(job.dest, job.busyTimeoutMs);
+        const checkpointStarted = performance.now();
         if (job.checkpoint) {
           checkpoint(job.dest, job.busyTimeoutMs);
         }
-        return { ok: true, pages: progress.totalPages, pageSize, steps, copyMs, totalMs: performance.now() - started };
+        const done = performance.now();
+        return {
+          ok: true,
+          pages: progress.totalPages,
+          pageSize,
+          steps,
+          copyMs,
+          syncMs: checkpointStarted - syncStarted,
+          checkpointMs: done - checkpointStarted,
+          totalMs: done - started,
+        };
       }
       if (Date.now() > deadline) {
         throw Object.assign(new Error('Restore did not start: the live database stayed locked'), {
