@@ -2,7 +2,7 @@
  * Entry point of the snapshot child process (see runSnapshotWorker in snapshot.ts). A process of its own, not a
  * thread of the service, because:
  * - its memory maps, buffers and file handles never count against the service process, and end with it;
- * - every one of its threads can run at a lower CPU priority than the service's (see DEFAULT_SNAPSHOT_NICE).
+ * - every one of its threads can run at a lower CPU priority than the service's (see DEFAULT_SNAPSHOT_NICE in snapshot-options.ts).
  * Keep imports to node built-ins, better-sqlite3 and snapshot-copy so that it starts fast and never loads Nest.
  */
 import { spawnSync } from 'node:child_process';
