@@ -5,7 +5,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runSnapshotWorker } from '../src/sqlite/snapshot';
-import { AgeCrypto } from '../src/offsite/age-crypto';
 import { OffsiteBucket } from '../src/offsite/offsite-bucket';
 import {
   PointInTimeUnavailableError,
@@ -18,15 +17,14 @@ import { Shipper } from '../src/replication/shipper';
 import { WAL_HEADER_SIZE } from '../src/replication/wal-reader';
 import {
   type AgeKeys,
-  BUCKET,
   FaultProxy,
   hasAgeCli,
   makeAgeKeys,
-  PREFIX,
   type S3Server,
   startS3,
   useTestCredentials,
 } from './helpers/s3-fixtures';
+import { notesIn, openNotesDatabase, replicaStoreAt } from './helpers/replica-fixtures';
 
 const MARKER = 'ZEBRA-MARKER-7f3a9c-never-in-the-bucket';
 
@@ -52,24 +50,9 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     await proxy.start();
     keys = await makeAgeKeys(dir);
     dbFile = path.join(dir, 'live.db');
-    app = new Database(dbFile);
-    app.pragma('journal_mode = WAL');
-    app.pragma('wal_autocheckpoint = 0');
-    app.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+    app = openNotesDatabase(dbFile);
     now = Date.UTC(2026, 11, 3, 12, 0, 0, 0);
-    bucket = new OffsiteBucket(
-      {
-        bucket: BUCKET,
-        endpoint: proxy.endpoint,
-        region: 'us-east-1',
-        prefix: PREFIX,
-        forcePathStyle: true,
-        recipients: [keys.recipient],
-        allowPlaintext: false,
-      },
-      3000,
-    );
-    store = new ReplicaStore(bucket, new AgeCrypto([keys.recipient], keys.identityFile));
+    ({ bucket, store } = replicaStoreAt(proxy.endpoint, keys));
     generations = [];
     shipper = makeShipper();
   });
@@ -105,15 +88,6 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     app.prepare('INSERT INTO notes (body) VALUES (?)').run(body);
   }
 
-  function rowsOf(file: string): string[] {
-    const db = new Database(file, { readonly: true });
-    try {
-      return (db.prepare('SELECT body FROM notes ORDER BY id').all() as { body: string }[]).map((r) => r.body);
-    } finally {
-      db.close();
-    }
-  }
-
   async function startStreaming(): Promise<void> {
     shipper.start();
     await shipper.settle();
@@ -140,13 +114,13 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     const scratch = path.join(dir, 'scratch');
 
     const atThird = await rebuildAt(store, new Date(times[2]), { scratchDir: scratch });
-    expect(rowsOf(atThird.file)).toEqual(['row-0', 'row-1', 'row-2']);
+    expect(notesIn(atThird.file)).toEqual(['row-0', 'row-1', 'row-2']);
     expect(atThird.restoredTo.getTime()).toBe(times[2]);
     // One millisecond before the fourth commit was observed: still three rows.
     const justBefore = await rebuildAt(store, new Date(times[3] - 1), { scratchDir: scratch });
-    expect(rowsOf(justBefore.file)).toEqual(['row-0', 'row-1', 'row-2']);
+    expect(notesIn(justBefore.file)).toEqual(['row-0', 'row-1', 'row-2']);
     const latest = await rebuildAt(store, 'latest', { scratchDir: scratch });
-    expect(rowsOf(latest.file)).toHaveLength(6);
+    expect(notesIn(latest.file)).toHaveLength(6);
     // A standalone file: rollback journal, no WAL needed.
     const db = new Database(latest.file, { readonly: true });
     expect(db.pragma('journal_mode', { simple: true })).toBe('delete');
@@ -168,7 +142,7 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     // Checkpoints ran every round: the WAL restarted several times, still one generation.
     expect(generations).toHaveLength(1);
     const latest = await rebuildAt(store, 'latest', { scratchDir: path.join(dir, 'scratch') });
-    expect(rowsOf(latest.file)).toEqual([MARKER, 'after-0', 'after-1', 'after-2']);
+    expect(notesIn(latest.file)).toEqual([MARKER, 'after-0', 'after-1', 'after-2']);
     const stored = fs
       .readdirSync(s3.dir, { recursive: true, withFileTypes: true })
       .filter((e) => e.isFile())
@@ -214,7 +188,7 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
       const run = spawnSync('sh', [script, keys.identityFile, copy, out], { encoding: 'utf8' });
       expect(run.stderr).toBe('');
       expect(run.stdout.trim()).toBe('ok');
-      expect(rowsOf(out)).toEqual(['manual-0', 'manual-1', 'manual-2']);
+      expect(notesIn(out)).toEqual(['manual-0', 'manual-1', 'manual-2']);
     },
   );
 
@@ -231,7 +205,7 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     expect(shipper.spool.pendingBytes()).toBe(0);
     expect(shipper.status()).toBe('streaming');
     const atFourth = await rebuildAt(store, new Date(times[3]), { scratchDir: path.join(dir, 'scratch') });
-    expect(rowsOf(atFourth.file)).toEqual(['outage-0', 'outage-1', 'outage-2', 'outage-3']);
+    expect(notesIn(atFourth.file)).toEqual(['outage-0', 'outage-1', 'outage-2', 'outage-3']);
   });
 
   it('should start a new generation, with the reason, after a foreign wal_checkpoint(TRUNCATE)', async () => {
@@ -255,7 +229,7 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     // The WAL was truncated, then a new header written by the next commit: either way a reset we did not make.
     expect(generations.map((g) => g.reason)).toEqual(['start', expect.stringMatching(/^wal_(reset|truncated)$/)]);
     const latest = await rebuildAt(store, 'latest', { scratchDir: path.join(dir, 'scratch') });
-    expect(rowsOf(latest.file)).toEqual(['before-0', 'before-1', 'unshipped', 'after-truncate']);
+    expect(notesIn(latest.file)).toEqual(['before-0', 'before-1', 'unshipped', 'after-truncate']);
     const window = await readWindow(store);
     expect(window.generations).toHaveLength(2);
     expect(window.gaps).toHaveLength(1);
@@ -277,7 +251,7 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     await writeAndShip('after', 1);
     expect(generations.map((g) => g.reason)).toEqual(['start']);
     const latest = await rebuildAt(store, 'latest', { scratchDir: path.join(dir, 'scratch') });
-    expect(rowsOf(latest.file)).toEqual(['before-0', 'before-1', 'while-down', 'after-0']);
+    expect(notesIn(latest.file)).toEqual(['before-0', 'before-1', 'while-down', 'after-0']);
   });
 
   it('should start a new generation, audited, when others checkpointed the WAL away while it was stopped', async () => {
@@ -296,7 +270,7 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     await shipper.round();
     expect(generations.map((g) => g.reason)).toEqual(['start', 'restart_lost_wal']);
     const latest = await rebuildAt(store, 'latest', { scratchDir: path.join(dir, 'scratch') });
-    expect(rowsOf(latest.file)).toEqual(['before-0', 'foreign', 'foreign-2']);
+    expect(notesIn(latest.file)).toEqual(['before-0', 'foreign', 'foreign-2']);
     expect((await readWindow(store)).gaps).toHaveLength(1);
   });
 
@@ -310,13 +284,13 @@ describe('Replication engine (real SQLite, real s3rver, age)', () => {
     fs.writeFileSync(damaged, bytes);
     const scratch = path.join(dir, 'scratch');
     // Before the damage: fine.
-    expect(rowsOf((await rebuildAt(store, new Date(times[1]), { scratchDir: scratch })).file)).toEqual([
+    expect(notesIn((await rebuildAt(store, new Date(times[1]), { scratchDir: scratch })).file)).toEqual([
       'dmg-0',
       'dmg-1',
     ]);
     await expect(rebuildAt(store, new Date(times[3]), { scratchDir: scratch })).rejects.toThrow(ReplicaDamagedError);
     const partial = await rebuildAt(store, new Date(times[3]), { scratchDir: scratch, acceptLastGood: true });
-    expect(rowsOf(partial.file)).toEqual(['dmg-0', 'dmg-1']);
+    expect(notesIn(partial.file)).toEqual(['dmg-0', 'dmg-1']);
     expect(partial.stoppedEarly).toEqual({ segment: 3, problem: 'unreadable' });
     expect(partial.restoredTo.getTime()).toBe(times[1]);
   });

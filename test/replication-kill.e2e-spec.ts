@@ -4,7 +4,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { typeScriptEntrySource } from '../src/common/typescript-entry';
-import { AgeCrypto } from '../src/offsite/age-crypto';
 import { OffsiteBucket } from '../src/offsite/offsite-bucket';
 import { readWindow, rebuildAt } from '../src/replication/replica-rebuild';
 import { ReplicaStore } from '../src/replication/replica-store';
@@ -18,6 +17,7 @@ import {
   startS3,
   useTestCredentials,
 } from './helpers/s3-fixtures';
+import { notesIn, openNotesDatabase, replicaStoreAt } from './helpers/replica-fixtures';
 import type { ShipperChildConfig, ShipperChildMessage } from './helpers/shipper-child';
 
 /**
@@ -54,23 +54,8 @@ describe('Replication killed mid-segment and mid-checkpoint (e2e, child process 
     s3 = await startS3();
     keys = await makeAgeKeys(dir);
     dbFile = path.join(dir, 'live.db');
-    app = new Database(dbFile);
-    app.pragma('journal_mode = WAL');
-    app.pragma('wal_autocheckpoint = 0');
-    app.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
-    bucket = new OffsiteBucket(
-      {
-        bucket: BUCKET,
-        endpoint: s3.endpoint,
-        region: 'us-east-1',
-        prefix: PREFIX,
-        forcePathStyle: true,
-        recipients: [keys.recipient],
-        allowPlaintext: false,
-      },
-      3000,
-    );
-    store = new ReplicaStore(bucket, new AgeCrypto([keys.recipient], keys.identityFile));
+    app = openNotesDatabase(dbFile);
+    ({ bucket, store } = replicaStoreAt(s3.endpoint, keys));
     now = Date.UTC(2026, 11, 3, 12, 0, 0, 0);
   });
 
@@ -132,15 +117,6 @@ describe('Replication killed mid-segment and mid-checkpoint (e2e, child process 
     app.prepare('INSERT INTO notes (body) VALUES (?)').run(body);
   }
 
-  function rowsOf(file: string): string[] {
-    const db = new Database(file, { readonly: true });
-    try {
-      return (db.prepare('SELECT body FROM notes ORDER BY id').all() as { body: string }[]).map((r) => r.body);
-    } finally {
-      db.close();
-    }
-  }
-
   const CASES: { point: KillPoint; walLimitBytes?: number; continues: boolean }[] = [
     // The segment is in the spool, its position not saved: the next process drops it and reads those frames again.
     { point: 'segment-spooled', continues: true },
@@ -186,7 +162,7 @@ describe('Replication killed mid-segment and mid-checkpoint (e2e, child process 
     await round(third);
 
     const latest = await rebuildAt(store, 'latest', { scratchDir: path.join(dir, 'scratch') });
-    expect(rowsOf(latest.file)).toEqual(['before-0', 'before-1', 'during', 'while-down', 'after']);
+    expect(notesIn(latest.file)).toEqual(['before-0', 'before-1', 'during', 'while-down', 'after']);
     const reasons = [...first.generations, ...second.generations, ...third.generations].map((g) => g.reason);
     const window = await readWindow(store);
     if (continues) {

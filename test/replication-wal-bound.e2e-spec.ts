@@ -4,20 +4,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runSnapshotWorker } from '../src/sqlite/snapshot';
-import { AgeCrypto } from '../src/offsite/age-crypto';
 import { OffsiteBucket } from '../src/offsite/offsite-bucket';
 import { rebuildAt } from '../src/replication/replica-rebuild';
 import { ReplicaStore } from '../src/replication/replica-store';
 import { Shipper } from '../src/replication/shipper';
-import {
-  type AgeKeys,
-  BUCKET,
-  makeAgeKeys,
-  PREFIX,
-  type S3Server,
-  startS3,
-  useTestCredentials,
-} from './helpers/s3-fixtures';
+import { type AgeKeys, makeAgeKeys, type S3Server, startS3, useTestCredentials } from './helpers/s3-fixtures';
+import { openNotesDatabase, replicaStoreAt } from './helpers/replica-fixtures';
 
 /**
  * The WAL bound: with checkpoints otherwise off (so only the bound acts), a writer in another process commits in
@@ -67,23 +59,8 @@ describe('Replication keeps the WAL bounded under a steady writer (e2e, writer p
     keys = await makeAgeKeys(dir);
     dbFile = path.join(dir, 'live.db');
     // The service's own connection stays open, as in the service (the WAL is not deleted between writes).
-    app = new Database(dbFile);
-    app.pragma('journal_mode = WAL');
-    app.pragma('wal_autocheckpoint = 0');
-    app.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
-    bucket = new OffsiteBucket(
-      {
-        bucket: BUCKET,
-        endpoint: s3.endpoint,
-        region: 'us-east-1',
-        prefix: PREFIX,
-        forcePathStyle: true,
-        recipients: [keys.recipient],
-        allowPlaintext: false,
-      },
-      3000,
-    );
-    store = new ReplicaStore(bucket, new AgeCrypto([keys.recipient], keys.identityFile));
+    app = openNotesDatabase(dbFile);
+    ({ bucket, store } = replicaStoreAt(s3.endpoint, keys));
     now = Date.UTC(2026, 11, 3, 12, 0, 0, 0);
     reasons.length = 0;
     shipper = new Shipper({

@@ -1,11 +1,17 @@
+import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { AgeCrypto } from '../../src/offsite/age-crypto';
+import { OffsiteBucket } from '../../src/offsite/offsite-bucket';
+import { ReplicaStore } from '../../src/replication/replica-store';
 import {
   type AgeKeys,
+  BUCKET,
   FaultProxy,
   makeAgeKeys,
   offsiteEnv,
+  PREFIX,
   type S3Server,
   startS3,
   useTestCredentials,
@@ -77,4 +83,40 @@ export function replicaPerTest(): ReplicaFixture {
     },
   };
   return fixture;
+}
+
+/** A live database as the service keeps it (WAL, no automatic checkpoint: the shipper checkpoints) with `notes`. */
+export function openNotesDatabase(file: string): Database.Database {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('wal_autocheckpoint = 0');
+  db.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+  return db;
+}
+
+/** The bucket at `endpoint` and the replica store a shipper writes to, sealed to `keys`. */
+export function replicaStoreAt(endpoint: string, keys: AgeKeys): { bucket: OffsiteBucket; store: ReplicaStore } {
+  const bucket = new OffsiteBucket(
+    {
+      bucket: BUCKET,
+      endpoint,
+      region: 'us-east-1',
+      prefix: PREFIX,
+      forcePathStyle: true,
+      recipients: [keys.recipient],
+      allowPlaintext: false,
+    },
+    3000,
+  );
+  return { bucket, store: new ReplicaStore(bucket, new AgeCrypto([keys.recipient], keys.identityFile)) };
+}
+
+/** The `notes` of a rebuilt or restored file, in order. */
+export function notesIn(file: string): string[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return (db.prepare('SELECT body FROM notes ORDER BY id').all() as { body: string }[]).map((r) => r.body);
+  } finally {
+    db.close();
+  }
 }
