@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import request from 'supertest';
 import { AgeCrypto } from '../src/offsite/age-crypto';
+import { compiledNodeArgs } from './helpers/cli-runner';
 import { startObservabilityApp, type ObservabilityApp } from './helpers/observability-app';
 import {
   FaultProxy,
@@ -79,7 +80,7 @@ describe('Off-site upload killed mid-way (e2e, child process + SIGKILL)', () => 
       BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
     });
     let output = '';
-    const proc = spawn(process.execPath, [ENTRY], {
+    const proc = spawn(process.execPath, [...compiledNodeArgs(), ENTRY], {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH ?? '',

@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { compiledBuild } from './helpers/cli-runner';
+import { compiledBuild, compiledNodeArgs } from './helpers/cli-runner';
 import { growDatabase, withDb } from './helpers/recovery-fixtures';
 
 /**
@@ -50,7 +50,7 @@ function freePort(): Promise<number> {
 async function startService(dbPath: string, env: Record<string, string> = {}): Promise<Service> {
   let output = '';
   const port = await freePort();
-  const proc = spawn(process.execPath, [path.join(build.outDir, 'main.js')], {
+  const proc = spawn(process.execPath, [...compiledNodeArgs(), path.join(build.outDir, 'main.js')], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',
@@ -252,7 +252,7 @@ describe('Restore killed at four points, then restarted (e2e, child processes)',
       const before = withDb(dbPath, (db) => db.prepare('SELECT * FROM audit_log ORDER BY id').all());
 
       let output = '';
-      const cli = spawn(process.execPath, [build.mainJs, 'backups', 'restore', name, '--yes'], {
+      const cli = spawn(process.execPath, [...compiledNodeArgs(), build.mainJs, 'backups', 'restore', name, '--yes'], {
         cwd: ROOT,
         env: {
           PATH: process.env.PATH ?? '',
