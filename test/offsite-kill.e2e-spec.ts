@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import request from 'supertest';
 import { AgeCrypto } from '../src/offsite/age-crypto';
+import { compiledNodeArgs } from './helpers/cli-runner';
 import { startObservabilityApp, type ObservabilityApp } from './helpers/observability-app';
 import {
   FaultProxy,
@@ -77,9 +78,13 @@ describe('Off-site upload killed mid-way (e2e, child process + SIGKILL)', () => 
     const env = offsiteEnv(proxy.endpoint, {
       BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient,
       BACKUP_ENCRYPTION_IDENTITY_FILE: keys.identityFile,
+      // Nothing here stalls on purpose, so the specs' 3 s stall timeout only risks a false one: in a full run at
+      // load 12 the re-upload's 8 MiB part (encrypted, proxied and stored in this one busy process) went 3 s without
+      // progress, failed ETIMEDOUT, and its retry came after the 60 s wait for the upload.
+      OFFSITE_REQUEST_TIMEOUT_MS: '30000',
     });
     let output = '';
-    const proc = spawn(process.execPath, [ENTRY], {
+    const proc = spawn(process.execPath, [...compiledNodeArgs(), ENTRY], {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH ?? '',

@@ -3,7 +3,9 @@ import * as path from 'node:path';
 import request from 'supertest';
 import { BackupsService } from '../src/backups/backups.service';
 import { OperationLock } from '../src/common/operation-lock';
+import { FaultPoints } from '../src/config/fault-points';
 import { SCHEMA_VERSION } from '../src/database/migrations';
+import { heldCall } from './helpers/held-call';
 import {
   addUser,
   auditEvents,
@@ -13,7 +15,6 @@ import {
   corruptMiddle,
   folderEntries,
   foreignDatabase,
-  growDatabase,
   inBackups,
   listBackups,
   makeBackup,
@@ -332,14 +333,21 @@ describe('Recovery (e2e)', () => {
     });
 
     it('should answer 503 with Retry-After to mutating requests during a restore, and queue the scheduler', async () => {
-      growDatabase(t.dbPath, 40 * 1024 * 1024);
       const made = await makeBackup(t);
       const spans = recordSpans();
       const lock = t.app.get(OperationLock);
+      // The restore is held while its worker holds the live database's write lock (where the kill tests stop it),
+      // for as long as the test needs: the window no longer depends on a big database being slow to copy.
+      const held = heldCall();
+      jest.spyOn(t.app.get(FaultPoints), 'reach').mockImplementation(async (at) => {
+        if (at === 'locked') {
+          await held.hold();
+        }
+      });
       const restore = api('post', '/api/backup/restore')
         .send({ name: made.name })
         .then((r) => r);
-      await until(() => lock.running === 'restore');
+      await held.reached;
       // What the scheduler does at 03:00: it waits for the lock rather than failing.
       const scheduled = t.app
         .get(BackupsService)
@@ -353,6 +361,7 @@ describe('Recovery (e2e)', () => {
       expect(blocked.body).toEqual({ error: expect.any(String) });
       expect(blockedBackup.status).toBe(503);
       expect(reads.status).toBe(200);
+      held.release();
       const [restored, backup] = await Promise.all([restore, scheduled]);
       expect(restored.status).toBe(200);
       expect(spans.map((x) => x.op)).toEqual(['restore', 'backup']);

@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { compiledBuild, runCli } from './helpers/cli-runner';
+import { compiledBuild, compiledNodeArgs, runCli } from './helpers/cli-runner';
 import { startWriter } from './helpers/backup-fixtures';
 import { auditEvents, makeBackup } from './helpers/recovery-fixtures';
 import { startTestApp, type TestApp, withApiKey } from './helpers/test-app';
@@ -169,7 +169,7 @@ describe('Restore paths keep every acknowledged write (e2e)', () => {
     await t.close({ keepFiles: true });
     apps.splice(apps.indexOf(t), 1);
 
-    const cli = spawn(process.execPath, [mainJs, 'backups', 'restore', made.name, '--yes'], {
+    const cli = spawn(process.execPath, [...compiledNodeArgs(), mainJs, 'backups', 'restore', made.name, '--yes'], {
       env: { PATH: process.env.PATH ?? '', MISSION_CONTROL_DB_PATH: t.dbPath, LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

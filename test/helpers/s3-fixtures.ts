@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { generateIdentityFile } from '../../src/offsite/age-crypto';
+import { compiledNodeArgs } from './cli-runner';
 
 // s3rver ships no types; this is the part the tests use.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -357,7 +358,7 @@ export function runCliAsync(
 ): Promise<AsyncCliRun> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [mainJs, ...args], {
+    const child = spawn(process.execPath, [...compiledNodeArgs(), mainJs, ...args], {
       cwd: path.resolve(__dirname, '..', '..'),
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
