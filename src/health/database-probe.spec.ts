@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import Database from 'better-sqlite3';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -100,6 +101,9 @@ describe(DatabaseProbe.name, () => {
   });
 
   beforeEach(() => {
+    // The probe logs each failure it is fed here on purpose: the test output stays free of expected errors.
+    jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
     dir = mkdtempSync(path.join(tmpdir(), 'mc-probe-'));
     starts = 0;
     nowMs = Date.UTC(2026, 5, 15, 12, 0, 0);
@@ -115,6 +119,7 @@ describe(DatabaseProbe.name, () => {
   });
 
   afterEach(() => {
+    jest.restoreAllMocks();
     rmSync(dir, { recursive: true, force: true });
   });
 
