@@ -165,11 +165,13 @@ describe('Off-site copies: what the bucket holds is the truth (e2e, s3rver)', ()
     proxy.mode = 'pass';
     proxy.requests.length = 0;
     const synced = await request(t.http).post('/api/backup/remote/sync').set('x-api-key', API_KEY).expect(200);
-    expect(synced.body).toEqual({ uploaded: 3, pending: 0, failed: 0 });
+    // The worker's own retry may have shipped one as the bucket came back: then this call did the rest.
     const order = proxy.requests
       .filter((r) => r.method === 'PUT' && r.url.split('?')[0].endsWith('.age'))
       .map((r) => r.url.split('?')[0].slice(0, -'.age'.length));
     expect(order).toEqual([...made].reverse());
+    expect(synced.body).toMatchObject({ pending: 0, failed: 0 });
+    expect(synced.body.uploaded).toBeLessThanOrEqual(3);
     // What this call did, not running totals: a second sync has nothing to do.
     const again = await request(t.http).post('/api/backup/remote/sync').set('x-api-key', API_KEY).expect(200);
     expect(again.body).toEqual({ uploaded: 0, pending: 0, failed: 0 });

@@ -26,7 +26,11 @@ function outboxSaying(progress: Partial<OffsiteProgressView>): OffsiteOutbox {
     oldestWaitingSince: null,
     newestCopy: null,
   };
-  return { progress: () => ({ ...base, ...progress }), knownCopies: () => new Map() } as unknown as OffsiteOutbox;
+  return {
+    progress: () => ({ ...base, ...progress }),
+    knownCopies: () => new Map(),
+    uploadedObjects: () => new Map(),
+  } as unknown as OffsiteOutbox;
 }
 
 const bucket = {} as OffsiteBucket;
