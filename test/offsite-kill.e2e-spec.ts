@@ -1,19 +1,18 @@
 import Database from 'better-sqlite3';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import request from 'supertest';
 import { AgeCrypto } from '../src/offsite/age-crypto';
-import { compiledNodeArgs } from './helpers/cli-runner';
 import { startObservabilityApp, type ObservabilityApp } from './helpers/observability-app';
 import {
   FaultProxy,
   makeAgeKeys,
   offsiteEnv,
-  S3_ACCESS_KEY,
   S3_SECRET_KEY,
+  startCompiledService,
   startS3,
   useTestCredentials,
   waitFor,
@@ -21,9 +20,7 @@ import {
 } from './helpers/s3-fixtures';
 import { API_KEY } from './helpers/test-app';
 
-const ROOT = path.resolve(__dirname, '..');
 /** The compiled service, as production runs it (dist/, built once per test run by test/global-setup.js). */
-const ENTRY = path.join(ROOT, 'dist', 'main.js');
 /** 40 MiB of incompressible rows: the upload takes five 8 MiB parts (a multipart upload). */
 const FILLER_ROWS = 640;
 const FILLER_BYTES = 64 * 1024;
@@ -83,42 +80,9 @@ describe('Off-site upload killed mid-way (e2e, child process + SIGKILL)', () => 
       // progress, failed ETIMEDOUT, and its retry came after the 60 s wait for the upload.
       OFFSITE_REQUEST_TIMEOUT_MS: '30000',
     });
-    let output = '';
-    const proc = spawn(process.execPath, [...compiledNodeArgs(), ENTRY], {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH ?? '',
-        PORT: '0',
-        HOST: '127.0.0.1',
-        MISSION_CONTROL_DB_PATH: dbPath,
-        AUTH_USER: 'admin',
-        AUTH_PASS: 'admin-password-123',
-        API_KEY,
-        LOG_LEVEL: 'debug',
-        NODE_ENV: 'test',
-        AWS_ACCESS_KEY_ID: S3_ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY,
-        AWS_EC2_METADATA_DISABLED: 'true',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const service = await startCompiledService(dbPath, API_KEY, env, 'debug');
+    const { proc, port, exited } = service;
     child = proc;
-    proc.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    proc.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-      proc.once('exit', (_code, signal) => resolve(signal)),
-    );
-    const port = await waitFor(
-      () => {
-        if (proc.exitCode !== null) {
-          throw new Error(`The child exited early:\n${output}`);
-        }
-        return /Listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1];
-      },
-      60_000,
-      'the child to listen',
-    );
 
     // SIGKILL once a part of the multipart upload is half-way through the proxy.
     let killed = false;
@@ -141,9 +105,9 @@ describe('Off-site upload killed mid-way (e2e, child process + SIGKILL)', () => 
     expect(s3.objects()).toEqual([]);
     const [leftOpen] = [...proxy.openUploads.keys()];
     expect(leftOpen).toEqual(expect.any(String));
-    expect(output).not.toContain('NodeVersionSupportWarning');
-    expect(output).not.toContain(S3_SECRET_KEY);
-    expect(output).not.toContain('AGE-SECRET-KEY');
+    expect(service.output()).not.toContain('NodeVersionSupportWarning');
+    expect(service.output()).not.toContain(S3_SECRET_KEY);
+    expect(service.output()).not.toContain('AGE-SECRET-KEY');
 
     // Restart (in-process): the queue resumes and the backup goes up once.
     app = await startObservabilityApp({ ...env, AUTH_USER: 'admin', AUTH_PASS: 'admin-password-123' }, {}, dir);

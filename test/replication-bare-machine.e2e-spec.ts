@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -9,18 +9,14 @@ import {
   makeAgeKeys,
   offsiteEnv,
   runCliAsync,
-  S3_ACCESS_KEY,
-  S3_SECRET_KEY,
   type S3Server,
+  startCompiledService,
   startS3,
   useTestCredentials,
   waitFor,
 } from './helpers/s3-fixtures';
 
-const ROOT = path.resolve(__dirname, '..');
-const MAIN = path.join(ROOT, 'dist', 'main.js');
 const API_KEY = 'bare-machine-key-0123456789abcdef';
-const LISTENING = /Listening on http:\/\/127\.0\.0\.1:(\d+)/;
 /** The promise: a commit acknowledged this long before the machine died is in the bucket. */
 const PROMISE_MS = 2000;
 
@@ -54,42 +50,14 @@ describe('A bare machine after a SIGKILL (e2e: compiled service, s3rver, the CLI
   });
 
   async function startService(dbPath: string): Promise<{ port: number; proc: ChildProcess }> {
-    let output = '';
-    const proc = spawn(process.execPath, [MAIN], {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH ?? '',
-        PORT: '0',
-        HOST: '127.0.0.1',
-        MISSION_CONTROL_DB_PATH: dbPath,
-        AUTH_USER: 'admin',
-        AUTH_PASS: 'admin-password-123',
-        API_KEY,
-        LOG_LEVEL: 'info',
-        NODE_ENV: 'test',
-        AWS_ACCESS_KEY_ID: S3_ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY,
-        AWS_EC2_METADATA_DISABLED: 'true',
-        // Only the recipient: the live host cannot read its own replica.
-        ...offsiteEnv(s3.endpoint, { BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient, REPLICATION: 'on' }),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    service = proc;
-    proc.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    proc.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const port = await waitFor(
-      () => {
-        if (proc.exitCode !== null) {
-          throw new Error(`The service exited early with ${proc.exitCode}:\n${output}`);
-        }
-        const match = LISTENING.exec(output);
-        return match ? Number(match[1]) : undefined;
-      },
-      60_000,
-      'the service to listen',
+    // Only the recipient: the live host cannot read its own replica.
+    const started = await startCompiledService(
+      dbPath,
+      API_KEY,
+      offsiteEnv(s3.endpoint, { BACKUP_ENCRYPTION_RECIPIENTS: keys.recipient, REPLICATION: 'on' }),
     );
-    return { port, proc };
+    service = started.proc;
+    return started;
   }
 
   async function api(port: number, method: string, route: string, body?: unknown): Promise<Response> {

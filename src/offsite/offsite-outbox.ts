@@ -90,18 +90,10 @@ export class OffsiteOutbox implements RemoteCopyTracker {
   knownCopies(): Map<string, KnownCopy> {
     const rows = this.db
       .prepare(
-        `SELECT object_name, sha256, size FROM offsite_uploads WHERE status = 'uploaded' AND object_name IS NOT NULL`,
+        `SELECT name, object_name, sha256, size FROM offsite_uploads WHERE status = 'uploaded' AND object_name IS NOT NULL`,
       )
-      .all() as { object_name: string; sha256: string | null; size: number | null }[];
-    return new Map(rows.map((row) => [row.object_name, { sha256: row.sha256, size: row.size }]));
-  }
-
-  /** Backup name → object name of every copy this machine uploaded. */
-  uploadedObjects(): Map<string, string> {
-    const rows = this.db
-      .prepare(`SELECT name, object_name FROM offsite_uploads WHERE status = 'uploaded' AND object_name IS NOT NULL`)
-      .all() as { name: string; object_name: string }[];
-    return new Map(rows.map((row) => [row.name, row.object_name]));
+      .all() as { name: string; object_name: string; sha256: string | null; size: number | null }[];
+    return new Map(rows.map((row) => [row.object_name, { name: row.name, sha256: row.sha256, size: row.size }]));
   }
 
   /** When the next waiting row is due (ms), or null when nothing waits. */

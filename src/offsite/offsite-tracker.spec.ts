@@ -29,7 +29,6 @@ function outboxSaying(progress: Partial<OffsiteProgressView>): OffsiteOutbox {
   return {
     progress: () => ({ ...base, ...progress }),
     knownCopies: () => new Map(),
-    uploadedObjects: () => new Map(),
   } as unknown as OffsiteOutbox;
 }
 
@@ -47,7 +46,7 @@ describe(OffsiteTracker.name, () => {
       ],
       NOW,
     );
-    const known = new Map([[entries[0].objectName, { sha256: 'a'.repeat(64), size: 10 }]]);
+    const known = new Map([[entries[0].objectName, { name: entries[0].name, sha256: 'a'.repeat(64), size: 10 }]]);
     await tracker.seen(entries, new ManifestReader(bucket, known));
     expect(tracker.progress()).toMatchObject({
       lastUploadedAt: T - 60,

@@ -85,7 +85,7 @@ export class OffsiteTracker implements RemoteCopyTracker {
   async seen(entries: readonly RemoteEntry[], reader: ManifestReader): Promise<void> {
     const listed = new Set(entries.map((entry) => entry.objectName));
     this.gone = new Set(
-      [...this.outbox.uploadedObjects()].filter(([, objectName]) => !listed.has(objectName)).map(([name]) => name),
+      [...reader.known].filter(([objectName]) => !listed.has(objectName)).map(([, copy]) => copy.name),
     );
     const found = await newestValid(
       entries.filter((entry) => !entry.future),

@@ -14,6 +14,8 @@ const AGE_HEADER_MAX = 64 * 1024;
 
 /** What this machine already knows of an object it uploaded, so neither listing nor retention needs its manifest. */
 export interface KnownCopy {
+  /** The backup's name (the object's key without prefix and extension). */
+  name: string;
   sha256: string | null;
   size: number | null;
 }
@@ -102,7 +104,7 @@ export function entriesOf(objects: readonly RemoteObject[], nowMs: number): Remo
 export class ManifestReader {
   constructor(
     private readonly bucket: OffsiteBucket,
-    private readonly known: ReadonlyMap<string, KnownCopy> = new Map(),
+    readonly known: ReadonlyMap<string, KnownCopy> = new Map(),
     /** Shared by callers that look at the bucket again and again (a manifest is never overwritten). */
     private readonly cache = new Map<string, RemoteManifest | null>(),
   ) {}
@@ -180,7 +182,7 @@ export async function listRemoteBackups(
     let copy: KnownCopy | null = known?.sha256 ? known : null;
     if (copy === null && entry.hasManifest) {
       const manifest = await reader.valid(entry);
-      copy = { sha256: manifest?.sha256 ?? null, size: manifest?.size ?? null };
+      copy = { name: entry.name, sha256: manifest?.sha256 ?? null, size: manifest?.size ?? null };
     }
     backups.push({
       name: entry.name,

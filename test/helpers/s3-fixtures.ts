@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -383,4 +383,67 @@ export function runCliAsync(
       resolve({ status, stdout, stderr, ms: Date.now() - started });
     });
   });
+}
+
+export interface CompiledService {
+  proc: ChildProcess;
+  port: number;
+  /** The signal that ended it, once it has. */
+  exited: Promise<NodeJS.Signals | null>;
+  /** Everything it has printed so far (stdout and stderr). */
+  output(): string;
+}
+
+/**
+ * The compiled service (dist/main.js, with the launchers' code cache) in a child process on `dbPath`, with the
+ * test bucket's credentials and `env`: resolves once it listens, on the port the kernel picked.
+ */
+export async function startCompiledService(
+  dbPath: string,
+  apiKey: string,
+  env: Record<string, string>,
+  logLevel = 'info',
+): Promise<CompiledService> {
+  const root = path.resolve(__dirname, '..', '..');
+  let output = '';
+  const proc = spawn(process.execPath, [...compiledNodeArgs(), path.join(root, 'dist', 'main.js')], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH ?? '',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      MISSION_CONTROL_DB_PATH: dbPath,
+      AUTH_USER: 'admin',
+      AUTH_PASS: 'admin-password-123',
+      API_KEY: apiKey,
+      LOG_LEVEL: logLevel,
+      NODE_ENV: 'test',
+      AWS_ACCESS_KEY_ID: S3_ACCESS_KEY,
+      AWS_SECRET_ACCESS_KEY: S3_SECRET_KEY,
+      AWS_EC2_METADATA_DISABLED: 'true',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  proc.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => proc.once('exit', (_code, signal) => resolve(signal)));
+  let port: number;
+  try {
+    port = await waitFor(
+      () => {
+        if (proc.exitCode !== null) {
+          throw new Error(`The service exited early with ${proc.exitCode}:\n${output}`);
+        }
+        const match = /Listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
+        return match ? Number(match[1]) : undefined;
+      },
+      60_000,
+      'the service to listen',
+    );
+  } catch (error) {
+    proc.kill('SIGKILL');
+    throw error;
+  }
+  return { proc, port, exited, output: () => output };
 }
