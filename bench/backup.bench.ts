@@ -21,6 +21,7 @@ import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './benc
 import { checkpointTruncate, fillDatabase } from './bench-db';
 import { runOffsiteBench } from './offsite.bench';
 import { runMemoryBench } from './memory.bench';
+import { runPitrBench } from './pitr.bench';
 import { runReplicationBench } from './replication.bench';
 import {
   type ComparedRun,
@@ -1013,6 +1014,9 @@ async function main(): Promise<number> {
     }
     if (options.replication) {
       return await runReplicationBench(options);
+    }
+    if (options.pitr) {
+      return await runPitrBench(options);
     }
     if (options.memory) {
       return await runMemoryBench(options);

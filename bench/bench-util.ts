@@ -25,6 +25,10 @@ export interface BenchOptions {
   backupsOnly: boolean;
   /** Only these tools in the timed rounds (default: all). */
   tools?: string[];
+  /** Run the point-in-time restore benchmark (bench/pitr.bench.ts) instead. */
+  pitr?: boolean;
+  /** Point-in-time bench: seconds of history at 100 commits/s. */
+  seconds: number;
   /** Run the memory benchmark (bench/memory.bench.ts) instead. */
   memory?: boolean;
   /** Memory bench: minutes of mixed load, clients, seconds of idle after it, app variants. */
@@ -36,7 +40,7 @@ export interface BenchOptions {
 
 export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [--keep] [--runs <n>] [--from-source] [--offsite] [--replication]
        [--no-stress] [--backups-only] [--tools a,b,...]
-       [--memory [--minutes <n>] [--clients <n>] [--idle <s>] [--variants a,b]]
+       [--pitr [--seconds <n>]] [--memory [--minutes <n>] [--clients <n>] [--idle <s>] [--variants a,b]]
 
   --size <MiB>     database size to build and back up (default 1024 = 1 GiB)
   --dir <folder>   work here (created; must be empty or absent); default: a fresh folder under the OS temp dir
@@ -53,6 +57,9 @@ export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [-
   --backups-only   only the timed backup rounds (no online restore, no listing of 10,000 backups)
   --tools a,b,...  only these tools in the timed rounds (service, service-load, worker, worker-nice0, worker-idle,
                    worker-serial, cli-backup, vacuum-into, cp); cli-backup is always kept as the reference
+  --pitr           instead: point-in-time restore at scale: a --size MiB database (default 1024), then --seconds
+                   (default 3600) of 100 commits/s shipped to s3rver, then the latest state and the middle moment
+                   rebuilt from the bucket (see bench/pitr.bench.ts)
   --memory         instead: RSS of the app (its own process) through --minutes (default 10) of mixed load from
                    --clients (default 20) loops, then --idle seconds (default 60) without requests; --variants
                    (default "default,arena2") runs app processes side by side under the same load, e.g.
@@ -82,6 +89,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     minutes: 10,
     clients: 20,
     idleSeconds: 60,
+    seconds: 3600,
   };
   let sizeGiven = false;
   for (let i = 0; i < argv.length; i++) {
@@ -126,6 +134,12 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--memory':
         options.memory = true;
+        break;
+      case '--pitr':
+        options.pitr = true;
+        break;
+      case '--seconds':
+        options.seconds = positiveNumber('--seconds', value(), true);
         break;
       case '--minutes':
         options.minutes = positiveNumber('--minutes', value(), false);

@@ -15,7 +15,6 @@
  * in the bucket).
  */
 import Database from 'better-sqlite3';
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -28,15 +27,15 @@ import { ReplicaStore } from '../src/replication/replica-store';
 import { RoundScheduler } from '../src/replication/round-scheduler';
 import { Shipper } from '../src/replication/shipper';
 import { FaultProxy } from '../test/helpers/s3-fixtures';
-import { fillDatabase } from './bench-db';
+import { BENCH_BUCKET, startS3rver } from './bench-s3rver';
+import { runScaledRebuild, scaledRebuildTable } from './pitr.bench';
 import { fixed, markdownTable, percentile, progress, type BenchOptions } from './bench-util';
 
-const BUCKET = 'mc-bench';
 const PREFIX = 'mission-control/';
 const SYNC_INTERVAL_MS = 1000;
 const DURATION_MS = 20_000;
 /** The scaled point-in-time rebuild: a database of this size, then this many seconds of 100 commits/s. */
-const SCALED = { dbMiB: 128, seconds: 300, commitsPerSecond: 100 };
+const SCALED = { dbMiB: 128, seconds: 300 };
 const OUTAGE = { beforeMs: 5_000, downMs: 30_000, afterMs: 10_000, catchUpSeconds: 5 };
 const TARGETS = { p50Seconds: 0.6, p99Seconds: 1.5, p99At1000Seconds: 3, cpuPercent: 5, rssMiB: 64, loopMs: 2 };
 
@@ -59,21 +58,6 @@ interface Measured {
   walMaxMiB: number;
 }
 
-/** s3rver in a child process: its CPU is not the shipper's. */
-async function startS3rver(dir: string): Promise<{ port: number; child: ChildProcess }> {
-  const script = `
-    const S3rver = require(${JSON.stringify(require.resolve('s3rver'))});
-    new S3rver({ port: 0, address: '127.0.0.1', directory: ${JSON.stringify(dir)}, silent: true,
-      allowMismatchedSignatures: true, configureBuckets: [{ name: ${JSON.stringify(BUCKET)} }] })
-      .run().then(({ port }) => process.send({ port }));`;
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m: { port: number }) => resolve(m.port));
-    child.once('exit', (code) => reject(new Error(`s3rver exited (${code})`)));
-  });
-  return { port, child };
-}
-
 async function runScenario(
   scenario: Scenario,
   root: string,
@@ -92,7 +76,7 @@ async function runScenario(
   db.exec('CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL)');
   const bucket = new OffsiteBucket(
     {
-      bucket: BUCKET,
+      bucket: BENCH_BUCKET,
       endpoint: `http://127.0.0.1:${port}`,
       region: 'us-east-1',
       prefix: `${PREFIX}${path.basename(dir)}/`,
@@ -228,7 +212,7 @@ async function runOutage(root: string, port: number, recipient: string, identity
   db.pragma('busy_timeout = 5000');
   db.exec('CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL)');
   const offsite = {
-    bucket: BUCKET,
+    bucket: BENCH_BUCKET,
     endpoint: proxy.endpoint,
     region: 'us-east-1',
     prefix: `${PREFIX}outage/`,
@@ -312,102 +296,6 @@ async function runOutage(root: string, port: number, recipient: string, identity
   }
 }
 
-interface ScaledMeasured {
-  dbMiB: number;
-  commits: number;
-  segments: number;
-  walMiB: number;
-  rebuildMs: number;
-  restored: number;
-}
-
-/**
- * Point-in-time restore at a scale this machine can build in a minute: a filled database, then SCALED.seconds of
- * commits at 100/s on an injected clock (one round per simulated second, as the service ships them), then the
- * latest state rebuilt from the bucket (snapshot download, age, gunzip, every segment, SQLite's recovery).
- */
-async function runScaledRebuild(
-  root: string,
-  port: number,
-  recipient: string,
-  identityFile: string,
-): Promise<ScaledMeasured> {
-  const dir = path.join(root, 'scaled');
-  fs.mkdirSync(dir, { recursive: true });
-  const dbFile = path.join(dir, 'live.db');
-  new Database(dbFile).close();
-  progress(`scaled rebuild: filling a ${SCALED.dbMiB} MiB database`);
-  fillDatabase(dbFile, SCALED.dbMiB * 1048576);
-  const db = new Database(dbFile);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('wal_autocheckpoint = 0');
-  db.exec('CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL)');
-  const bucket = new OffsiteBucket(
-    {
-      bucket: BUCKET,
-      endpoint: `http://127.0.0.1:${port}`,
-      region: 'us-east-1',
-      prefix: `${PREFIX}scaled/`,
-      forcePathStyle: true,
-      recipients: [recipient],
-      allowPlaintext: false,
-    },
-    60_000,
-  );
-  const store = new ReplicaStore(bucket, new AgeCrypto([recipient], identityFile));
-  let now = Date.now();
-  let walBytes = 0;
-  const shipper = new Shipper({
-    dbPath: dbFile,
-    spoolDir: path.join(dir, 'replication'),
-    store,
-    now: () => now,
-    snapshot: async (dest) => {
-      await runSnapshotWorker(dbFile, dest, { hash: false });
-    },
-    onGeneration: () => undefined,
-    log: () => undefined,
-  });
-  try {
-    shipper.start();
-    await shipper.settle();
-    await shipper.round();
-    progress(`scaled rebuild: ${SCALED.seconds} s of ${SCALED.commitsPerSecond} commits/s on an injected clock`);
-    const insert = db.prepare('INSERT INTO events (at, body) VALUES (?, ?)');
-    let commits = 0;
-    const before = shipper.segmentsSpooled;
-    for (let second = 0; second < SCALED.seconds; second++) {
-      for (let i = 0; i < SCALED.commitsPerSecond; i++) {
-        insert.run(now, `event ${commits++} ${'x'.repeat(100)}`);
-      }
-      walBytes += SCALED.commitsPerSecond * (4096 + 24);
-      now += 1000;
-      await shipper.round();
-    }
-    const segments = shipper.segmentsSpooled - before;
-    progress('scaled rebuild: rebuilding the latest state from the bucket');
-    const started = Date.now();
-    const rebuilt = await rebuildAt(store, 'latest', { scratchDir: dir, notAfterMs: now + 1000 });
-    const rebuildMs = Date.now() - started;
-    const check = new Database(rebuilt.file, { readonly: true });
-    const restored = (check.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
-    check.close();
-    return {
-      dbMiB: fs.statSync(rebuilt.file).size / 1048576,
-      commits,
-      segments,
-      walMiB: walBytes / 1048576,
-      rebuildMs,
-      restored,
-    };
-  } finally {
-    shipper.stop();
-    db.close();
-    bucket.destroy();
-  }
-}
-
 function seconds(ms: number): string {
   return `${fixed(ms / 1000, 3)} s`;
 }
@@ -417,9 +305,6 @@ export async function runReplicationBench(options: BenchOptions): Promise<number
   fs.mkdirSync(root, { recursive: true });
   const s3Dir = path.join(root, 's3');
   fs.mkdirSync(s3Dir, { recursive: true });
-  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   const { port, child } = await startS3rver(s3Dir);
   const { text, recipient } = await generateIdentityFile(new Date());
   const identityFile = path.join(root, 'identity.txt');
@@ -455,7 +340,7 @@ export async function runReplicationBench(options: BenchOptions): Promise<number
       ];
     });
     const outage = await runOutage(root, port, recipient, identityFile);
-    const scaled = await runScaledRebuild(root, port, recipient, identityFile);
+    const scaled = await runScaledRebuild(root, port, recipient, identityFile, SCALED);
     const load1 = os.loadavg();
     process.stdout.write(
       `\nReplication, ${DURATION_MS / 1000} s per row, REPLICATION_SYNC_INTERVAL_MS ${SYNC_INTERVAL_MS}, s3rver in a ` +
@@ -493,20 +378,9 @@ export async function runReplicationBench(options: BenchOptions): Promise<number
             ],
           ],
         ) +
-        `\n\nPoint-in-time rebuild at scale (latest state; target for 1 GiB and one hour at 100/s: ≤ 30 s)\n\n` +
-        markdownTable(
-          ['database', 'changes', 'segments', 'WAL frames (one page a commit)', 'rebuild', 'rows checked'],
-          [
-            [
-              `${fixed(scaled.dbMiB, 1)} MiB`,
-              `${scaled.commits} commits (${SCALED.seconds} s at ${SCALED.commitsPerSecond}/s)`,
-              String(scaled.segments),
-              `${fixed(scaled.walMiB, 1)} MiB`,
-              seconds(scaled.rebuildMs),
-              `${scaled.restored} of ${scaled.commits}`,
-            ],
-          ],
-        ) +
+        `\n\nPoint-in-time rebuild at scale (target for 1 GiB and one hour at 100/s: ≤ 30 s; ` +
+        `\`npm run bench -- --pitr\` builds that)\n\n` +
+        scaledRebuildTable(scaled) +
         '\n',
     );
     return 0;

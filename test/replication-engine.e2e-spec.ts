@@ -6,12 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { runSnapshotWorker } from '../src/sqlite/snapshot';
 import { OffsiteBucket } from '../src/offsite/offsite-bucket';
-import {
-  PointInTimeUnavailableError,
-  readWindow,
-  rebuildAt,
-  ReplicaDamagedError,
-} from '../src/replication/replica-rebuild';
+import { rebuildAt } from '../src/replication/replica-rebuild';
+import { PointInTimeUnavailableError, readWindow, ReplicaDamagedError } from '../src/replication/replica-window';
 import { ReplicaStore } from '../src/replication/replica-store';
 import { Shipper } from '../src/replication/shipper';
 import { WAL_HEADER_SIZE } from '../src/replication/wal-reader';

@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { typeScriptEntrySource } from '../src/common/typescript-entry';
 import { OffsiteBucket } from '../src/offsite/offsite-bucket';
-import { readWindow, rebuildAt } from '../src/replication/replica-rebuild';
+import { rebuildAt } from '../src/replication/replica-rebuild';
+import { readWindow } from '../src/replication/replica-window';
 import { ReplicaStore } from '../src/replication/replica-store';
 import type { KillPoint } from '../src/replication/shipper-io';
 import {

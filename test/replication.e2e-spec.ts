@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import * as path from 'node:path';
 import request from 'supertest';
 import { ReplicationService } from '../src/replication/replication.service';
-import { PointInTimeUnavailableError } from '../src/replication/replica-rebuild';
+import { PointInTimeUnavailableError } from '../src/replication/replica-window';
 import { replicaPerTest } from './helpers/replica-fixtures';
 import { type TestApp, withApiKey } from './helpers/test-app';
 

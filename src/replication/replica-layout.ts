@@ -8,7 +8,12 @@ import type { WalCommit, WalPosition, WalRead } from './wal-reader';
  *   replica/<generation>/snapshot.json         its manifest (SnapshotManifest)
  *   replica/<generation>/wal/<index>.wal.gz.age   WAL frames, whole commits only (gzip, then age)
  *   replica/<generation>/wal/<index>.json         its manifest (SegmentManifest)
+ *   replica/<generation>/pages/<first>-<last>.pages.gz.age   segments first..last compacted (gzip, then age):
+ *                                                            the last version of each page they wrote
+ *   replica/<generation>/pages/<first>-<last>.json           its manifest (RangeManifest)
  *
+ * A compacted range is only a shortcut: the segments it covers stay, and a rebuild that cannot use the range
+ * (damaged, or a moment inside it) reads them instead.
  * Generation ids and indexes sort as text in the order they were made. `.age` is absent when
  * OFFSITE_ALLOW_PLAINTEXT is on and no recipient is configured. Nothing here is ever overwritten.
  */
@@ -44,13 +49,38 @@ export function segmentManifestKey(generation: string, index: number): string {
   return `${REPLICA_ROOT}${generation}/wal/${String(index).padStart(INDEX_DIGITS, '0')}.json`;
 }
 
+function rangeStem(generation: string, first: number, last: number): string {
+  const pad = (n: number): string => String(n).padStart(INDEX_DIGITS, '0');
+  return `${REPLICA_ROOT}${generation}/pages/${pad(first)}-${pad(last)}`;
+}
+
+export function rangeKey(generation: string, first: number, last: number, encrypted: boolean): string {
+  return `${rangeStem(generation, first, last)}.pages.gz${encrypted ? '.age' : ''}`;
+}
+
+export function rangeManifestKey(generation: string, first: number, last: number): string {
+  return `${rangeStem(generation, first, last)}.json`;
+}
+
 /** What a key under `replica/` is, or null for anything else. */
 export function parseReplicaKey(
   key: string,
 ):
   | { generation: string; kind: 'snapshot' | 'snapshot-manifest' }
   | { generation: string; kind: 'segment' | 'segment-manifest'; index: number }
+  | { generation: string; kind: 'range' | 'range-manifest'; first: number; last: number }
   | null {
+  const range = /^replica\/([^/]+)\/pages\/(\d{10})-(\d{10})\.(json|pages\.gz(?:\.age)?)$/.exec(key);
+  if (range !== null) {
+    return isGenerationId(range[1])
+      ? {
+          generation: range[1],
+          kind: range[4] === 'json' ? 'range-manifest' : 'range',
+          first: Number(range[2]),
+          last: Number(range[3]),
+        }
+      : null;
+  }
   const match =
     /^replica\/([^/]+)\/(?:(snapshot)\.(json|db\.gz(?:\.age)?)|wal\/(\d{10})\.(json|wal\.gz(?:\.age)?))$/.exec(key);
   if (match === null || !isGenerationId(match[1])) {
@@ -102,6 +132,60 @@ export interface SegmentManifest {
   object_size: number;
   object_sha256: string;
   encrypted: boolean;
+}
+
+/** Where a run of WAL bytes starts or ends: what the next segment must continue from. */
+export interface WalLink {
+  cycle: CycleInfo;
+  offset: number;
+  checksum: [number, number];
+}
+
+/** Segments first..last compacted into one page set (page-apply.ts): a shortcut to the state after `last`. */
+export interface RangeManifest {
+  format: number;
+  kind: 'range';
+  generation: string;
+  first_index: number;
+  last_index: number;
+  /** Where the first segment started and the last one ended, so the chain can be checked across the range. */
+  start: WalLink;
+  end: WalLink;
+  first_commit_ms: number;
+  last_commit_ms: number;
+  commits: number;
+  page_size: number;
+  pages: number;
+  /** The plain page set (what `age -d | gunzip` gives): size and sha256. */
+  size: number;
+  sha256: string;
+  object_size: number;
+  object_sha256: string;
+  encrypted: boolean;
+}
+
+export function parseRangeManifest(text: string): RangeManifest | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (
+      !isObject(value) ||
+      value.kind !== 'range' ||
+      typeof value.first_index !== 'number' ||
+      typeof value.last_index !== 'number' ||
+      !isObject(value.start) ||
+      !isObject(value.end) ||
+      !isObject(value.start.cycle) ||
+      !isObject(value.end.cycle) ||
+      typeof value.last_commit_ms !== 'number' ||
+      typeof value.commits !== 'number' ||
+      typeof value.sha256 !== 'string'
+    ) {
+      return null;
+    }
+    return value as unknown as RangeManifest;
+  } catch {
+    return null;
+  }
 }
 
 export interface SnapshotManifest {
