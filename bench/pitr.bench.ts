@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AgeCrypto, generateIdentityFile } from '../src/offsite/age-crypto';
 import { OffsiteBucket } from '../src/offsite/offsite-bucket';
+import { Compactor } from '../src/replication/compactor';
 import { rebuildAt, type RebuildResult } from '../src/replication/replica-rebuild';
 import { ReplicaStore } from '../src/replication/replica-store';
 import { Shipper } from '../src/replication/shipper';
@@ -25,6 +26,7 @@ const COMMITS_PER_SECOND = 100;
 const TARGET_SECONDS = 30;
 
 export interface ScaledRebuild {
+  ranges: number;
   dbMiB: number;
   seconds: number;
   commits: number;
@@ -83,6 +85,7 @@ export async function runScaledRebuild(
     onGeneration: () => undefined,
     log: () => undefined,
   });
+  const compactor = new Compactor(store, () => undefined);
   try {
     shipper.start();
     await shipper.settle();
@@ -98,6 +101,8 @@ export async function runScaledRebuild(
       }
       walBytes += COMMITS_PER_SECOND * (4096 + 24);
       await shipper.round();
+      // As the service does after each round: compaction runs beside the shipper, one at a time.
+      compactor.poke(shipper.uploader.lastStoredSegment);
       if (second === Math.floor(scale.seconds / 2)) {
         middle.at = now + 500;
         middle.commits = commits;
@@ -108,6 +113,8 @@ export async function runScaledRebuild(
       }
     }
     await shipper.round();
+    compactor.poke(shipper.uploader.lastStoredSegment);
+    await compactor.idle();
     const segments = shipper.segmentsSpooled - before;
     const buildMs = Date.now() - buildStarted;
     const rebuilds: ScaledRebuild['rebuilds'] = [];
@@ -127,6 +134,7 @@ export async function runScaledRebuild(
       rebuilds.push({ label, ms, restored, expected, result: { ...result, file: `${fixed(dbMiB, 1)} MiB` } });
     }
     return {
+      ranges: compactor.rangesStored,
       dbMiB: scale.dbMiB,
       seconds: scale.seconds,
       commits,
@@ -136,6 +144,7 @@ export async function runScaledRebuild(
       rebuilds,
     };
   } finally {
+    await compactor.stop();
     shipper.stop();
     db.close();
     bucket.destroy();
@@ -148,7 +157,7 @@ export function scaledRebuildTable(scaled: ScaledRebuild): string {
       'moment',
       'database',
       'changes',
-      'segments',
+      'segments / compacted ranges',
       'WAL frames (one page a commit)',
       'rebuild',
       'snapshot / segments / check / apply / finish s',
@@ -158,7 +167,7 @@ export function scaledRebuildTable(scaled: ScaledRebuild): string {
       r.label,
       `${fixed(scaled.dbMiB, 0)} MiB → ${r.result.file}`,
       `${scaled.commits} commits (${scaled.seconds} s at ${COMMITS_PER_SECOND}/s)`,
-      String(scaled.segments),
+      `${scaled.segments} / ${scaled.ranges} (used ${r.result.rangesApplied}, then ${r.result.segmentsApplied} segments)`,
       `${fixed(scaled.walMiB, 1)} MiB`,
       `${fixed(r.ms / 1000, 2)} s`,
       Object.values(r.result.timings)

@@ -102,9 +102,9 @@ export class PageSet implements PageSink {
 
   constructor(readonly pageSize: number) {}
 
-  /** The pages held, in bytes (the encoded set is slightly larger). */
-  get bytes(): number {
-    return this.pages.size * this.pageSize;
+  /** Pages held. */
+  get count(): number {
+    return this.pages.size;
   }
 
   writePage(pgno: number, page: Buffer): void {

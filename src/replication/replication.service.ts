@@ -10,6 +10,7 @@ import { AgeCrypto } from '../offsite/age-crypto';
 import { OffsiteBucket } from '../offsite/offsite-bucket';
 import { SettingsService } from '../settings/settings.service';
 import type { ReplicationSnapshotDto, ReplicationStatusDto } from './dto/replication.dto';
+import { Compactor } from './compactor';
 import { rebuildAt, type RebuildOptions, type RebuildResult } from './replica-rebuild';
 import { readWindow, type ReplicaWindow } from './replica-window';
 import { ReplicaStore } from './replica-store';
@@ -34,6 +35,7 @@ const WINDOW_CACHE_MS = 30_000;
 export class ReplicationService implements OnModuleDestroy {
   private readonly logger = new Logger(ReplicationService.name);
   private shipper: Shipper | null = null;
+  private compactor: Compactor | null = null;
   private scheduler: RoundScheduler | null = null;
   private rounds: Promise<boolean> | null = null;
   private generationStartedMs = 0;
@@ -70,6 +72,7 @@ export class ReplicationService implements OnModuleDestroy {
       log: (level, message) => this.logger[level](message),
     });
     this.shipper.start();
+    this.compactor = new Compactor(this.store!, (level, message) => this.logger[level](message));
     this.progress.attach(() => this.progressView());
     const shipper = this.shipper;
     this.scheduler = new RoundScheduler({
@@ -101,6 +104,7 @@ export class ReplicationService implements OnModuleDestroy {
     }
     try {
       const shipped = await shipper.round();
+      this.compactor?.poke(shipper.uploader.lastStoredSegment);
       await this.maintain();
       return shipped;
     } catch (error) {
@@ -299,6 +303,8 @@ export class ReplicationService implements OnModuleDestroy {
     } catch {
       // The spool keeps what could not be uploaded; the next start resumes it.
     }
+    await this.compactor?.stop();
+    this.compactor = null;
     shipper.stop();
     this.shipper = null;
   }

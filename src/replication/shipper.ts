@@ -46,7 +46,7 @@ export class Shipper {
   failures = 0;
   generationsStarted = 0;
   segmentsSpooled = 0;
-  private readonly uploader: SpoolUploader;
+  readonly uploader: SpoolUploader;
 
   constructor(private readonly deps: ShipperDeps) {
     this.wal = new WalFile(`${deps.dbPath}-wal`);

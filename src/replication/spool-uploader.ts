@@ -23,6 +23,8 @@ export class SpoolUploader {
    */
   private retry = true;
   failing = false;
+  /** The newest segment this process stored; every segment of its generation before it is in the bucket too. */
+  lastStoredSegment: { generation: string; index: number } | null = null;
 
   constructor(
     private readonly spool: Spool,
@@ -53,6 +55,9 @@ export class SpoolUploader {
         this.retry = false;
         this.failing = false;
         this.spool.remove(entry);
+        if (entry.kind === 'segment') {
+          this.lastStoredSegment = { generation: entry.manifest.generation, index: entry.manifest.index };
+        }
         outcome.shippedMs = entry.kind === 'segment' ? entry.manifest.last_commit_ms : entry.manifest.created_ms;
       }
       return outcome;
