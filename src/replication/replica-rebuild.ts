@@ -32,6 +32,8 @@ export interface RebuildOptions {
   acceptLastGood?: boolean;
   /** Downloads in flight at once. */
   concurrency?: number;
+  /** Read every segment even where a compacted range would do (to compare the two; default true). */
+  ranges?: boolean;
   /** Refuse a moment after this (Unix ms): the service passes its clock, so the future is never "restorable". */
   notAfterMs?: number;
 }
@@ -157,7 +159,7 @@ export async function rebuildAt(
     };
     const concurrency = Math.max(1, options.concurrency ?? 8);
     const [steps] = await Promise.all([
-      planSteps(store, generation, atMs, concurrency),
+      planSteps(store, options.ranges === false ? { ...generation, ranges: [] } : generation, atMs, concurrency),
       store.readSnapshot(generation.snapshot, file),
     ]);
     lap('snapshot');
