@@ -12,7 +12,11 @@ export async function startS3rver(dir: string): Promise<{ port: number; child: C
     new S3rver({ port: 0, address: '127.0.0.1', directory: ${JSON.stringify(dir)}, silent: true,
       allowMismatchedSignatures: true, configureBuckets: [{ name: ${JSON.stringify(BENCH_BUCKET)} }] })
       .run().then(({ port }) => process.send({ port }));`;
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  // s3rver's ListObjectsV2 continuation tokens use DES, which OpenSSL 3 only offers through its legacy provider:
+  // without it any listing past 1,000 keys (an hour of replication) fails with HTTP 500.
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', script], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m: { port: number }) => resolve(m.port));
     child.once('exit', (code) => reject(new Error(`s3rver exited (${code})`)));

@@ -127,7 +127,7 @@ describe('Replication compaction (real SQLite, real s3rver, age)', () => {
             }
             app.prepare("UPDATE notes SET body = body || '+' WHERE id % 7 = ?").run(round % 7);
             app.prepare('DELETE FROM notes WHERE id % 11 = ?').run(round % 11);
-          })();
+          }).immediate();
         }),
       );
     }
