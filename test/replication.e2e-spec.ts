@@ -47,7 +47,13 @@ describe('Continuous replication (e2e: the real app, s3rver behind a fault proxy
     const replication = app.app.get(ReplicationService);
     await replication.settle();
     const first = await status(app);
-    expect(first).toMatchObject({ status: 'streaming', lag_ms: 0, pending_bytes: 0, error: null });
+    expect(first).toMatchObject({
+      status: 'streaming',
+      lag_ms: 0,
+      pending_bytes: 0,
+      error: null,
+      compaction: { ranges_stored: 0, last_error: null },
+    });
     expect(first.generation).toMatch(/^g\d{17}-[0-9a-f]{8}$/);
     expect(first.restorable_from).not.toBeNull();
 

@@ -104,7 +104,9 @@ describe('page-apply', () => {
   });
 
   it('should refuse a page set that is not one', () => {
-    expect(() => decodePageSet(Buffer.from('MCPAGES1 but not really a page set'))).toThrow('A page set of the wrong length');
+    expect(() => decodePageSet(Buffer.from('MCPAGES1 but not really a page set'))).toThrow(
+      'A page set of the wrong length',
+    );
     expect(() => decodePageSet(Buffer.alloc(64))).toThrow('Not a page set');
   });
 });

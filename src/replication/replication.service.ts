@@ -253,6 +253,10 @@ export class ReplicationService implements OnModuleDestroy {
       restorable_to: restorableTo !== null ? new Date(restorableTo).toISOString() : null,
       gaps: (window?.gaps ?? []).map((g) => ({ from: g.from.toISOString(), to: g.to.toISOString() })),
       error: this.shipper?.lastError ?? windowError,
+      compaction: {
+        ranges_stored: this.compactor?.rangesStored ?? 0,
+        last_error: this.compactor?.lastError ?? null,
+      },
     };
   }
 

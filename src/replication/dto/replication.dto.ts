@@ -7,6 +7,14 @@ export class ReplicationGapDto {
   to: string;
 }
 
+export class ReplicationCompactionDto {
+  /** Compacted ranges this process stored since it started (each stands for 60 segments). @example 12 */
+  ranges_stored: number;
+  /** Why the last compaction failed, else null: rebuilds then read the segments themselves (slower, as correct). */
+  @ApiProperty({ type: String, nullable: true, example: null })
+  last_error: string | null;
+}
+
 export class ReplicationStatusDto {
   @ApiProperty({ enum: ['off', 'starting', 'streaming', 'catching_up', 'failed'], example: 'streaming' })
   status: 'off' | 'starting' | 'streaming' | 'catching_up' | 'failed';
@@ -32,6 +40,8 @@ export class ReplicationStatusDto {
   /** Why replication is failing (a short reason), else null. */
   @ApiProperty({ type: String, nullable: true, example: null })
   error: string | null;
+  /** Compaction of older segments into ranges, which keeps a point-in-time restore fast. */
+  compaction: ReplicationCompactionDto;
 }
 
 export class ReplicationSnapshotDto {
