@@ -10,8 +10,8 @@ import { findRemoteCopy, listRemoteBackups } from '../offsite/remote-catalog';
 import { bucketSource } from '../offsite/bucket-source';
 import { FreshInstall, InstallRefusedError } from '../recovery/fresh-install';
 import { type AdmittedFile, ImportFailedError, ImportPipeline, ImportRefusedError } from '../recovery/import-pipeline';
-import { localFileSource, parsePointInTime } from '../recovery/point-in-time';
-import { rebuildAt } from '../replication/replica-rebuild';
+import { parsePointInTime } from '../recovery/point-in-time';
+import { rebuildAt, type RebuildResult } from '../replication/replica-rebuild';
 import { PointInTimeUnavailableError, ReplicaDamagedError } from '../replication/replica-window';
 import { ReplicaObjectError, ReplicaStore } from '../replication/replica-store';
 import { CliError, usageError } from './cli-error';
@@ -117,11 +117,15 @@ export class RemoteRestore {
     try {
       this.terminal.out(`Rebuilding ${moment} from ${bucket.bucket}/${bucket.prefix}replica/`);
       const store = new ReplicaStore(bucket, new AgeCrypto(offsite.recipients, offsite.identityFile));
-      const rebuilt = await rebuildAt(store, at, { scratchDir, notAfterMs: Date.now() });
+      let built: RebuildResult | undefined;
+      // Rebuilt straight into the backups folder's temp file: admitted where it lies, not copied in.
+      const received = await this.imports.receiveBuilt(async (into) => {
+        built = await rebuildAt(store, at, { scratchDir, into, notAfterMs: Date.now(), admissionChecks: true });
+      });
+      const rebuilt = built as RebuildResult;
       const name = `point in time ${rebuilt.restoredTo.toISOString()}`;
       let admitted;
       try {
-        const received = await this.imports.receive(localFileSource(rebuilt.file, (await fsp.stat(rebuilt.file)).size));
         admitted = await this.imports.admit(received, { livePageSize: null });
       } catch (error) {
         throw importFailure(name, error);

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -130,6 +131,30 @@ export class ImportPipeline {
       if (plain !== null && plain !== stored) {
         await this.files.discardTemp(stored).catch(() => undefined);
       }
+    }
+  }
+
+  /**
+   * A database built in place (a point in time rebuilt from the replica): `build` writes it into a temp file of the
+   * backups folder, which is then hashed and made durable where it lies. A 1 GiB rebuild is then read once more
+   * instead of copied in from a scratch folder (a read, a write and its fsync).
+   */
+  async receiveBuilt(build: (tmp: string) => Promise<void>): Promise<ReceivedFile> {
+    await this.files.ensureDir();
+    const tmp = await this.files.createTemp();
+    try {
+      await build(tmp);
+      const measured = await this.copyIn(createReadStream(tmp), discardSink(), Number.MAX_SAFE_INTEGER);
+      const handle = await open(tmp, 'r+');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return { tmp, size: measured.size, sha256: measured.sha256 };
+    } catch (error) {
+      await this.files.discardTemp(tmp).catch(() => undefined);
+      throw error;
     }
   }
 

@@ -1,5 +1,4 @@
 import { HttpStatus, Inject, Injectable, Optional } from '@nestjs/common';
-import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { BackupManifests } from '../backups/backup-manifests';
@@ -14,7 +13,7 @@ import { PointInTimeUnavailableError, ReplicaDamagedError } from '../replication
 import { ReplicaObjectError } from '../replication/replica-store';
 import { ReplicationService } from '../replication/replication.service';
 import type { RestoreResponseDto } from './dto/recovery.dto';
-import { ImportPipeline, type ImportSource } from './import-pipeline';
+import { ImportPipeline } from './import-pipeline';
 import { type RestoreRequest, RestoreService } from './restore.service';
 
 /** An ISO-8601 moment with a date, a time and a zone, or a 400. */
@@ -30,11 +29,6 @@ export function parsePointInTime(raw: unknown): Date {
     throw new InputError('point_in_time is not a valid time');
   }
   return at;
-}
-
-/** A rebuilt file as a source for the import pipeline: it must fit in the size it has now. */
-export function localFileSource(file: string, size: number): ImportSource {
-  return { maxStoredBytes: size, open: () => Promise.resolve(createReadStream(file)) };
 }
 
 /**
@@ -61,8 +55,13 @@ export class PointInTimeRestore {
     }
     const scratchDir = await fsp.mkdtemp(path.join(path.dirname(this.config.dbPath), '.mc-pitr-'));
     try {
-      const rebuilt = await this.rebuild(at, scratchDir);
-      const received = await this.imports.receive(localFileSource(rebuilt.file, (await fsp.stat(rebuilt.file)).size));
+      let rebuilt: RebuildResult | undefined;
+      const received = await this.imports.receiveBuilt(async (tmp) => {
+        rebuilt = await this.rebuild(at, scratchDir, tmp);
+      });
+      if (rebuilt === undefined) {
+        throw new Error('The point in time was not rebuilt');
+      }
       const livePageSize = Number(this.db.pragma('page_size', { simple: true }));
       const admitted = await this.imports.admit(received, { livePageSize });
       const now = this.clock.now();
@@ -97,9 +96,9 @@ export class PointInTimeRestore {
     }
   }
 
-  private async rebuild(at: Date, scratchDir: string): Promise<RebuildResult> {
+  private async rebuild(at: Date, scratchDir: string, into: string): Promise<RebuildResult> {
     try {
-      return await (this.replication as ReplicationService).rebuildAt(at, { scratchDir });
+      return await (this.replication as ReplicationService).rebuildAt(at, { scratchDir, into, admissionChecks: true });
     } catch (error) {
       if (error instanceof PointInTimeUnavailableError) {
         throw new InputError(error.message, {

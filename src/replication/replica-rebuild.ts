@@ -28,10 +28,17 @@ import { sameCycle, scanFrames, WAL_HEADER_SIZE } from './wal-reader';
 export interface RebuildOptions {
   /** Folder for the scratch files; the result is left there for the caller. */
   scratchDir: string;
+  /** Build the result at this path (an existing file, overwritten) instead of a new name in scratchDir. */
+  into?: string;
   /** Stop at the last good commit before a damaged segment instead of refusing (the result then says so). */
   acceptLastGood?: boolean;
   /** Downloads in flight at once. */
   concurrency?: number;
+  /**
+   * Skip the closing quick_check: for callers that pass the file to the import pipeline's admission, which runs
+   * quick_check and reads every table anyway (on 1 GiB, one full read saved). Default false.
+   */
+  admissionChecks?: boolean;
   /** Read every segment even where a compacted range would do (to compare the two; default true). */
   ranges?: boolean;
   /** Refuse a moment after this (Unix ms): the service passes its clock, so the future is never "restorable". */
@@ -39,7 +46,7 @@ export interface RebuildOptions {
 }
 
 export interface RebuildResult {
-  /** A standalone SQLite file (journal_mode=DELETE), quick_check ok. */
+  /** A standalone SQLite file (journal_mode=DELETE), quick_check ok unless `admissionChecks` left that to the caller. */
   file: string;
   /** The observed time of the last commit applied (the snapshot's time when none was needed). */
   restoredTo: Date;
@@ -141,7 +148,7 @@ export async function rebuildAt(
   const generation = generationFor(window, at === 'latest' ? 'latest' : atMs);
   fs.mkdirSync(options.scratchDir, { recursive: true });
   const stem = path.join(options.scratchDir, `pitr-${generation.generation}-${randomBytes(4).toString('hex')}`);
-  const file = `${stem}.db`;
+  const file = options.into ?? `${stem}.db`;
   let pages: ScratchFilePages | null = null;
   try {
     const timings: RebuildResult['timings'] = {
@@ -275,7 +282,7 @@ export async function rebuildAt(
         new Date(result.restoredTo),
       );
     }
-    finishStandalone(file);
+    finishStandalone(file, options.admissionChecks !== true);
     lap('finishing');
     return {
       file,
@@ -358,11 +365,14 @@ export function chainProblem(previous: WalLink | null, manifest: SegmentManifest
   return null;
 }
 
-/** journal_mode=DELETE (no -wal needed beside it) and quick_check, so the file stands alone. */
-function finishStandalone(file: string): void {
+/** journal_mode=DELETE (no -wal needed beside it) and quick_check, so the file stands alone and is proven. */
+function finishStandalone(file: string, quickCheck: boolean): void {
   const db = new Database(file);
   try {
     db.pragma('journal_mode = DELETE');
+    if (!quickCheck) {
+      return;
+    }
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') {
       throw new Error(`The rebuilt database fails quick_check: ${String(check)}`);
