@@ -12,6 +12,7 @@ import {
   type AuditRow,
   finishRestore,
   type FinishOptions,
+  type LiveState,
   maxAuditId,
   readLiveState,
   type RestoreChanges,
@@ -69,7 +70,7 @@ export function carryOver(job: CarryOverJob): CarryOverResult {
  * SQLite's per-process lock bookkeeping, is loaded once per process. Under the write lock it reads exactly the last
  * commit, which is what the service's connection would read.
  */
-function readLive(job: CarryOverJob): ReturnType<typeof readLiveState> {
+function readLive(job: CarryOverJob): LiveState {
   const live = new Database(job.live, { readonly: true, fileMustExist: true, timeout: job.busyTimeoutMs });
   try {
     live.pragma('trusted_schema = OFF');
