@@ -1,7 +1,8 @@
 /**
- * `npm run bench:restore -- [--size <MiB>] [--runs <n>] [--base <compiled tree>] [--keep]`: where an online
- * restore's time goes, phase by phase, next to `BackupsService.create()` in the same run (issue #11: restore ≤ 3×
- * the backup). Never run by CI.
+ * `npm run bench:restore -- [--size <MiB>] [--runs <n>] [--audit-rows <n>] [--base <compiled tree>] [--keep]`: where
+ * an online restore's time goes, phase by phase, next to `BackupsService.create()` in the same run (issue #11:
+ * restore ≤ 3× the backup), and the longest event-loop stall during each restore (issue #19; `--audit-rows` gives
+ * the live database that many more audit rows, which every restore carries over). Never run by CI.
  *
  * Builds a database like `npm run bench` (app schema + random filler), starts the compiled app (no HTTP), then per
  * round, in a rotating order: one `create()`, and one restore of a fresh backup through `RecoveryService.restore`
@@ -19,12 +20,15 @@ import { randomBytes } from 'node:crypto';
 import type { Database } from 'better-sqlite3';
 import { DataSource } from 'typeorm';
 import { buildDir, loadApp, removeBuild } from './bench-app';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import Sqlite from 'better-sqlite3';
 import { checkpointTruncate, fillDatabase } from './bench-db';
+import { StallProbe } from './bench-probes';
 import { fixed, markdownTable, median, MIB, mustRun, progress } from './bench-util';
 
 type Phases = Record<string, number>;
 
-function args(): { sizeMiB: number; runs: number; keep: boolean; base?: string } {
+function args(): { sizeMiB: number; runs: number; auditRows: number; keep: boolean; base?: string } {
   const argv = process.argv.slice(2);
   const value = (flag: string, fallback: number): number => {
     const i = argv.indexOf(flag);
@@ -34,6 +38,7 @@ function args(): { sizeMiB: number; runs: number; keep: boolean; base?: string }
   return {
     sizeMiB: value('--size', 256),
     runs: value('--runs', 3),
+    auditRows: value('--audit-rows', 0),
     keep: argv.includes('--keep'),
     // Another compiled tree (tsc output of an earlier src/) to measure side by side, e.g. the main branch's.
     base: base >= 0 ? path.resolve(argv[base + 1]) : undefined,
@@ -79,7 +84,11 @@ function instrument(root: string, current: () => Phases): void {
   timeMethod(proto, 'snapshot', 'safety snapshot (child: copy, quick_check ∥ fsync ∥ sha256, publish)', current);
   timeMethod(proto, 'restoreBackupToTemp', 'scratch copy of the backup (page copy, fsync)', current);
   timeMethod(snapshot, 'runProbeWorker', 'quick_check of the scratch copy', current);
-  timeMethod(state, 'finishRestore', 'finishing txn', current);
+  // On the main thread before issue #19's fix (a `--base` tree of then); in the carry-over worker since.
+  timeMethod(state, 'finishRestore', 'finishing txn (main thread)', current);
+  if (typeof snapshot.runCarryOverWorker === 'function') {
+    timeMethod(snapshot, 'runCarryOverWorker', 'carry-over (worker: live state read, finishing txn, admins)', current);
+  }
   for (const key of ['restoreTempInto']) {
     const original = proto[key] as (name: string, live: string, o?: Record<string, unknown>) => Promise<unknown>;
     proto[key] = async function (this: unknown, name: string, live: string, o: Record<string, unknown> = {}) {
@@ -155,6 +164,10 @@ async function main(): Promise<void> {
     await boot.close();
     progress(`filling to ${options.sizeMiB} MiB`);
     fillDatabase(firstDb, Math.round(options.sizeMiB * MIB));
+    if (options.auditRows > 0) {
+      progress(`adding ${options.auditRows} audit rows`);
+      addAuditRows(firstDb, options.auditRows);
+    }
     const actor = { id: null, username: 'bench' };
     const running = [];
     for (const [i, variant] of variants.entries()) {
@@ -219,9 +232,19 @@ async function main(): Promise<void> {
         const made = await r.service.create({ actor, kind: 'manual' });
         await prepare(r);
         current = {};
+        const loop = monitorEventLoopDelay({ resolution: 10 });
+        const stall = new StallProbe();
+        loop.enable();
+        stall.start();
         const started = performance.now();
         const answer = (await r.restorer.restore(made.name, { actor, meta: {} })) as { safety_backup: string };
         current.total = performance.now() - started;
+        loop.disable();
+        const stalled = stall.stop();
+        current['event loop: longest stall (1 ms timer; not a phase)'] = stalled.longestMs;
+        current['event loop: … began at (ms into the restore)'] = stalled.longestAtMs;
+        current['event loop: longest main-thread GC pause'] = stalled.gcMaxMs;
+        current['event loop: monitorEventLoopDelay max (not a phase)'] = loop.max / 1e6;
         const done = current;
         current = {};
         variant.phases.push(done);
@@ -259,6 +282,24 @@ async function main(): Promise<void> {
     if (!options.keep) {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  }
+}
+
+/** Audit rows like the write load's, before any app opens the file. */
+function addAuditRows(file: string, rows: number): void {
+  const db = new Sqlite(file);
+  try {
+    const insert = db.prepare(
+      "INSERT INTO audit_log (action, actor, target_type, target_id, detail, created_at) VALUES ('settings_update', " +
+        "'bench', 'setting', 'bench_key', ?, ?)",
+    );
+    db.transaction(() => {
+      for (let i = 0; i < rows; i++) {
+        insert.run(JSON.stringify({ key: 'bench_key', value: `value-${i}` }), 1_764_000_000 + i);
+      }
+    }).immediate();
+  } finally {
+    db.close();
   }
 }
 

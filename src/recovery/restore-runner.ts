@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import Database from 'better-sqlite3';
+import * as path from 'node:path';
 import { DataSource } from 'typeorm';
 import type { AuditActor } from '../audit/audit.service';
 import { Clock } from '../common/clock';
@@ -10,17 +10,10 @@ import { MIGRATIONS, SCHEMA_VERSION } from '../database/migrations';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
 import { BackupFiles, type SnapshotInfo } from '../backups/backup-files';
 import { SAFETY_PREFIX } from '../backups/backup-name';
-import { runProbeWorker } from '../sqlite/snapshot';
+import { runCarryOverWorker, runProbeWorker, SnapshotError } from '../sqlite/snapshot';
+import { ADMIN_CHECK_FAILED, type CarryOverResult } from './carry-over';
 import { newRestoreId, RestoreJournal, type RestoreJournalEntry } from './restore-journal';
-import {
-  type AuditRow,
-  finishRestore,
-  insertAudit,
-  maxAuditId,
-  readLiveState,
-  restoreRecorded,
-  type RestoreChanges,
-} from './restore-state';
+import { type AuditRow, insertAudit, restoreRecorded, type RestoreChanges } from './restore-state';
 
 /** A restore step failed. `rolledBack`: the live database holds exactly what it held before (the safety copy). */
 export class RestoreStepError extends Error {
@@ -68,7 +61,7 @@ export const RESTORE_FAILED_EVENT = 'backup_restore_failed';
  * The backup is copied into a scratch file first (and migrated there when older). Then, while the restore worker
  * holds the live database's write lock: a safety copy is taken, the live state that a restore keeps (the carried
  * tables, the whole audit log, the caller's session) is read and written into the scratch file together with this
- * restore's own `backup_restore` event, the result is checked, and only then are its pages copied in and committed
+ * restore's own `backup_restore` event (in a worker thread: carry-over.ts), the result is checked, and only then are its pages copied in and committed
  * as one transaction. Nobody can write between the safety copy and the commit, and nothing is written after it: a
  * failure anywhere leaves the live database exactly as the safety copy holds it, with no rollback to run, and no
  * acknowledged write of anyone can be lost. The event committed with the copy is the restore's token: start-up
@@ -125,8 +118,6 @@ export class RestoreRunner {
           await this.faults.reach('locked');
           safety = await this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now());
           stage = 'carry_over';
-          const pre = readLiveState(this.db);
-          pre.carried.get('backup_manifests')?.push(safetyManifestRow(safety, this.clock.nowSeconds()));
           entry = this.journal.advance(entry, { stage: 'copying', safety: safety.name });
           const event = this.auditRow(
             entry,
@@ -134,18 +125,17 @@ export class RestoreRunner {
             { name: entry.name, safety_backup: safety.name, ...request.detail },
             request.meta,
           );
-          changes = finishInto(scratch, (db) =>
-            finishRestore(db, pre, {
-              restoreId: entry.id,
-              copiedAuditSeq: maxAuditId(db),
-              keepSessions: false,
-              caller: entry.caller,
-              now: this.clock.nowSeconds(),
-              event,
-            }),
-          );
+          const carried = await this.carryOver(scratch, entry, safety, event).catch((error: unknown) => {
+            if (error instanceof SnapshotError && error.detail === ADMIN_CHECK_FAILED) {
+              stage = 'health';
+            }
+            throw error;
+          });
+          changes = carried.changes;
           stage = 'health';
-          assertAdmin(scratch);
+          if (carried.admins < 1) {
+            throw new RestoreStepError('health', 'The restored database has no admin user', false, null);
+          }
           await this.faults.reach('copying');
           stage = 'copy';
         },
@@ -227,6 +217,28 @@ export class RestoreRunner {
   }
 
   /**
+   * The live state a restore keeps, written into the scratch copy with the restore's event, and the admins of the
+   * result: in a worker thread with its own connections, so the API keeps answering while the write lock is held.
+   */
+  private carryOver(
+    scratch: string,
+    entry: RestoreJournalEntry,
+    safety: SnapshotInfo,
+    event: AuditRow,
+  ): Promise<CarryOverResult> {
+    return runCarryOverWorker({
+      live: path.resolve(this.config.dbPath),
+      scratch,
+      safetyRow: safetyManifestRow(safety, this.clock.nowSeconds()),
+      restoreId: entry.id,
+      caller: entry.caller,
+      now: this.clock.nowSeconds(),
+      // Stored as JSON in the end: sent as JSON's own reading of it, so the clone cannot differ from it.
+      event: { ...event, detail: JSON.parse(JSON.stringify(event.detail)) as AuditRow['detail'] },
+    });
+  }
+
+  /**
    * The backup's pages in a scratch temp file, migrated to this build's schema on their own connection (the live
    * database never runs a restore's migrations), then the same check health runs on the live database. The caller discards it.
    */
@@ -263,29 +275,6 @@ async function migrate(file: string): Promise<void> {
     if (scratch.isInitialized) {
       await scratch.destroy().catch(() => undefined);
     }
-  }
-}
-
-function finishInto<T>(file: string, work: (db: Database.Database) => T): T {
-  const db = new Database(file, { fileMustExist: true });
-  try {
-    db.pragma('trusted_schema = OFF');
-    return work(db);
-  } finally {
-    db.close();
-  }
-}
-
-/** The result must leave someone able to manage the service: checked before a page is copied. */
-function assertAdmin(file: string): void {
-  const db = new Database(file, { readonly: true, fileMustExist: true });
-  try {
-    const row = db.prepare("SELECT count(*) AS n FROM users WHERE role = 'admin'").get() as { n: number };
-    if (Number(row.n) < 1) {
-      throw new RestoreStepError('health', 'The restored database has no admin user', false, null);
-    }
-  } finally {
-    db.close();
   }
 }
 

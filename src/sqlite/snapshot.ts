@@ -11,6 +11,7 @@ import {
   type SnapshotOptions,
 } from './snapshot-options';
 import { checkSchema, type SchemaObject, type SchemaVerdict } from '../database/schema-check';
+import type { CarryOverJob, CarryOverResult } from '../recovery/carry-over';
 
 /**
  * Jobs for snapshot.worker.ts: SQLite work that may take long (copies, integrity_check, hashing) and therefore
@@ -19,6 +20,7 @@ import { checkSchema, type SchemaObject, type SchemaVerdict } from '../database/
  * - `inspect`: what a file is (opens as SQLite? integrity, schema, admins, sha256), optionally converting a
  *   WAL-mode file to a standalone rollback-journal file first (uploads).
  * - `restore`: copies a backup's pages into the live database file (see RestoreJob).
+ * - `carry_over`: a restore's carry-over into its scratch copy, under the restore's write lock (carry-over.ts).
  */
 export interface SnapshotJob {
   op: 'snapshot';
@@ -74,7 +76,7 @@ export interface ProbeResult {
 
 export type { CheckThreads, SnapshotOptions };
 
-export type WorkerJob = SnapshotJob | InspectJob | RestoreJob | ProbeJob;
+export type WorkerJob = SnapshotJob | InspectJob | RestoreJob | ProbeJob | CarryOverJob;
 
 export interface WorkerFailure {
   ok: false;
@@ -168,7 +170,9 @@ type ReplyOf<J extends WorkerJob> = J extends SnapshotJob
     ? InspectResult
     : J extends ProbeJob
       ? ProbeResult
-      : RestoreResult;
+      : J extends CarryOverJob
+        ? CarryOverResult
+        : RestoreResult;
 
 /** What the snapshot child process receives: the job plus how to run it. */
 export interface SnapshotChildJob extends SnapshotJob {
@@ -422,4 +426,9 @@ export async function runProbeWorker(
     ...(options.nativeBinding !== undefined ? { nativeBinding: options.nativeBinding } : {}),
   });
   return check;
+}
+
+/** See {@link CarryOverJob}. */
+export function runCarryOverWorker(job: Omit<CarryOverJob, 'op' | 'busyTimeoutMs'>): Promise<CarryOverResult> {
+  return runWorkerJob({ op: 'carry_over', busyTimeoutMs: DEFAULT_BUSY_TIMEOUT_MS, ...job });
 }

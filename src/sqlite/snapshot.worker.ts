@@ -10,6 +10,7 @@ import { closeQuietly } from './close-quietly';
 import { checkDatabase } from './database-check';
 import { readEveryTable } from '../database/read-every-table';
 import { notOrdinaryTables, readSchemaFacts } from '../database/schema-facts';
+import { carryOver, type CarryOverResult } from '../recovery/carry-over';
 import type {
   InspectJob,
   InspectResult,
@@ -383,7 +384,7 @@ function checkpoint(file: string, busyTimeoutMs: number): void {
 async function run(
   job: WorkerJob,
   port: MessagePort | undefined,
-): Promise<SnapshotWorkerReply | InspectResult | RestoreResult | ProbeResult | WorkerFailure> {
+): Promise<SnapshotWorkerReply | InspectResult | RestoreResult | ProbeResult | CarryOverResult | WorkerFailure> {
   switch (job.op) {
     case 'inspect':
       return inspect(job);
@@ -391,17 +392,20 @@ async function run(
       return restore(job, port);
     case 'probe':
       return { ok: true, check: checkDatabase(job) };
+    case 'carry_over':
+      return carryOver(job);
     default:
       return { ok: false, message: 'Unknown snapshot worker operation' };
   }
 }
 
 function toFailure(err: unknown): WorkerFailure {
-  const e = err as { message?: unknown; code?: unknown } | null;
+  const e = err as { message?: unknown; code?: unknown; detail?: unknown } | null;
   return {
     ok: false,
     message: typeof e?.message === 'string' ? e.message : 'Snapshot worker failed',
     code: typeof e?.code === 'string' ? e.code : undefined,
+    detail: typeof e?.detail === 'string' ? e.detail : undefined,
   };
 }
 
