@@ -23,6 +23,7 @@ import { runSnapshotWorker } from '../src/sqlite/snapshot';
 import { AgeCrypto, generateIdentityFile } from '../src/offsite/age-crypto';
 import { OffsiteBucket } from '../src/offsite/offsite-bucket';
 import { rebuildAt } from '../src/replication/replica-rebuild';
+import { Compactor } from '../src/replication/compactor';
 import { ReplicaStore } from '../src/replication/replica-store';
 import { RoundScheduler } from '../src/replication/round-scheduler';
 import { Shipper } from '../src/replication/shipper';
@@ -86,13 +87,14 @@ async function runScenario(
     },
     10_000,
   );
+  const store = new ReplicaStore(bucket, new AgeCrypto([recipient], identityFile));
   const shipper =
     scenario.replication === 'off'
       ? null
       : new Shipper({
           dbPath: dbFile,
           spoolDir: path.join(dir, 'replication'),
-          store: new ReplicaStore(bucket, new AgeCrypto([recipient], identityFile)),
+          store,
           now: () => Date.now(),
           snapshot: async (dest) => {
             await runSnapshotWorker(dbFile, dest, { hash: false });
@@ -101,6 +103,9 @@ async function runScenario(
           log: () => undefined,
           inlineIo: scenario.replication === 'inline',
         });
+  // Compaction as the service runs it beside the shipper, but every 10 segments instead of 60, so that these 20 s
+  // rows include it (its cost per segment is the same).
+  const compactor = shipper ? new Compactor(store, () => undefined, 10) : null;
   const commits: number[] = [];
   let measuredUpTo = 0;
   const staleness: number[] = [];
@@ -116,6 +121,7 @@ async function runScenario(
           const known = commits.length;
           const shipped = await shipper.round();
           roundMs.push(Date.now() - roundStart);
+          compactor?.poke(shipper.uploader.lastStoredSegment);
           if (shipper.spool.entries().length === 0) {
             const done = Date.now();
             for (let i = measuredUpTo; i < known; i++) {
@@ -166,6 +172,7 @@ async function runScenario(
     while (scheduler?.current) {
       await scheduler.current;
     }
+    await compactor?.stop();
     return {
       scenario,
       commits: commits.length,
