@@ -15,24 +15,27 @@
 const { createHash } = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
-const { TsJestTransformer } = require('ts-jest');
-const { mergePluginOptions } = require('@nestjs/swagger/dist/plugin/merge-options');
 const { isFilenameMatched } = require('@nestjs/swagger/dist/plugin/utils/is-filename-matched.util');
 
 const ROOT = path.resolve(__dirname, '..');
 const swaggerPlugin = { path: path.join(__dirname, 'swagger-plugin.transformer.js') };
-const pluginOptions = mergePluginOptions(
-  require('../nest-cli.json').compilerOptions.plugins.find((p) => p.name === '@nestjs/swagger').options,
-);
+const pluginOptions = require('../nest-cli.json').compilerOptions.plugins.find(
+  (p) => p.name === '@nestjs/swagger',
+).options;
+/**
+ * The files the plugin rewrites, with its defaults where nest-cli.json sets nothing (read here rather than through
+ * the plugin's mergePluginOptions, which loads @nestjs/common into every worker).
+ */
+const TYPED_SUFFIXES = [
+  ...(pluginOptions.dtoFileNameSuffix ?? ['.dto.ts', '.entity.ts']),
+  ...(pluginOptions.controllerFileNameSuffix ?? ['.controller.ts']),
+];
 
 function needsTypes(file) {
-  return (
-    isFilenameMatched(pluginOptions.dtoFileNameSuffix, file) ||
-    isFilenameMatched(pluginOptions.controllerFileNameSuffix, file)
-  );
+  return isFilenameMatched(TYPED_SUFFIXES, file);
 }
 
-/** What the transform itself is: a change to any of these invalidates every cached file. */
+/** What the transform itself is: a change to any of these (the compiler's version too) invalidates every cached file. */
 const IDENTITY = createHash('sha1')
   .update(fs.readFileSync(__filename))
   .update(fs.readFileSync(swaggerPlugin.path))
@@ -84,35 +87,32 @@ function configFor(mode) {
   };
 }
 
+const TS_JEST_OPTIONS = {
+  isolated: { diagnostics: false, tsconfig: { isolatedModules: true } },
+  typed: { diagnostics: false, astTransformers: { before: [swaggerPlugin] } },
+};
+
+/** ts-jest (and with it TypeScript) is loaded only when a file has to be compiled: a warm cache needs neither. */
 class TsTransform {
   constructor() {
-    this.isolated = new TsJestTransformer({ diagnostics: false, tsconfig: { isolatedModules: true } });
-    this.typed = new TsJestTransformer({ diagnostics: false, astTransformers: { before: [swaggerPlugin] } });
-    this.isolatedConfig = configFor('isolated');
-    this.typedConfig = configFor('typed');
+    this.transformers = {};
+    this.configs = { isolated: configFor('isolated'), typed: configFor('typed') };
   }
 
   getCacheKey(source, file, options) {
-    const hash = createHash('sha1').update(IDENTITY).update('\0');
-    if (needsTypes(file)) {
-      hash
-        .update('typed\0')
-        .update(typeInputsStamp())
-        .update(`\0${file}\0${options.instrument ? 1 : 0}${options.supportsStaticESM ? 1 : 0}\0`)
-        .update(source);
-    } else {
-      hash.update('isolated\0').update(this.isolated.getCacheKey(source, file, this.options(options, 'isolated')));
-    }
-    return hash.digest('hex');
+    const typed = needsTypes(file);
+    return createHash('sha1')
+      .update(IDENTITY)
+      .update(`\0${typed ? `typed\0${typeInputsStamp()}` : 'isolated'}\0${file}\0`)
+      .update(`${options.instrument ? 1 : 0}${options.supportsStaticESM ? 1 : 0}\0`)
+      .update(source)
+      .digest('hex');
   }
 
   process(source, file, options) {
     const mode = needsTypes(file) ? 'typed' : 'isolated';
-    return this[mode].process(source, file, this.options(options, mode));
-  }
-
-  options(options, mode) {
-    return { ...options, config: this[`${mode}Config`](options.config) };
+    this.transformers[mode] ??= new (require('ts-jest').TsJestTransformer)(TS_JEST_OPTIONS[mode]);
+    return this.transformers[mode].process(source, file, { ...options, config: this.configs[mode](options.config) });
   }
 }
 
