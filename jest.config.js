@@ -1,9 +1,9 @@
 /**
  * Unit specs sit beside the code; end-to-end specs live in test/. `npm test` runs both.
  * The Swagger CLI plugin runs under ts-jest too, so the OpenAPI document the tests check is the one
- * `nest build` produces (DTO properties and response types come from the plugin).
+ * `nest build` produces (DTO properties and response types come from the plugin); test/ts-transform.js gives the
+ * plugin's files a type checker and transpiles the rest file by file.
  */
-const swaggerPlugin = { path: require('path').join(__dirname, 'test/swagger-plugin.transformer.js') };
 /**
  * age-encryption and its @noble/@scure dependencies ship only ES modules. Node 20.20 require()s them natively
  * (the built service and CLI), but Jest's own module loader cannot before Node 24.9, so tests compile them
@@ -13,12 +13,12 @@ const ESM_PACKAGES = ['age-encryption', '@noble', '@scure'];
 const common = {
   moduleFileExtensions: ['js', 'json', 'ts'],
   transform: {
-    '^.+\\.ts$': ['ts-jest', { diagnostics: false, astTransformers: { before: [swaggerPlugin] } }],
+    '^.+\\.ts$': require('path').join(__dirname, 'test/ts-transform.js'),
     // Only those ESM packages: the project's own .js files (the Swagger plugin recipe, the test environment) stay
     // as they are.
     [`/node_modules/(${ESM_PACKAGES.join('|')})/.+\\.js$`]: [
       'ts-jest',
-      { diagnostics: false, tsconfig: { allowJs: true, module: 'commonjs', target: 'es2022' } },
+      { diagnostics: false, tsconfig: { allowJs: true, module: 'commonjs', target: 'es2022', isolatedModules: true } },
     ],
   },
   transformIgnorePatterns: [`/node_modules/(?!(${ESM_PACKAGES.join('|')})/)`],

@@ -3,7 +3,6 @@ import { NestFactory } from '@nestjs/core';
 import * as fs from 'node:fs';
 import { AppConfig } from '../config/app-config';
 import { CliError } from './cli-error';
-import { CliAppModule } from './cli-app.module';
 import { CliLogger } from './cli-logger';
 
 /**
@@ -31,6 +30,9 @@ export class AppSession {
         `No database at ${this.config.dbPath} (set MISSION_CONTROL_DB_PATH to the service's database)`,
       );
     }
+    // Loaded only here: the data layer (TypeORM, every module of the app) is most of the CLI's start-up, and a usage
+    // error, --help or a command that never boots the app has no use for it.
+    const { CliAppModule } = await import('./cli-app.module');
     const app = await NestFactory.createApplicationContext(CliAppModule.forRoot(this.config), {
       logger: this.logger as LoggerService,
       abortOnError: false,

@@ -1,4 +1,3 @@
-import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import * as fsp from 'node:fs/promises';
 import { pipeline, type Readable } from 'node:stream';
 import { decodeRecipient } from './age-header';
@@ -43,6 +42,9 @@ export function looksLikeIdentityFile(text: string): boolean {
 
 /** A new identity file's text (in `age-keygen`'s layout) and its public recipient. */
 export async function generateIdentityFile(now: Date): Promise<{ text: string; recipient: string }> {
+  // Loaded here, the one place it is used: it (with its post-quantum dependencies) is a large share of the
+  // start-up of every process that imports this file, the CLI and the service included.
+  const { generateX25519Identity, identityToRecipient } = await import('age-encryption');
   const identity = await generateX25519Identity();
   const recipient = await identityToRecipient(identity);
   const text = `# created: ${now.toISOString()}\n# public key: ${recipient}\n${identity}\n`;

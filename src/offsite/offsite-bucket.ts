@@ -1,15 +1,26 @@
-import {
-  AbortMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import type { OffsiteConfig } from '../config/app-config';
+
+interface Sdk {
+  s3: typeof import('@aws-sdk/client-s3');
+  storage: typeof import('@aws-sdk/lib-storage');
+}
+let loaded: Sdk | undefined;
+
+/**
+ * The AWS SDK, loaded with the first bucket: it is a large share of the start-up of every process that imports this
+ * file (the service, the CLI, every test file), and most of them never talk to a bucket.
+ */
+function loadSdk(): Sdk {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  loaded ??= {
+    s3: require('@aws-sdk/client-s3') as Sdk['s3'],
+    storage: require('@aws-sdk/lib-storage') as Sdk['storage'],
+  };
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  return loaded;
+}
 
 /** S3's limits for a multipart upload: parts of at least 5 MiB, at most 10,000 of them. */
 export const MIN_PART_SIZE = 8 * 1024 * 1024;
@@ -67,6 +78,7 @@ function isStatus(error: unknown, status: number, ...names: string[]): boolean {
  * Every key is under the configured prefix; callers pass names relative to it.
  */
 export class OffsiteBucket {
+  private readonly sdk: Sdk;
   private readonly client: S3Client;
   readonly bucket: string;
   readonly prefix: string;
@@ -77,9 +89,10 @@ export class OffsiteBucket {
     // read of configuration: the SDK offers no constructor option for it.
     // eslint-disable-next-line no-restricted-properties
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    this.sdk = loadSdk();
     this.bucket = config.bucket;
     this.prefix = config.prefix;
-    this.client = new S3Client({
+    this.client = new this.sdk.s3.S3Client({
       region: config.region,
       ...(config.endpoint !== undefined ? { endpoint: config.endpoint } : {}),
       forcePathStyle: config.forcePathStyle,
@@ -109,7 +122,7 @@ export class OffsiteBucket {
     const abortController = new AbortController();
     const onAbort = (): void => abortController.abort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    const upload = new Upload({
+    const upload = new this.sdk.storage.Upload({
       client: this.client,
       params: {
         Bucket: this.bucket,
@@ -142,7 +155,7 @@ export class OffsiteBucket {
   async putSmall(name: string, body: Buffer, contentType: string): Promise<'created' | 'exists'> {
     try {
       await this.client.send(
-        new PutObjectCommand({
+        new this.sdk.s3.PutObjectCommand({
           Bucket: this.bucket,
           Key: this.prefix + name,
           Body: body,
@@ -174,7 +187,7 @@ export class OffsiteBucket {
   ): Promise<{ body: Readable; metadata: Record<string, string>; contentLength: number | null } | null> {
     try {
       const response = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + name }),
+        new this.sdk.s3.GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + name }),
         signal ? { abortSignal: signal } : {},
       );
       if (!(response.Body instanceof Readable)) {
@@ -222,7 +235,7 @@ export class OffsiteBucket {
     try {
       do {
         const page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, ContinuationToken: token }),
+          new this.sdk.s3.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, ContinuationToken: token }),
         );
         for (const item of page.Contents ?? []) {
           if (item.Key?.startsWith(this.prefix)) {
@@ -244,7 +257,7 @@ export class OffsiteBucket {
   /** `locked` when the bucket refuses (Object Lock or a policy: AccessDenied); other failures throw. */
   async delete(name: string): Promise<'deleted' | 'locked'> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + name }));
+      await this.client.send(new this.sdk.s3.DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + name }));
       return 'deleted';
     } catch (error) {
       if (isStatus(error, 403, 'AccessDenied')) {
@@ -260,11 +273,17 @@ export class OffsiteBucket {
    */
   async abortStaleUploads(): Promise<number> {
     let aborted = 0;
-    const page = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix }));
+    const page = await this.client.send(
+      new this.sdk.s3.ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix }),
+    );
     for (const upload of page.Uploads ?? []) {
       if (upload.Key?.startsWith(this.prefix) && upload.UploadId) {
         await this.client.send(
-          new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }),
+          new this.sdk.s3.AbortMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: upload.Key,
+            UploadId: upload.UploadId,
+          }),
         );
         aborted++;
       }
