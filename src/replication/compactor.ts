@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import { newAgeFile, PayloadSealer } from '../offsite/age-stream';
 import { applyFrames, PageSet } from './page-apply';
 import { FORMAT, type RangeManifest, type SegmentManifest, type WalLink } from './replica-layout';
 import { chainProblem } from './replica-rebuild';
 import type { ReplicaStore } from './replica-store';
-import { SEGMENT_GZIP_LEVEL } from './shipper-io';
+import { sealForReplica, SEGMENT_GZIP_LEVEL } from './shipper-io';
 import { WAL_HEADER_SIZE } from './wal-reader';
 
 const gzip = promisify(zlib.gzip);
@@ -23,16 +22,7 @@ function sha256(data: Buffer): string {
 }
 
 async function encodeRange(plain: Buffer, recipients: readonly string[]): Promise<Buffer> {
-  const compressed = await gzip(plain, { level: SEGMENT_GZIP_LEVEL });
-  if (recipients.length === 0) {
-    return compressed;
-  }
-  const { key, prefix } = newAgeFile(recipients);
-  const sealer = new PayloadSealer(key, prefix, false);
-  key.fill(0);
-  const parts = sealer.writeParts(compressed);
-  parts.push(sealer.end().sealed);
-  return Buffer.concat(parts);
+  return sealForReplica(await gzip(plain, { level: SEGMENT_GZIP_LEVEL }), recipients);
 }
 
 /**

@@ -81,7 +81,11 @@ function sha256(data: Buffer): string {
 
 /** gzip then age, in one synchronous pass (the payload is one segment, a few MiB at most). */
 export function encodeSegmentBytes(plain: Buffer, recipients: readonly string[]): Buffer {
-  const compressed = zlib.gzipSync(plain, { level: SEGMENT_GZIP_LEVEL });
+  return sealForReplica(zlib.gzipSync(plain, { level: SEGMENT_GZIP_LEVEL }), recipients);
+}
+
+/** An age file of `compressed` for the recipients, or the bytes as they are when there are none (plaintext mode). */
+export function sealForReplica(compressed: Buffer, recipients: readonly string[]): Buffer {
   if (recipients.length === 0) {
     return compressed;
   }
