@@ -27,7 +27,7 @@ async function encodeRange(plain: Buffer, recipients: readonly string[]): Promis
 
 /**
  * Compaction, as Litestream's levels do it: every aligned group of RANGE_SEGMENTS segments already in the bucket is
- * read back, proven (SQLite's checksums, the unbroken chain), reduced to the last version of each page, and stored
+ * read back, proven (its sha256, the unbroken chain of manifests, a commit frame where each commit is), reduced to the last version of each page, and stored
  * once more as a compacted range beside them. A point-in-time rebuild then reads an hour as 60 objects instead of
  * 3,600; the segments stay, for the moments inside a range and in case a range is damaged. Off the shipper's path:
  * a failure here loses nothing and only leaves that rebuild slower.
@@ -137,7 +137,7 @@ export class Compactor {
       pending.delete(index);
       const own: WalLink = { cycle: manifest.cycle, offset: manifest.start_offset, checksum: manifest.start_checksum };
       // The first segment's own start stands in for its predecessor: the rebuild checks the range's start link.
-      const problem = chainProblem(previous ?? own, manifest, plain);
+      const problem = chainProblem(previous ?? own, manifest, plain, 'layout');
       if (problem !== null) {
         throw new Error(`segment ${index} of ${generation} is ${problem}`);
       }

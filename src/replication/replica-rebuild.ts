@@ -14,7 +14,7 @@ import {
   ReplicaDamagedError,
   type ReplicaWindow,
 } from './replica-window';
-import { sameCycle, scanFrames, WAL_HEADER_SIZE } from './wal-reader';
+import { FRAME_HEADER_SIZE, sameCycle, scanFrames, WAL_HEADER_SIZE } from './wal-reader';
 
 /**
  * Rebuilds the database as of a moment from the replica: the generation's snapshot, then every commit the shipper
@@ -335,8 +335,19 @@ function linkProblem(previous: WalLink | null, start: WalLink): string | null {
   return atHeader ? null : 'a new WAL cycle that does not start at its header';
 }
 
-/** Why `manifest` cannot follow `previous` (or start a generation), or null when the chain holds. */
-export function chainProblem(previous: WalLink | null, manifest: SegmentManifest, plain: Buffer): string | null {
+/**
+ * Why `manifest` cannot follow `previous` (or start a generation), or null when the chain holds. `frames`: `checksums`
+ * re-validates every frame with SQLite's own checksums (the rebuild, which writes them); `layout` checks only that
+ * the bytes have the manifest's length and a commit frame exactly at each commit the manifest names (the compactor,
+ * off the shipper's thread: the bytes already matched the manifest's sha256, and the frames inside a range are
+ * proven again by every rebuild that reads its segments, not by one that uses the range).
+ */
+export function chainProblem(
+  previous: WalLink | null,
+  manifest: SegmentManifest,
+  plain: Buffer,
+  frames: 'checksums' | 'layout' = 'checksums',
+): string | null {
   const headerBytes = manifest.start_offset === WAL_HEADER_SIZE ? WAL_HEADER_SIZE : 0;
   const linked = linkProblem(previous, {
     cycle: manifest.cycle,
@@ -348,6 +359,9 @@ export function chainProblem(previous: WalLink | null, manifest: SegmentManifest
   }
   if (headerBytes > 0 && plain.subarray(0, WAL_HEADER_SIZE).toString('hex') !== manifest.cycle.header) {
     return 'a WAL header that does not match its manifest';
+  }
+  if (frames === 'layout') {
+    return layoutProblem(manifest, plain, headerBytes);
   }
   // Re-validate every frame with SQLite's checksums: the commits must be exactly the manifest's.
   const read = scanFrames(
@@ -363,6 +377,25 @@ export function chainProblem(previous: WalLink | null, manifest: SegmentManifest
     return 'frames that fail their checksums';
   }
   return null;
+}
+
+function layoutProblem(manifest: SegmentManifest, plain: Buffer, headerBytes: number): string | null {
+  const frameSize = FRAME_HEADER_SIZE + manifest.cycle.page_size;
+  const length = manifest.end_offset - manifest.start_offset;
+  if (plain.length - headerBytes !== length || length % frameSize !== 0 || manifest.commits.length === 0) {
+    return 'frames of the wrong length';
+  }
+  let commitAt = 0;
+  for (let offset = 0; offset < length; offset += frameSize) {
+    const pages = plain.readUInt32BE(headerBytes + offset + 4);
+    const commit = manifest.commits[commitAt] as SegmentManifest['commits'][number] | undefined;
+    const endsCommit = commit !== undefined && manifest.start_offset + offset + frameSize === commit.end;
+    if ((pages !== 0) !== endsCommit || (endsCommit && pages !== commit.db_pages)) {
+      return 'commit frames that are not where its manifest says';
+    }
+    commitAt += endsCommit ? 1 : 0;
+  }
+  return commitAt === manifest.commits.length ? null : 'commit frames that are not where its manifest says';
 }
 
 /** journal_mode=DELETE (no -wal needed beside it) and quick_check, so the file stands alone and is proven. */
