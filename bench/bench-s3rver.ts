@@ -1,4 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { AgeCrypto } from '../src/offsite/age-crypto';
+import { OffsiteBucket } from '../src/offsite/offsite-bucket';
+import { ReplicaStore } from '../src/replication/replica-store';
+import { Shipper } from '../src/replication/shipper';
+import type { ShipperDeps } from '../src/replication/shipper-policy';
+import { runSnapshotWorker } from '../src/sqlite/snapshot';
 
 export const BENCH_BUCKET = 'mc-bench';
 
@@ -22,4 +29,49 @@ export async function startS3rver(dir: string): Promise<{ port: number; child: C
     child.once('exit', (code) => reject(new Error(`s3rver exited (${code})`)));
   });
   return { port, child };
+}
+
+/** The replica store the benches ship to: BENCH_BUCKET at `endpoint` under `prefix`, sealed to `recipient`. */
+export function benchReplicaStore(
+  endpoint: string,
+  prefix: string,
+  recipient: string,
+  identityFile: string,
+  timeoutMs: number,
+): { bucket: OffsiteBucket; store: ReplicaStore } {
+  const bucket = new OffsiteBucket(
+    {
+      bucket: BENCH_BUCKET,
+      endpoint,
+      region: 'us-east-1',
+      prefix,
+      forcePathStyle: true,
+      recipients: [recipient],
+      allowPlaintext: false,
+    },
+    timeoutMs,
+  );
+  return { bucket, store: new ReplicaStore(bucket, new AgeCrypto([recipient], identityFile)) };
+}
+
+/** A shipper as the service makes one (snapshots through the verified copy), with the bench's clock. */
+export function benchShipper(
+  dbFile: string,
+  dir: string,
+  store: ReplicaStore,
+  now: () => number,
+  extra: Partial<ShipperDeps> = {},
+): Shipper {
+  return new Shipper({
+    dbPath: dbFile,
+    spoolDir: path.join(dir, 'replication'),
+    store,
+    now,
+    snapshot: async (dest) => {
+      await runSnapshotWorker(dbFile, dest, { hash: false });
+    },
+    onGeneration: () => undefined,
+    log: () => undefined,
+    ...extra,
+  });
 }

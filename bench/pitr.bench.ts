@@ -10,16 +10,13 @@ import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { AgeCrypto, generateIdentityFile } from '../src/offsite/age-crypto';
-import { OffsiteBucket } from '../src/offsite/offsite-bucket';
+import { generateIdentityFile } from '../src/offsite/age-crypto';
 import { Compactor } from '../src/replication/compactor';
 import { rebuildAt, type RebuildResult } from '../src/replication/replica-rebuild';
-import { ReplicaStore } from '../src/replication/replica-store';
-import { Shipper } from '../src/replication/shipper';
-import { runInspectWorker, runSnapshotWorker } from '../src/sqlite/snapshot';
+import { runInspectWorker } from '../src/sqlite/snapshot';
 import { fillDatabase } from './bench-db';
 import { fixed, markdownTable, progress, type BenchOptions } from './bench-util';
-import { BENCH_BUCKET, startS3rver } from './bench-s3rver';
+import { benchReplicaStore, benchShipper, startS3rver } from './bench-s3rver';
 
 const PREFIX = 'mission-control/';
 const COMMITS_PER_SECOND = 100;
@@ -66,32 +63,16 @@ export async function runScaledRebuild(
   db.pragma('synchronous = NORMAL');
   db.pragma('wal_autocheckpoint = 0');
   db.exec('CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL)');
-  const bucket = new OffsiteBucket(
-    {
-      bucket: BENCH_BUCKET,
-      endpoint: `http://127.0.0.1:${port}`,
-      region: 'us-east-1',
-      prefix: `${PREFIX}scaled/`,
-      forcePathStyle: true,
-      recipients: [recipient],
-      allowPlaintext: false,
-    },
+  const { bucket, store } = benchReplicaStore(
+    `http://127.0.0.1:${port}`,
+    `${PREFIX}scaled/`,
+    recipient,
+    identityFile,
     120_000,
   );
-  const store = new ReplicaStore(bucket, new AgeCrypto([recipient], identityFile));
   let now = Date.now();
   let walBytes = 0;
-  const shipper = new Shipper({
-    dbPath: dbFile,
-    spoolDir: path.join(dir, 'replication'),
-    store,
-    now: () => now,
-    snapshot: async (dest) => {
-      await runSnapshotWorker(dbFile, dest, { hash: false });
-    },
-    onGeneration: () => undefined,
-    log: () => undefined,
-  });
+  const shipper = benchShipper(dbFile, dir, store, () => now);
   const compactor = new Compactor(store, () => undefined);
   try {
     shipper.start();

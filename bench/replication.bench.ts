@@ -19,16 +19,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { runSnapshotWorker } from '../src/sqlite/snapshot';
-import { AgeCrypto, generateIdentityFile } from '../src/offsite/age-crypto';
-import { OffsiteBucket } from '../src/offsite/offsite-bucket';
+import { generateIdentityFile } from '../src/offsite/age-crypto';
 import { rebuildAt } from '../src/replication/replica-rebuild';
 import { Compactor } from '../src/replication/compactor';
-import { ReplicaStore } from '../src/replication/replica-store';
 import { RoundScheduler } from '../src/replication/round-scheduler';
-import { Shipper } from '../src/replication/shipper';
 import { FaultProxy } from '../test/helpers/s3-fixtures';
-import { BENCH_BUCKET, startS3rver } from './bench-s3rver';
+import { benchReplicaStore, benchShipper, startS3rver } from './bench-s3rver';
 import { runScaledRebuild, scaledRebuildTable } from './pitr.bench';
 import { fixed, markdownTable, percentile, progress, type BenchOptions } from './bench-util';
 
@@ -75,32 +71,17 @@ async function runScenario(
   db.pragma('wal_autocheckpoint = 0');
   db.pragma('busy_timeout = 5000');
   db.exec('CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL)');
-  const bucket = new OffsiteBucket(
-    {
-      bucket: BENCH_BUCKET,
-      endpoint: `http://127.0.0.1:${port}`,
-      region: 'us-east-1',
-      prefix: `${PREFIX}${path.basename(dir)}/`,
-      forcePathStyle: true,
-      recipients: [recipient],
-      allowPlaintext: false,
-    },
+  const { bucket, store } = benchReplicaStore(
+    `http://127.0.0.1:${port}`,
+    `${PREFIX}${path.basename(dir)}/`,
+    recipient,
+    identityFile,
     10_000,
   );
-  const store = new ReplicaStore(bucket, new AgeCrypto([recipient], identityFile));
   const shipper =
     scenario.replication === 'off'
       ? null
-      : new Shipper({
-          dbPath: dbFile,
-          spoolDir: path.join(dir, 'replication'),
-          store,
-          now: () => Date.now(),
-          snapshot: async (dest) => {
-            await runSnapshotWorker(dbFile, dest, { hash: false });
-          },
-          onGeneration: () => undefined,
-          log: () => undefined,
+      : benchShipper(dbFile, dir, store, () => Date.now(), {
           inlineIo: scenario.replication === 'inline',
         });
   // Compaction as the service runs it beside the shipper, but every 10 segments instead of 60, so that these 20 s
@@ -218,28 +199,8 @@ async function runOutage(root: string, port: number, recipient: string, identity
   db.pragma('wal_autocheckpoint = 0');
   db.pragma('busy_timeout = 5000');
   db.exec('CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL)');
-  const offsite = {
-    bucket: BENCH_BUCKET,
-    endpoint: proxy.endpoint,
-    region: 'us-east-1',
-    prefix: `${PREFIX}outage/`,
-    forcePathStyle: true,
-    recipients: [recipient],
-    allowPlaintext: false,
-  };
-  const bucket = new OffsiteBucket(offsite, 10_000);
-  const store = new ReplicaStore(bucket, new AgeCrypto([recipient], identityFile));
-  const shipper = new Shipper({
-    dbPath: dbFile,
-    spoolDir: path.join(dir, 'replication'),
-    store,
-    now: () => Date.now(),
-    snapshot: async (dest) => {
-      await runSnapshotWorker(dbFile, dest, { hash: false });
-    },
-    onGeneration: () => undefined,
-    log: () => undefined,
-  });
+  const { bucket, store } = benchReplicaStore(proxy.endpoint, `${PREFIX}outage/`, recipient, identityFile, 10_000);
+  const shipper = benchShipper(dbFile, dir, store, () => Date.now());
   let returnedAt: number | null = null;
   let caughtUpAt: number | null = null;
   let pendingMax = 0;

@@ -11,7 +11,7 @@ import { bucketSource } from '../offsite/bucket-source';
 import { FreshInstall, InstallRefusedError } from '../recovery/fresh-install';
 import { type AdmittedFile, ImportFailedError, ImportPipeline, ImportRefusedError } from '../recovery/import-pipeline';
 import { parsePointInTime } from '../recovery/point-in-time';
-import { rebuildAt, type RebuildResult } from '../replication/replica-rebuild';
+import { rebuildAt } from '../replication/replica-rebuild';
 import { PointInTimeUnavailableError, ReplicaDamagedError } from '../replication/replica-window';
 import { ReplicaObjectError, ReplicaStore } from '../replication/replica-store';
 import { CliError, usageError } from './cli-error';
@@ -117,12 +117,10 @@ export class RemoteRestore {
     try {
       this.terminal.out(`Rebuilding ${moment} from ${bucket.bucket}/${bucket.prefix}replica/`);
       const store = new ReplicaStore(bucket, new AgeCrypto(offsite.recipients, offsite.identityFile));
-      let built: RebuildResult | undefined;
       // Rebuilt straight into the backups folder's temp file: admitted where it lies, not copied in.
-      const received = await this.imports.receiveBuilt(async (into) => {
-        built = await rebuildAt(store, at, { scratchDir, into, notAfterMs: Date.now(), admissionChecks: true });
-      });
-      const rebuilt = built as RebuildResult;
+      const { received, built: rebuilt } = await this.imports.receiveBuilt((into) =>
+        rebuildAt(store, at, { scratchDir, into, notAfterMs: Date.now(), admissionChecks: true }),
+      );
       const name = `point in time ${rebuilt.restoredTo.toISOString()}`;
       let admitted;
       try {

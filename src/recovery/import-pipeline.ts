@@ -139,11 +139,11 @@ export class ImportPipeline {
    * backups folder, which is then hashed and made durable where it lies. A 1 GiB rebuild is then read once more
    * instead of copied in from a scratch folder (a read, a write and its fsync).
    */
-  async receiveBuilt(build: (tmp: string) => Promise<void>): Promise<ReceivedFile> {
+  async receiveBuilt<T>(build: (tmp: string) => Promise<T>): Promise<{ received: ReceivedFile; built: T }> {
     await this.files.ensureDir();
     const tmp = await this.files.createTemp();
     try {
-      await build(tmp);
+      const built = await build(tmp);
       const measured = await this.copyIn(createReadStream(tmp), discardSink(), Number.MAX_SAFE_INTEGER);
       const handle = await open(tmp, 'r+');
       try {
@@ -151,7 +151,7 @@ export class ImportPipeline {
       } finally {
         await handle.close();
       }
-      return { tmp, size: measured.size, sha256: measured.sha256 };
+      return { received: { tmp, size: measured.size, sha256: measured.sha256 }, built };
     } catch (error) {
       await this.files.discardTemp(tmp).catch(() => undefined);
       throw error;

@@ -55,13 +55,7 @@ export class PointInTimeRestore {
     }
     const scratchDir = await fsp.mkdtemp(path.join(path.dirname(this.config.dbPath), '.mc-pitr-'));
     try {
-      let rebuilt: RebuildResult | undefined;
-      const received = await this.imports.receiveBuilt(async (tmp) => {
-        rebuilt = await this.rebuild(at, scratchDir, tmp);
-      });
-      if (rebuilt === undefined) {
-        throw new Error('The point in time was not rebuilt');
-      }
+      const { received, built: rebuilt } = await this.imports.receiveBuilt((tmp) => this.rebuild(at, scratchDir, tmp));
       const livePageSize = Number(this.db.pragma('page_size', { simple: true }));
       const admitted = await this.imports.admit(received, { livePageSize });
       const now = this.clock.now();

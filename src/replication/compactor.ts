@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { applyFrames, PageSet } from './page-apply';
-import { FORMAT, type RangeManifest, type SegmentManifest, type WalLink } from './replica-layout';
+import { FORMAT, type RangeManifest, type SegmentManifest, sha256, type WalLink } from './replica-layout';
 import { chainProblem } from './replica-rebuild';
 import type { ReplicaStore } from './replica-store';
 import { sealForReplica, SEGMENT_GZIP_LEVEL } from './shipper-io';
@@ -16,10 +15,6 @@ export const RANGE_SEGMENTS = 60;
 const MAX_ATTEMPTS = 3;
 /** Segments downloaded at once while compacting. */
 const CONCURRENCY = 4;
-
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 async function encodeRange(plain: Buffer, recipients: readonly string[]): Promise<Buffer> {
   return sealForReplica(await gzip(plain, { level: SEGMENT_GZIP_LEVEL }), recipients);

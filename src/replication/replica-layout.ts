@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { WalCommit, WalPosition, WalRead } from './wal-reader';
 
 /**
@@ -19,6 +19,11 @@ import type { WalCommit, WalPosition, WalRead } from './wal-reader';
  */
 
 export const REPLICA_ROOT = 'replica/';
+
+/** Hex sha256, as every replica manifest records its object's and its plain content's. */
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
 export const FORMAT = 1;
 const GENERATION_SHAPE = /^g\d{17}-[0-9a-f]{8}$/;
 const INDEX_DIGITS = 10;

@@ -17,6 +17,7 @@ import {
   REPLICA_ROOT,
   segmentKey,
   segmentManifestKey,
+  sha256,
   type SegmentManifest,
   snapshotKey,
   snapshotManifestKey,
@@ -45,10 +46,6 @@ export interface GenerationListing {
   segments: number[];
   /** Compacted ranges with both the object and its manifest, by first index. */
   ranges: { first: number; last: number }[];
-}
-
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 async function collect(stream: Readable): Promise<Buffer> {

@@ -1,9 +1,8 @@
 import Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { newAgeFile, PayloadSealer } from '../offsite/age-stream';
 import { closeQuietly } from '../sqlite/close-quietly';
-import { segmentManifest } from './replica-layout';
+import { segmentManifest, sha256 } from './replica-layout';
 import { type ShipperState, writeSegmentEntry, writeStateFile } from './spool';
 import { FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WalFile, type WalPosition } from './wal-reader';
 
@@ -74,10 +73,6 @@ export type CheckpointOutcome =
        */
       raced: boolean;
     };
-
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 /** gzip then age, in one synchronous pass (the payload is one segment, a few MiB at most). */
 export function encodeSegmentBytes(plain: Buffer, recipients: readonly string[]): Buffer {
