@@ -137,18 +137,32 @@ export class AlertsService implements OnModuleInit, OnModuleDestroy, BeforeAppli
     url: string,
     body: string,
   ): Promise<{ ok: true; status: number } | { ok: false; problem: string }> {
+    // A controller and timer we hold ourselves, not AbortSignal.any([AbortSignal.timeout(), ...]): on Node 20 the
+    // composite is only weakly held by its sources, so after a garbage collection it never aborts and a receiver
+    // that never answers kept a try open for ever (seen in CI; reproduced with --expose-gc: the composite hung
+    // past 3 s, this controller aborted at 300 ms every time).
+    const attempt = new AbortController();
+    const onStopping = (): void => attempt.abort(this.stopping.signal.reason);
+    this.stopping.signal.addEventListener('abort', onStopping, { once: true });
+    const timer = setTimeout(
+      () => attempt.abort(new DOMException(`no answer within ${this.delivery.timeoutMs} ms`, 'TimeoutError')),
+      this.delivery.timeoutMs,
+    );
     try {
       const response = await fetch(url, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'User-Agent': 'mission-control-backups' },
         body,
         redirect: 'manual',
-        signal: AbortSignal.any([AbortSignal.timeout(this.delivery.timeoutMs), this.stopping.signal]),
+        signal: attempt.signal,
       });
       await response.body?.cancel().catch(() => undefined);
       return response.ok ? { ok: true, status: response.status } : { ok: false, problem: `HTTP ${response.status}` };
     } catch (error) {
-      return { ok: false, problem: this.describe(error) };
+      return { ok: false, problem: this.describe(attempt.signal.aborted ? attempt.signal.reason : error) };
+    } finally {
+      clearTimeout(timer);
+      this.stopping.signal.removeEventListener('abort', onStopping);
     }
   }
 

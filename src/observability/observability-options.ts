@@ -5,7 +5,7 @@ import type { DatabaseCheck } from '../sqlite/database-check';
 
 /** How failure alerts are delivered; production uses {@link DEFAULT_ALERT_DELIVERY}. */
 export interface AlertDeliveryOptions {
-  /** Per try, passed to `AbortSignal.timeout`. */
+  /** Per try: the request is aborted after this long. */
   timeoutMs: number;
   /** Waits between tries: `[1000, 2000]` means 3 tries, 1 s then 2 s apart. */
   backoffMs: number[];
