@@ -27,6 +27,13 @@ import { API_KEY, loginCookie, startTestApp, type TestApp, withApiKey } from './
 const SHA256 = /^[0-9a-f]{64}$/;
 const SAFETY_NAME = /^mc-safety-\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(?:-\d+)?\.db$/;
 
+/** A copy of `bytes` with one byte of the 100-byte SQLite header changed. */
+function withHeaderByte(bytes: Buffer, offset: number, value: number): Buffer {
+  const copy = Buffer.from(bytes);
+  copy[offset] = value;
+  return copy;
+}
+
 describe('Recovery (e2e)', () => {
   let t: TestApp;
 
@@ -414,6 +421,13 @@ describe('Recovery (e2e)', () => {
         ['foreign schema', fs.readFileSync(foreignFile)],
         ['newer schema', fs.readFileSync(newerFile)],
         ['empty', Buffer.alloc(0)],
+        // Found by the fuzz test: SQLite opens a file whose header asks for a newer write format read-only, so it
+        // read as whole, was stored, and its restore failed with 500.
+        ['a newer file format to write (header byte 18)', withHeaderByte(good, 18, 71)],
+        ['a newer file format to read (header byte 19)', withHeaderByte(good, 19, 3)],
+        // SQLite masks an unknown text encoding to UTF-8 for the main database, so this one passed every check and
+        // was restored; the live database then refused every ATTACH (found by a sweep of header edits).
+        ['an unknown text encoding (header byte 59)', withHeaderByte(good, 59, 4)],
       ];
       const cookie = await loginCookie(t.http);
       for (const [label, body] of cases) {
@@ -423,6 +437,21 @@ describe('Recovery (e2e)', () => {
         expect(folderEntries(t)).toEqual(entries);
       }
       expect((await auditEvents(t, 'backup_upload_failed')).length).toBe(cases.length);
+    });
+
+    it('should refuse to restore a stored backup whose header asks for a newer file format (400, live unchanged)', async () => {
+      const made = await makeBackup(t);
+      const good = fs.readFileSync(inBackups(t, made.name));
+      fs.writeFileSync(inBackups(t, 'newer-format.db'), withHeaderByte(good, 18, 71));
+      await checkpoint(t);
+      const before = contentDigest(t.dbPath);
+      const refused = await api('post', '/api/backup/restore').send({ name: 'newer-format.db' }).expect(400);
+      expect(refused.body.error).toBe(
+        'Not a database this service can restore: its header asks for a SQLite file format this service cannot write ' +
+          '(write version 71, read version 1)',
+      );
+      expect(contentDigest(t.dbPath)).toBe(before);
+      fs.unlinkSync(inBackups(t, 'newer-format.db'));
     });
 
     it('should keep a good upload as mc-upload-….db, listed as upload, through retention', async () => {

@@ -1,6 +1,7 @@
 import { SCHEMA_VERSION } from '../database/migrations';
 import { quote } from '../database/schema-check';
 import type { InspectResult } from '../sqlite/snapshot';
+import { UNUSABLE_HEADER } from '../sqlite/sqlite-header';
 
 /** The tables that make a file this application's database (`migrations` is TypeORM's). */
 export const REQUIRED_TABLES = ['users', 'sessions', 'settings', 'audit_log', 'scheduler_tasks', 'migrations'];
@@ -75,6 +76,9 @@ export function admit(facts: AdmissionFacts): AdmissionVerdict {
 /** Why a file cannot be this application's database at all (whatever the live one is), or null. */
 export function applicationProblem(check: InspectResult): string | null {
   if (!check.opened) {
+    if (check.integrity?.startsWith(`${UNUSABLE_HEADER}: `)) {
+      return `Not a database this service can restore: ${check.integrity.slice(UNUSABLE_HEADER.length + 2)}`;
+    }
     return check.integrity === 'database file is truncated'
       ? 'Not a whole SQLite database: the file is truncated'
       : 'Not a SQLite database';

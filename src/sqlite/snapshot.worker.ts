@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { closeQuietly } from './close-quietly';
+import { headerProblem, UNUSABLE_HEADER } from './sqlite-header';
 import { checkDatabase } from './database-check';
 import { readEveryTable } from '../database/read-every-table';
 import { notOrdinaryTables, readSchemaFacts } from '../database/schema-facts';
@@ -174,6 +175,11 @@ function inspect(job: InspectJob): InspectResult {
   }
   result.pageSize = pageSize;
   result.sqliteVersion = headerSqliteVersion(header);
+  const badHeader = headerProblem(header);
+  if (badHeader !== null) {
+    result.integrity = `${UNUSABLE_HEADER}: its header ${badHeader}`;
+    return finish();
+  }
   // The in-header page count is valid when its "version-valid-for" matches the change counter (SQLite ≥ 3.7).
   const headerPages = header.readUInt32BE(28);
   const countValid = header.readUInt32BE(92) === header.readUInt32BE(24) && headerPages > 0;
