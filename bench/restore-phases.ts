@@ -82,7 +82,12 @@ function instrument(root: string, current: () => Phases): void {
   const proto = files.BackupFiles.prototype as Record<string, unknown>;
   timeMethod(proto, 'inspect', 'verify (inspect: integrity_check + sha256)', current);
   timeMethod(proto, 'snapshot', 'safety snapshot (child: copy, quick_check ∥ fsync ∥ sha256, publish)', current);
+  // Before 2026-12-03 (a `--base` tree of then) every scratch copy was a page copy; since, a byte copy with its
+  // sha256 (the page copy only beside a -wal or -journal).
   timeMethod(proto, 'restoreBackupToTemp', 'scratch copy of the backup (page copy, fsync)', current);
+  if (typeof proto.copyBackupToScratch === 'function') {
+    timeMethod(proto, 'copyBackupToScratch', 'scratch copy of the backup (bytes + sha256, no fsync)', current);
+  }
   timeMethod(snapshot, 'runProbeWorker', 'quick_check of the scratch copy', current);
   // On the main thread before issue #19's fix (a `--base` tree of then); in the carry-over worker since.
   timeMethod(state, 'finishRestore', 'finishing txn (main thread)', current);

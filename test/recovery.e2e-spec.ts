@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import request from 'supertest';
+import { BackupFiles } from '../src/backups/backup-files';
 import { BackupsService } from '../src/backups/backups.service';
 import { OperationLock } from '../src/common/operation-lock';
 import { FaultPoints } from '../src/config/fault-points';
@@ -256,6 +257,46 @@ describe('Recovery (e2e)', () => {
       expect(await auditEvents(t, 'backup_restore')).toEqual([]);
       // The service still works and still writes.
       await addUser(t, 'erin');
+    });
+
+    it('should refuse a backup whose bytes changed between its verify and its copy, changing nothing', async () => {
+      const made = await makeBackup(t);
+      await addUser(t, 'frank');
+      const other = await makeBackup(t);
+      const files = t.app.get(BackupFiles);
+      const inspect = files.inspect.bind(files);
+      // What a second writer to the backups folder could do: the file the verify passed is replaced right after.
+      jest.spyOn(files, 'inspect').mockImplementation(async (name, options) => {
+        const verdict = await inspect(name, options);
+        if (name === made.name) {
+          fs.copyFileSync(inBackups(t, other.name), inBackups(t, made.name));
+        }
+        return verdict;
+      });
+      await checkpoint(t);
+      const before = contentDigest(t.dbPath);
+      const usersBefore = await usernames(t);
+
+      const response = await api('post', '/api/backup/restore').send({ name: made.name }).expect(500);
+      expect(response.body).toMatchObject({
+        rolled_back: false,
+        message: 'could not prepare the backup (the backup changed after it was verified)',
+      });
+      expect(await usernames(t)).toEqual(usersBefore);
+      expect(contentDigest(t.dbPath)).toBe(before);
+      const failed = await auditEvents(t, 'backup_restore_failed');
+      expect(failed.map((e) => e.detail)).toEqual([expect.objectContaining({ name: made.name, stage: 'prepare' })]);
+    });
+
+    it('should restore a backup with a stray -wal and -journal beside it as SQLite reads it (page copy)', async () => {
+      const made = await makeBackup(t);
+      await addUser(t, 'grace');
+      fs.writeFileSync(`${inBackups(t, made.name)}-wal`, '');
+      fs.writeFileSync(`${inBackups(t, made.name)}-journal`, '');
+      await api('post', '/api/backup/restore').send({ name: made.name }).expect(200);
+      expect(await usernames(t)).not.toContain('grace');
+      fs.rmSync(`${inBackups(t, made.name)}-wal`);
+      fs.rmSync(`${inBackups(t, made.name)}-journal`);
     });
 
     it('should keep safety backups and uploads through count retention', async () => {

@@ -15,6 +15,7 @@ import { formatBackupName, parseBackupName, validateBackupName } from './backup-
 import {
   type InspectResult,
   type IntegrityLevel,
+  runCopyWorker,
   runInspectWorker,
   runRestoreWorker,
   runSnapshotWorker,
@@ -311,6 +312,31 @@ export class BackupFiles {
     const tmp = await this.createTemp();
     try {
       return { tmp, result: await runRestoreWorker(source, tmp) };
+    } catch (err) {
+      await this.discardTemp(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * A restore's scratch copy of a backup, byte for byte with the sha256 of what was written (so the caller can prove
+   * it holds exactly the bytes it verified), not fsynced (it is thrown away). A backup with a `-wal` or `-journal`
+   * beside it is not the file SQLite would read: that one is copied page by page through SQLite, and `sha256` is
+   * null. The caller must {@link discardTemp} the result.
+   */
+  async copyBackupToScratch(name: string): Promise<{ tmp: string; sha256: string | null }> {
+    const source = this.resolveInside(name);
+    const siblings = await Promise.all(
+      SQLITE_SIBLINGS.filter((s) => s !== '-shm').map((s) => fsp.lstat(source + s).then(() => true, () => false)),
+    );
+    if (siblings.some(Boolean)) {
+      const { tmp } = await this.restoreBackupToTemp(name);
+      return { tmp, sha256: null };
+    }
+    const tmp = await this.createTemp();
+    try {
+      const copy = await runCopyWorker(source, tmp);
+      return { tmp, sha256: copy.sha256 };
     } catch (err) {
       await this.discardTemp(tmp).catch(() => undefined);
       throw err;

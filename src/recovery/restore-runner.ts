@@ -32,6 +32,8 @@ export interface RestoreRun {
   name: string;
   /** Newest migration of the backup; older ones are migrated in the scratch copy. */
   schemaVersion: number | null;
+  /** The sha256 of the bytes that were verified (integrity_check and every table read), when it was computed. */
+  verifiedSha256: string | null;
   actor: AuditActor;
   meta: Partial<RequestMeta>;
   caller: RestoreJournalEntry['caller'];
@@ -239,14 +241,22 @@ export class RestoreRunner {
   }
 
   /**
-   * The backup's pages in a scratch temp file, migrated to this build's schema on their own connection (the live
-   * database never runs a restore's migrations), then the same check health runs on the live database. The caller discards it.
+   * The backup in a scratch temp file, migrated to this build's schema on their own connection (the live database
+   * never runs a restore's migrations), then the same check health runs on the live database, unless the scratch
+   * holds, byte for byte (same sha256), what the verify just checked with more than that check does: on 1 GiB the
+   * probe cost 1.3-2.9 s for nothing. A backup that changed since its verify is refused here. The caller discards it.
    */
   private async prepareScratch(request: RestoreRun): Promise<string> {
-    const { tmp } = await this.files.restoreBackupToTemp(request.name);
+    const { tmp, sha256 } = await this.files.copyBackupToScratch(request.name);
     try {
-      if (request.schemaVersion !== null && request.schemaVersion < SCHEMA_VERSION) {
+      if (sha256 !== null && request.verifiedSha256 !== null && sha256 !== request.verifiedSha256) {
+        throw new Error('the backup changed after it was verified');
+      }
+      const migrating = request.schemaVersion !== null && request.schemaVersion < SCHEMA_VERSION;
+      if (migrating) {
         await migrate(tmp);
+      } else if (sha256 !== null && sha256 === request.verifiedSha256) {
+        return tmp;
       }
       const check = await runProbeWorker(tmp);
       if (!check.ok) {

@@ -134,6 +134,7 @@ export class RestoreService {
       done = await this.runner.run(entry, {
         name,
         schemaVersion: check.schemaVersion,
+        verifiedSha256: check.sha256,
         actor: request.actor,
         meta: request.meta,
         caller: entry.caller,

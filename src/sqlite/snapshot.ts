@@ -12,6 +12,7 @@ import {
 } from './snapshot-options';
 import { checkSchema, type SchemaObject, type SchemaVerdict } from '../database/schema-check';
 import type { CarryOverJob, CarryOverResult } from '../recovery/carry-over';
+import type { CopyJob, CopyResult } from './byte-copy';
 
 /**
  * Jobs for snapshot.worker.ts: SQLite work that may take long (copies, integrity_check, hashing) and therefore
@@ -76,7 +77,7 @@ export interface ProbeResult {
 
 export type { CheckThreads, SnapshotOptions };
 
-export type WorkerJob = SnapshotJob | InspectJob | RestoreJob | ProbeJob | CarryOverJob;
+export type WorkerJob = SnapshotJob | InspectJob | RestoreJob | ProbeJob | CarryOverJob | CopyJob;
 
 export interface WorkerFailure {
   ok: false;
@@ -172,7 +173,9 @@ type ReplyOf<J extends WorkerJob> = J extends SnapshotJob
       ? ProbeResult
       : J extends CarryOverJob
         ? CarryOverResult
-        : RestoreResult;
+        : J extends CopyJob
+          ? CopyResult
+          : RestoreResult;
 
 /** What the snapshot child process receives: the job plus how to run it. */
 export interface SnapshotChildJob extends SnapshotJob {
@@ -431,4 +434,9 @@ export async function runProbeWorker(
 /** See {@link CarryOverJob}. */
 export function runCarryOverWorker(job: Omit<CarryOverJob, 'op' | 'busyTimeoutMs'>): Promise<CarryOverResult> {
   return runWorkerJob({ op: 'carry_over', busyTimeoutMs: DEFAULT_BUSY_TIMEOUT_MS, ...job });
+}
+
+/** See {@link CopyJob}: a closed file of the backups folder, byte for byte, with the sha256 of what was written. */
+export function runCopyWorker(source: string, dest: string): Promise<CopyResult> {
+  return runWorkerJob({ op: 'copy', source: path.resolve(source), dest: path.resolve(dest) });
 }

@@ -7,6 +7,8 @@ import * as fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { closeQuietly } from './close-quietly';
+import { copyWithSha256, type CopyResult } from './byte-copy';
+import { openRegularFile } from './regular-file';
 import { headerProblem, UNUSABLE_HEADER } from './sqlite-header';
 import { checkDatabase } from './database-check';
 import { readEveryTable } from '../database/read-every-table';
@@ -63,23 +65,6 @@ function sha256File(file: string): string {
     fs.closeSync(fd);
   }
   return hash.digest('hex');
-}
-
-/**
- * Opens a file for reading without ever blocking (a FIFO under a backup's name would block a plain open until a
- * writer appears) and without following a symlink, and proves it a regular file through the same descriptor.
- */
-function openRegularFile(file: string): number {
-  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
-  try {
-    if (!fs.fstatSync(fd).isFile()) {
-      throw Object.assign(new Error('Not a regular file'), { code: 'NOT_REGULAR' });
-    }
-    return fd;
-  } catch (err) {
-    fs.closeSync(fd);
-    throw err;
-  }
 }
 
 /** The first 100 bytes and the size of a file of the backups folder (never the live database: see inspect). */
@@ -390,7 +375,9 @@ function checkpoint(file: string, busyTimeoutMs: number): void {
 async function run(
   job: WorkerJob,
   port: MessagePort | undefined,
-): Promise<SnapshotWorkerReply | InspectResult | RestoreResult | ProbeResult | CarryOverResult | WorkerFailure> {
+): Promise<
+  SnapshotWorkerReply | InspectResult | RestoreResult | ProbeResult | CarryOverResult | CopyResult | WorkerFailure
+> {
   switch (job.op) {
     case 'inspect':
       return inspect(job);
@@ -400,6 +387,8 @@ async function run(
       return { ok: true, check: checkDatabase(job) };
     case 'carry_over':
       return carryOver(job);
+    case 'copy':
+      return copyWithSha256(job);
     default:
       return { ok: false, message: 'Unknown snapshot worker operation' };
   }

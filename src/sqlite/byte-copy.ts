@@ -1,0 +1,57 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { openRegularFile } from './regular-file';
+
+/**
+ * A byte-for-byte copy of a closed database file of the backups folder into an existing scratch file of the same
+ * folder, hashing what it writes in the same pass. Not fsynced: a restore's scratch copy is thrown away after the
+ * restore (or at the next start), and the copy-in's own commit makes the live database durable. Never the live
+ * database: closing a raw descriptor of it would drop the locks SQLite holds (sqlite.org/howtocorrupt.html).
+ */
+export interface CopyJob {
+  op: 'copy';
+  source: string;
+  dest: string;
+}
+
+export interface CopyResult {
+  ok: true;
+  /** Hex sha256 of the bytes written to `dest`. */
+  sha256: string;
+  size: number;
+  ms: number;
+}
+
+const CHUNK = 1024 * 1024;
+
+/** Blocking: runs in the snapshot worker thread (`runCopyWorker` in snapshot.ts). */
+export function copyWithSha256(job: CopyJob): CopyResult {
+  const started = performance.now();
+  const hash = createHash('sha256');
+  const input = openRegularFile(job.source);
+  try {
+    // The scratch file already exists (made 0600 by BackupFiles); never follow a link planted in its place.
+    const output = fs.openSync(job.dest, fs.constants.O_WRONLY | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW);
+    try {
+      const buffer = Buffer.allocUnsafe(CHUNK);
+      let size = 0;
+      for (;;) {
+        const n = fs.readSync(input, buffer, 0, CHUNK, null);
+        if (n === 0) {
+          break;
+        }
+        hash.update(buffer.subarray(0, n));
+        let written = 0;
+        while (written < n) {
+          written += fs.writeSync(output, buffer, written, n - written);
+        }
+        size += n;
+      }
+      return { ok: true, sha256: hash.digest('hex'), size, ms: performance.now() - started };
+    } finally {
+      fs.closeSync(output);
+    }
+  } finally {
+    fs.closeSync(input);
+  }
+}
