@@ -31,15 +31,9 @@ export async function startS3rver(dir: string): Promise<{ port: number; child: C
   return { port, child };
 }
 
-/** The replica store the benches ship to: BENCH_BUCKET at `endpoint` under `prefix`, sealed to `recipient`. */
-export function benchReplicaStore(
-  endpoint: string,
-  prefix: string,
-  recipient: string,
-  identityFile: string,
-  timeoutMs: number,
-): { bucket: OffsiteBucket; store: ReplicaStore } {
-  const bucket = new OffsiteBucket(
+/** BENCH_BUCKET at `endpoint` under `prefix`, as the service's off-site configuration makes it, sealed to `recipient`. */
+export function benchBucket(endpoint: string, prefix: string, recipient: string, timeoutMs: number): OffsiteBucket {
+  return new OffsiteBucket(
     {
       bucket: BENCH_BUCKET,
       endpoint,
@@ -51,6 +45,17 @@ export function benchReplicaStore(
     },
     timeoutMs,
   );
+}
+
+/** The replica store the benches ship to: {@link benchBucket}, with the identity to read it back. */
+export function benchReplicaStore(
+  endpoint: string,
+  prefix: string,
+  recipient: string,
+  identityFile: string,
+  timeoutMs: number,
+): { bucket: OffsiteBucket; store: ReplicaStore } {
+  const bucket = benchBucket(endpoint, prefix, recipient, timeoutMs);
   return { bucket, store: new ReplicaStore(bucket, new AgeCrypto([recipient], identityFile)) };
 }
 

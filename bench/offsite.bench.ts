@@ -25,9 +25,10 @@ import { AgeCrypto, ageOverhead, generateIdentityFile } from '../src/offsite/age
 import { AgeEncryptStream, encryptStream } from '../src/offsite/age-stream';
 import { OffsiteBucket, partSizeFor } from '../src/offsite/offsite-bucket';
 import { fillDatabase } from './bench-db';
+import { BENCH_BUCKET, benchBucket } from './bench-s3rver';
 import { fixed, markdownTable, maxOf, median, MIB, progress, type BenchOptions } from './bench-util';
 
-const BUCKET = 'mc-bench';
+const BUCKET = BENCH_BUCKET;
 const PREFIX = 'mission-control/';
 const NAME = 'mc-backup-2026-01-01_03-00-00.db';
 const TARGETS = { ratio: 0.8, rssMiB: 128, tempBytes: 0, restoreSeconds: 30 };
@@ -196,19 +197,7 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
-    const bucketAt = (prefix: string): OffsiteBucket =>
-      new OffsiteBucket(
-        {
-          bucket: BUCKET,
-          endpoint,
-          region: 'us-east-1',
-          prefix,
-          forcePathStyle: true,
-          recipients: [recipient],
-          allowPlaintext: false,
-        },
-        120_000,
-      );
+    const bucketAt = (prefix: string): OffsiteBucket => benchBucket(endpoint, prefix, recipient, 120_000);
     const bucket = bucketAt(PREFIX);
     const legacyBucket = bucketAt('legacy/');
     const tapsBucket = bucketAt('taps/');

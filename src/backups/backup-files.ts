@@ -335,6 +335,8 @@ export class BackupFiles {
     }
     const tmp = await this.createTemp();
     try {
+      // The one raw write descriptor of a restore: only ever on a scratch temp of this folder, never a database.
+      this.assertTemp(tmp);
       const copy = await runCopyWorker(source, tmp);
       return { tmp, sha256: copy.sha256 };
     } catch (err) {

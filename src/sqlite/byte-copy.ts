@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { openRegularFile } from './regular-file';
 
 /**
@@ -23,6 +24,8 @@ export interface CopyResult {
 }
 
 const CHUNK = 1024 * 1024;
+/** BackupFiles' temp names (TEMP_MAIN_PATTERN there); a live database or a sibling never matches. */
+const SCRATCH_NAME = /^\.mc-tmp-[0-9a-f]{16,64}\.db\.part$/;
 
 /** Blocking: runs in the snapshot worker thread (`runCopyWorker` in snapshot.ts). */
 export function copyWithSha256(job: CopyJob): CopyResult {
@@ -30,7 +33,11 @@ export function copyWithSha256(job: CopyJob): CopyResult {
   const hash = createHash('sha256');
   const input = openRegularFile(job.source);
   try {
-    // The scratch file already exists (made 0600 by BackupFiles); never follow a link planted in its place.
+    // The scratch file already exists (made 0600 by BackupFiles); never follow a link planted in its place. Only a
+    // scratch temp name (`.mc-tmp-….db.part`) is ever written here, never a database SQLite holds open.
+    if (!SCRATCH_NAME.test(path.basename(job.dest))) {
+      throw new Error('The byte copy only writes a scratch temp file of the backups folder');
+    }
     const output = fs.openSync(job.dest, fs.constants.O_WRONLY | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW);
     try {
       const buffer = Buffer.allocUnsafe(CHUNK);

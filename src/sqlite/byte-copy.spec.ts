@@ -1,0 +1,33 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { copyWithSha256 } from './byte-copy';
+
+describe('copyWithSha256', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-byte-copy-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('should copy into a scratch temp name and hash what it wrote', () => {
+    const source = path.join(dir, 'a.db');
+    const bytes = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
+    fs.writeFileSync(source, bytes);
+    const dest = path.join(dir, '.mc-tmp-0123456789abcdef.db.part');
+    fs.writeFileSync(dest, 'old, longer than nothing');
+    const result = copyWithSha256({ op: 'copy', source, dest });
+    expect(fs.readFileSync(dest).equals(bytes)).toBe(true);
+    expect(result).toMatchObject({ size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+  });
+
+  it('should never open anything but a scratch temp name for writing (a live database stays untouched)', () => {
+    const source = path.join(dir, 'a.db');
+    fs.writeFileSync(source, 'new');
+    const live = path.join(dir, 'mission-control.db');
+    fs.writeFileSync(live, 'live');
+    expect(() => copyWithSha256({ op: 'copy', source, dest: live })).toThrow(/scratch temp file/);
+    expect(fs.readFileSync(live, 'utf8')).toBe('live');
+  });
+});
