@@ -1,4 +1,4 @@
-import { Injectable, Module, OnApplicationBootstrap } from '@nestjs/common';
+import { Injectable, Logger, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
 import { BackupsModule } from '../backups/backups.module';
 import { AppConfig } from '../config/app-config';
@@ -10,7 +10,7 @@ import { OffsiteController } from './offsite.controller';
 import { OffsiteOutbox } from './offsite-outbox';
 import { OffsiteTracker } from './offsite-tracker';
 import { BucketRetention } from './bucket-retention';
-import { OFFSITE_BUCKET, OFFSITE_CRYPTO } from './offsite-common';
+import { OFFSITE_BUCKET, OFFSITE_CRYPTO, reasonOf } from './offsite-common';
 import { RemoteService } from './remote.service';
 import { UploadPipeline } from './upload-pipeline';
 import { UploadWorker } from './upload-worker';
@@ -46,10 +46,14 @@ export class OffsiteModule {}
 /** Registered by AppModule only: the upload worker runs in the service, never in a CLI command. */
 @Injectable()
 export class OffsiteServerStartup implements OnApplicationBootstrap {
+  private readonly logger = new Logger(OffsiteServerStartup.name);
+
   constructor(private readonly worker: UploadWorker) {}
 
   onApplicationBootstrap(): void {
     // Not awaited: a slow or unreachable bucket must not hold up the service's start.
-    void this.worker.start();
+    this.worker
+      .start()
+      .catch((error: unknown) => this.logger.error(`Off-site worker failed to start: ${reasonOf(error)}`));
   }
 }

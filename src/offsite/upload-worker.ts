@@ -68,6 +68,7 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
   private watcher: FSWatcher | null = null;
   private readonly noticeTimers = new Set<NodeJS.Timeout>();
   private readonly tallies = new Set<Tally>();
+  private starting: Promise<void> | null = null;
 
   constructor(
     @Inject(OFFSITE_BUCKET) private readonly bucket: OffsiteBucket | null,
@@ -120,6 +121,7 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
     }
     this.noticeTimers.clear();
     this.stopping.abort();
+    await this.starting?.catch(() => undefined);
     await this.draining?.catch(() => undefined);
   }
 
@@ -130,20 +132,37 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
    * folder for backups other processes publish, and tries everything waiting now (a restart is often what fixed
    * the bucket).
    */
-  async start(): Promise<void> {
-    if (!this.configured || this.running) {
-      return;
+  start(): Promise<void> {
+    if (!this.configured || this.running || this.stopping.signal.aborted) {
+      return this.starting ?? Promise.resolve();
     }
     this.running = true;
+    this.starting = this.startUp();
+    return this.starting;
+  }
+
+  /**
+   * Each step may outlive a shutdown that began meanwhile (a stop right after a start, a bucket that answers late),
+   * so each checks before it touches the outbox, whose database closes with the application.
+   */
+  private async startUp(): Promise<void> {
     try {
       const aborted = await this.bucket!.abortStaleUploads();
       if (aborted > 0) {
         this.logger.warn(`Aborted ${aborted} interrupted multipart upload(s) in the bucket`);
       }
     } catch (error) {
-      this.logger.warn(`Could not look for interrupted multipart uploads: ${reasonOf(error)}`);
+      if (!this.stopping.signal.aborted) {
+        this.logger.warn(`Could not look for interrupted multipart uploads: ${reasonOf(error)}`);
+      }
+    }
+    if (this.stopping.signal.aborted) {
+      return;
     }
     await this.reconcile();
+    if (this.stopping.signal.aborted) {
+      return;
+    }
     await this.watchFolder();
     this.outbox.makeAllDue();
     this.kick();
@@ -213,6 +232,9 @@ export class UploadWorker implements OnModuleInit, OnModuleDestroy, BeforeApplic
 
   private async reconcile(): Promise<void> {
     const local = await this.files.list();
+    if (this.stopping.signal.aborted) {
+      return;
+    }
     const present = new Set(local.map((file) => file.name));
     let queued = 0;
     for (const file of local) {
