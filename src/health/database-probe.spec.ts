@@ -4,6 +4,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Clock } from '../common/clock';
+import type { OperationLock } from '../common/operation-lock';
 import type { AppConfig } from '../config/app-config';
 import { runProbeWorker } from '../sqlite/snapshot';
 import { DatabaseProbe, DEFAULT_PROBE_RETRY_MS } from './database-probe';
@@ -93,6 +94,7 @@ describe(DatabaseProbe.name, () => {
   let starts: number;
   /** What the next check does: the scheduling is under test here, the check itself above. */
   let nextCheck: () => Promise<DatabaseCheck>;
+  const lock: { running: 'backup' | 'restore' | null } = { running: null };
   const checked = (quickCheck: string) => async (): Promise<DatabaseCheck> => ({
     ok: quickCheck === 'ok',
     outcome: 'checked',
@@ -113,9 +115,13 @@ describe(DatabaseProbe.name, () => {
       starts += 1;
       return nextCheck();
     };
-    dbProbe = new DatabaseProbe(config, clock, {
-      databaseProbe: { firstQuickCheckMs: 0, quickCheckIntervalMs: 600_000, check },
-    });
+    lock.running = null;
+    dbProbe = new DatabaseProbe(
+      config,
+      clock,
+      { databaseProbe: { firstQuickCheckMs: 0, quickCheckIntervalMs: 600_000, check } },
+      lock as unknown as OperationLock,
+    );
   });
 
   afterEach(() => {
@@ -159,5 +165,19 @@ describe(DatabaseProbe.name, () => {
     nowMs += 600_000;
     await dbProbe.tick();
     expect(dbProbe.state).toMatchObject({ status: 'error', message: expect.stringMatching(/row 3 missing/) });
+  });
+
+  it('leaves its quick_check for the next scan while a backup or restore runs', async () => {
+    nextCheck = checked('ok');
+    for (const operation of ['backup', 'restore'] as const) {
+      lock.running = operation;
+      await dbProbe.tick();
+      expect(starts).toBe(0);
+      expect(dbProbe.state.status).toBe('pending');
+    }
+    lock.running = null;
+    await dbProbe.tick();
+    expect(starts).toBe(1);
+    expect(dbProbe.state).toMatchObject({ status: 'ok', quickCheck: 'ok' });
   });
 });

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy, Op
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Clock } from '../common/clock';
+import { OperationLock } from '../common/operation-lock';
 import { AppConfig } from '../config/app-config';
 import { OBSERVABILITY_OPTIONS, ObservabilityOptions } from '../observability/observability-options';
 import type { DatabaseCheck } from '../sqlite/database-check';
@@ -69,6 +70,7 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly config: AppConfig,
     private readonly clock: Clock,
     @Optional() @Inject(OBSERVABILITY_OPTIONS) options?: ObservabilityOptions,
+    @Optional() private readonly lock?: OperationLock,
   ) {
     this.scanIntervalMs = options?.databaseProbe?.scanIntervalMs ?? DEFAULT_SCAN_INTERVAL_MS;
     this.quickCheckIntervalMs = options?.databaseProbe?.quickCheckIntervalMs ?? DEFAULT_QUICK_CHECK_INTERVAL_MS;
@@ -107,6 +109,11 @@ export class DatabaseProbe implements OnApplicationBootstrap, OnModuleDestroy {
   private async round(): Promise<void> {
     this.scanDeleted();
     if (this.stopped || this.clock.nowMs() < this.nextQuickCheckMs) {
+      return;
+    }
+    if (this.lock !== undefined && this.lock.running !== null) {
+      // Left due for the next scan: a backup or restore reads the same file on the same cores, a backup checks what
+      // it copies, and a restore is about to replace what this would check.
       return;
     }
     this.nextQuickCheckMs = this.clock.nowMs() + this.quickCheckIntervalMs;
