@@ -21,6 +21,7 @@ import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './benc
 import { checkpointTruncate, fillDatabase } from './bench-db';
 import { runOffsiteBench } from './offsite.bench';
 import { runMemoryBench } from './memory.bench';
+import { runPitrEndToEnd } from './pitr-e2e';
 import { runPitrBench } from './pitr.bench';
 import { runReplicationBench } from './replication.bench';
 import {
@@ -1016,7 +1017,7 @@ async function main(): Promise<number> {
       return await runReplicationBench(options);
     }
     if (options.pitr) {
-      return await runPitrBench(options);
+      return options.endToEnd ? await runPitrEndToEnd(options) : await runPitrBench(options);
     }
     if (options.memory) {
       return await runMemoryBench(options);

@@ -27,6 +27,8 @@ export interface BenchOptions {
   tools?: string[];
   /** Run the point-in-time restore benchmark (bench/pitr.bench.ts) instead. */
   pitr?: boolean;
+  /** Point-in-time bench: time one POST /api/backup/restore of the running app instead (bench/pitr-e2e.ts). */
+  endToEnd?: boolean;
   /** Point-in-time bench: seconds of history at 100 commits/s. */
   seconds: number;
   /** Run the memory benchmark (bench/memory.bench.ts) instead. */
@@ -40,7 +42,7 @@ export interface BenchOptions {
 
 export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [--keep] [--runs <n>] [--from-source] [--offsite] [--replication]
        [--no-stress] [--backups-only] [--tools a,b,...]
-       [--pitr [--seconds <n>]] [--memory [--minutes <n>] [--clients <n>] [--idle <s>] [--variants a,b]]
+       [--pitr [--seconds <n>] [--end-to-end]] [--memory [--minutes <n>] [--clients <n>] [--idle <s>] [--variants a,b]]
 
   --size <MiB>     database size to build and back up (default 1024 = 1 GiB)
   --dir <folder>   work here (created; must be empty or absent); default: a fresh folder under the OS temp dir
@@ -59,7 +61,8 @@ export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [-
                    worker-serial, cli-backup, vacuum-into, cp); cli-backup is always kept as the reference
   --pitr           instead: point-in-time restore at scale: a --size MiB database (default 1024), then --seconds
                    (default 3600) of 100 commits/s shipped to s3rver, then the latest state and the middle moment
-                   rebuilt from the bucket (see bench/pitr.bench.ts)
+                   rebuilt from the bucket (see bench/pitr.bench.ts); with --end-to-end the compiled app is started
+                   on that database and one POST /api/backup/restore { point_in_time } is timed (bench/pitr-e2e.ts)
   --memory         instead: RSS of the app (its own process) through --minutes (default 10) of mixed load from
                    --clients (default 20) loops, then --idle seconds (default 60) without requests; --variants
                    (default "default,arena2") runs app processes side by side under the same load, e.g.
@@ -137,6 +140,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--pitr':
         options.pitr = true;
+        break;
+      case '--end-to-end':
+        options.endToEnd = true;
         break;
       case '--seconds':
         options.seconds = positiveNumber('--seconds', value(), true);

@@ -11,6 +11,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { generateIdentityFile } from '../src/offsite/age-crypto';
+import type { ReplicaStore } from '../src/replication/replica-store';
+import type { Shipper } from '../src/replication/shipper';
 import { Compactor } from '../src/replication/compactor';
 import { rebuildAt, type RebuildResult } from '../src/replication/replica-rebuild';
 import { runInspectWorker } from '../src/sqlite/snapshot';
@@ -70,40 +72,11 @@ export async function runScaledRebuild(
     identityFile,
     120_000,
   );
-  let now = Date.now();
-  let walBytes = 0;
-  const shipper = benchShipper(dbFile, dir, store, () => now);
-  const compactor = new Compactor(store, () => undefined);
+  const history = await shipHistory(db, dbFile, dir, store, scale.seconds, Date.now());
+  const { compactor } = history;
+  const now = history.end;
   try {
-    shipper.start();
-    await shipper.settle();
-    await shipper.round();
-    progress(`pitr: ${scale.seconds} s of ${COMMITS_PER_SECOND} commits/s on an injected clock`);
-    const insert = db.prepare('INSERT INTO events (at, body) VALUES (?, ?)');
-    let commits = 0;
-    const before = shipper.segmentsSpooled;
-    const middle = { at: 0, commits: 0 };
-    for (let second = 0; second < scale.seconds; second++) {
-      for (let i = 0; i < COMMITS_PER_SECOND; i++) {
-        insert.run(now, `event ${commits++} ${'x'.repeat(100)}`);
-      }
-      walBytes += COMMITS_PER_SECOND * (4096 + 24);
-      await shipper.round();
-      // As the service does after each round: compaction runs beside the shipper, one at a time.
-      compactor.poke(shipper.uploader.lastStoredSegment);
-      if (second === Math.floor(scale.seconds / 2)) {
-        middle.at = now + 500;
-        middle.commits = commits;
-      }
-      now += 1000;
-      if (second % 600 === 599) {
-        progress(`pitr: ${second + 1} s built`);
-      }
-    }
-    await shipper.round();
-    compactor.poke(shipper.uploader.lastStoredSegment);
-    await compactor.idle();
-    const segments = shipper.segmentsSpooled - before;
+    const { commits, middle } = history;
     const buildMs = Date.now() - buildStarted;
     const rebuilds: ScaledRebuild['rebuilds'] = [];
     for (const [label, at, expected] of [
@@ -140,17 +113,77 @@ export async function runScaledRebuild(
       dbMiB: scale.dbMiB,
       seconds: scale.seconds,
       commits,
-      segments,
-      walMiB: walBytes / 1048576,
+      segments: history.segments,
+      walMiB: history.walBytes / 1048576,
       buildMs,
       rebuilds,
     };
   } finally {
     await compactor.stop();
-    shipper.stop();
+    history.shipper.stop();
     db.close();
     bucket.destroy();
   }
+}
+
+export interface ShippedHistory {
+  shipper: Shipper;
+  compactor: Compactor;
+  commits: number;
+  /** A moment half-way through (between two seconds' commits) and how many commits were made before it. */
+  middle: { at: number; commits: number };
+  /** The injected clock after the last second (ms). */
+  end: number;
+  segments: number;
+  walBytes: number;
+}
+
+/**
+ * `seconds` of 100 commits/s into `events` of the open `db` (WAL mode, no autocheckpoint), one shipper round per
+ * simulated second on a clock starting at `startMs`, compaction beside it as the service runs it. The shipper and
+ * the compactor are left running (their spool state is the service's own, under `dir`/replication): stop them.
+ */
+export async function shipHistory(
+  db: Database.Database,
+  dbFile: string,
+  dir: string,
+  store: ReplicaStore,
+  seconds: number,
+  startMs: number,
+): Promise<ShippedHistory> {
+  let now = startMs;
+  let walBytes = 0;
+  const shipper = benchShipper(dbFile, dir, store, () => now);
+  const compactor = new Compactor(store, () => undefined);
+  shipper.start();
+  await shipper.settle();
+  await shipper.round();
+  progress(`pitr: ${seconds} s of ${COMMITS_PER_SECOND} commits/s on an injected clock`);
+  const insert = db.prepare('INSERT INTO events (at, body) VALUES (?, ?)');
+  let commits = 0;
+  const before = shipper.segmentsSpooled;
+  const middle = { at: 0, commits: 0 };
+  for (let second = 0; second < seconds; second++) {
+    for (let i = 0; i < COMMITS_PER_SECOND; i++) {
+      insert.run(now, `event ${commits++} ${'x'.repeat(100)}`);
+    }
+    walBytes += COMMITS_PER_SECOND * (4096 + 24);
+    await shipper.round();
+    // As the service does after each round: compaction runs beside the shipper, one at a time.
+    compactor.poke(shipper.uploader.lastStoredSegment);
+    if (second === Math.floor(seconds / 2)) {
+      middle.at = now + 500;
+      middle.commits = commits;
+    }
+    now += 1000;
+    if (second % 600 === 599) {
+      progress(`pitr: ${second + 1} s built`);
+    }
+  }
+  await shipper.round();
+  compactor.poke(shipper.uploader.lastStoredSegment);
+  await compactor.idle();
+  return { shipper, compactor, commits, middle, end: now, segments: shipper.segmentsSpooled - before, walBytes };
 }
 
 export function scaledRebuildTable(scaled: ScaledRebuild): string {

@@ -1,0 +1,93 @@
+/**
+ * Times an online restore phase by phase by wrapping the compiled service's own methods from the outside (nothing in
+ * src/ knows about it): used by `npm run bench:restore` and the end-to-end point-in-time bench.
+ */
+import * as path from 'node:path';
+
+export type Phases = Record<string, number>;
+
+/** Wraps `target[key]` (a function) so that each call's wall time is added to `phases[label]`. */
+export function timeMethod(target: Record<string, unknown>, key: string, label: string, phases: () => Phases): void {
+  const original = target[key] as (...a: unknown[]) => unknown;
+  target[key] = function (this: unknown, ...a: unknown[]): unknown {
+    const started = performance.now();
+    const add = (): void => {
+      const p = phases();
+      p[label] = (p[label] ?? 0) + performance.now() - started;
+    };
+    const result = original.apply(this, a);
+    if (result instanceof Promise) {
+      return result.finally(add);
+    }
+    add();
+    return result;
+  };
+}
+
+/** Wraps the compiled modules under `root` so that each restore's phases land in `current()`. */
+export function instrument(root: string, current: () => Phases): void {
+  /* eslint-disable @typescript-eslint/no-require-imports -- the compiled modules of this run, by path */
+  const files = require(path.join(root, 'backups', 'backup-files')) as { BackupFiles: { prototype: object } };
+  const snapshot = require(path.join(root, 'sqlite', 'snapshot')) as Record<string, unknown>;
+  const state = require(path.join(root, 'recovery', 'restore-state')) as Record<string, unknown>;
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const proto = files.BackupFiles.prototype as Record<string, unknown>;
+  timeMethod(proto, 'inspect', 'verify (inspect: integrity_check + sha256)', current);
+  timeMethod(proto, 'snapshot', 'safety snapshot (child: copy, quick_check ∥ fsync ∥ sha256, publish)', current);
+  // Before 2026-12-03 (a `--base` tree of then) every scratch copy was a page copy; since, a byte copy with its
+  // sha256 (the page copy only beside a -wal or -journal).
+  timeMethod(proto, 'restoreBackupToTemp', 'scratch copy of the backup (page copy, fsync)', current);
+  if (typeof proto.copyBackupToScratch === 'function') {
+    timeMethod(proto, 'copyBackupToScratch', 'scratch copy of the backup (bytes + sha256, no fsync)', current);
+  }
+  timeMethod(snapshot, 'runProbeWorker', 'quick_check of the scratch copy', current);
+  // On the main thread before issue #19's fix (a `--base` tree of then); in the carry-over worker since.
+  timeMethod(state, 'finishRestore', 'finishing txn (main thread)', current);
+  if (typeof snapshot.runCarryOverWorker === 'function') {
+    timeMethod(snapshot, 'runCarryOverWorker', 'carry-over (worker: live state read, finishing txn, admins)', current);
+  }
+  for (const key of ['restoreTempInto']) {
+    const original = proto[key] as (name: string, live: string, o?: Record<string, unknown>) => Promise<unknown>;
+    proto[key] = async function (this: unknown, name: string, live: string, o: Record<string, unknown> = {}) {
+      const started = performance.now();
+      let lockedAt = NaN;
+      let lockedEnd = NaN;
+      const whileLocked = o.whileLocked as (() => Promise<void>) | undefined;
+      const wrapped = whileLocked
+        ? {
+            ...o,
+            whileLocked: async (): Promise<void> => {
+              lockedAt = performance.now();
+              try {
+                await whileLocked();
+              } finally {
+                lockedEnd = performance.now();
+              }
+            },
+          }
+        : o;
+      const result = (await original.call(this, name, live, wrapped)) as {
+        copyMs: number;
+        gateMs?: number;
+        syncMs?: number;
+        checkpointMs?: number;
+      };
+      const end = performance.now();
+      const p = current();
+      if (whileLocked) {
+        const gateMs = result.gateMs ?? 0;
+        p['worker start + lock wait'] = lockedAt - started;
+        p['locked, before the copy-in (safety copy; only its pages when gated)'] = lockedEnd - lockedAt;
+        p['copy-in (backup API into the WAL)'] = result.copyMs;
+        p['copy-in waits at the commit gate (safety checks, journal)'] = gateMs;
+        const syncMs = result.syncMs ?? 0;
+        const checkpointMs = result.checkpointMs ?? 0;
+        p['copy-in: fsync of the WAL (synchronous=FULL commit)'] = syncMs;
+        p['copy-in: wal_checkpoint(TRUNCATE)'] = checkpointMs;
+        p['after copy (worker exit, rest)'] = end - lockedEnd - result.copyMs - gateMs - syncMs - checkpointMs;
+      }
+      return result;
+    };
+  }
+}
+
