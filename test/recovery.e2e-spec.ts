@@ -265,13 +265,22 @@ describe('Recovery (e2e)', () => {
       const other = await makeBackup(t);
       const files = t.app.get(BackupFiles);
       const inspect = files.inspect.bind(files);
-      // What a second writer to the backups folder could do: the file the verify passed is replaced right after.
+      const copy = files.copyBackupToScratch.bind(files);
+      let verified!: () => void;
+      const verifiedOnce = new Promise<void>((resolve) => (verified = resolve));
       jest.spyOn(files, 'inspect').mockImplementation(async (name, options) => {
         const verdict = await inspect(name, options);
+        verified();
+        return verdict;
+      });
+      // What a second writer to the backups folder could do: the file the verify passed is replaced before the
+      // scratch copy (which runs beside the verify) reads it.
+      jest.spyOn(files, 'copyBackupToScratch').mockImplementation(async (name) => {
+        await verifiedOnce;
         if (name === made.name) {
           fs.copyFileSync(inBackups(t, other.name), inBackups(t, made.name));
         }
-        return verdict;
+        return copy(name);
       });
       await checkpoint(t);
       const before = contentDigest(t.dbPath);

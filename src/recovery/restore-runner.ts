@@ -34,11 +34,22 @@ export interface RestoreRun {
   schemaVersion: number | null;
   /** The sha256 of the bytes that were verified (integrity_check and every table read), when it was computed. */
   verifiedSha256: string | null;
+  /**
+   * The scratch copy, begun by the caller beside the verify (they read the same file on two cores); the runner
+   * owns it from here and discards it. Without it, the runner copies the backup itself.
+   */
+  scratch?: Promise<ScratchCopy>;
   actor: AuditActor;
   meta: Partial<RequestMeta>;
   caller: RestoreJournalEntry['caller'];
   /** Extra detail for the audit event. */
   detail: Record<string, unknown>;
+}
+
+export interface ScratchCopy {
+  tmp: string;
+  /** Of the bytes copied; null when the copy went through SQLite (a -wal or -journal beside the backup). */
+  sha256: string | null;
 }
 
 export interface RestoreDone {
@@ -247,7 +258,7 @@ export class RestoreRunner {
    * probe cost 1.3-2.9 s for nothing. A backup that changed since its verify is refused here. The caller discards it.
    */
   private async prepareScratch(request: RestoreRun): Promise<string> {
-    const { tmp, sha256 } = await this.files.copyBackupToScratch(request.name);
+    const { tmp, sha256 } = await (request.scratch ?? this.files.copyBackupToScratch(request.name));
     try {
       if (sha256 !== null && request.verifiedSha256 !== null && sha256 !== request.verifiedSha256) {
         throw new Error('the backup changed after it was verified');

@@ -100,6 +100,13 @@ export class RestoreService {
     // 1. Verify: nothing changes when the backup is not fit to become the live database.
     // A live database whose manifest table is damaged is a reason to restore, not a reason to refuse.
     const manifest = await this.manifests.get(name).catch(() => null);
+    // The scratch copy runs beside the verify; the runner holds its sha256 to the verified one, so a backup changed
+    // in between is still refused.
+    const scratch = this.files.copyBackupToScratch(name);
+    // Awaited by the runner, or discarded on a refusal: a copy that fails before then is not an unhandled rejection.
+    scratch.catch(() => undefined);
+    const discardScratch = (): Promise<void> =>
+      scratch.then((copy) => this.files.discardTemp(copy.tmp)).catch(() => undefined);
     let verdict;
     let check;
     try {
@@ -108,10 +115,12 @@ export class RestoreService {
       const livePageSize = Number(this.db.pragma('page_size', { simple: true }));
       verdict = { checksum, ...admit({ check, checksum, livePageSize, requireAdmin: false }) };
     } catch (error) {
+      await discardScratch();
       failed({ stage: 'verify', reason: reasonOf(error), rolled_back: false });
       throw error;
     }
     if (verdict.problems.length > 0) {
+      await discardScratch();
       const problem =
         verdict.checksum === 'mismatch' ? 'Backup checksum does not match its manifest' : verdict.problems[0];
       await this.manifests
@@ -135,6 +144,7 @@ export class RestoreService {
         name,
         schemaVersion: check.schemaVersion,
         verifiedSha256: check.sha256,
+        scratch,
         actor: request.actor,
         meta: request.meta,
         caller: entry.caller,
