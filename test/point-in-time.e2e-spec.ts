@@ -60,6 +60,8 @@ describe('Point-in-time restore (e2e: the real app, s3rver)', () => {
     expect(retentionIn(app.dbPath)).toBe('7');
     // The safety copy holds what was replaced.
     expect(retentionIn(path.join(app.backupsDir, response.body.safety_backup as string))).toBe('8');
+    // The rebuild and the scratch copy made beside its admission are gone; the published moment and the safety stay.
+    expect(fs.readdirSync(app.backupsDir).filter((entry) => entry.startsWith('.'))).toEqual([]);
 
     const audit = await withApiKey(app.http, 'get', '/api/audit?action=backup_restore').expect(200);
     const events = (audit.body as { events: { detail: Record<string, unknown> }[] }).events;

@@ -25,7 +25,7 @@ import {
   type SnapshotResult,
 } from '../sqlite/snapshot';
 import { type BackupFileInfo, BackupListing } from './backup-listing';
-import { publishAs, publishNew, removeLeftovers } from './backup-temp';
+import { hasJournalBeside, publishAs, publishNew, removeLeftovers } from './backup-temp';
 import { receiveStream } from './upload-receiver';
 
 export { BackupNotFoundError, InvalidBackupNameError, UploadInterruptedError, UploadTooLargeError };
@@ -48,12 +48,13 @@ export interface SnapshotInfo {
   method: 'raw' | 'backup-api';
 }
 
+/** A restore's scratch copy: `sha256` of the bytes written, null when it was copied through SQLite. */
+export type ScratchCopy = { tmp: string; sha256: string | null };
+
 /** Error codes that mean "no such backup file": gone, a symlink, or not a regular file. */
 const GONE_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EISDIR', 'NOT_REGULAR', 'ENXIO']);
 
-function isGone(err: unknown): boolean {
-  return GONE_CODES.has(errCode(err) ?? '');
-}
+const isGone = (err: unknown): boolean => GONE_CODES.has(errCode(err) ?? '');
 
 /** How every existing file of the folder is opened for reading: never blocking, never through a symlink. */
 export const READ_REGULAR_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW;
@@ -77,8 +78,7 @@ function errCode(err: unknown): string | undefined {
  * replaced or removed; a published backup is never overwritten.
  */
 export class BackupFiles {
-  /** Temp files of snapshots running in this process, so removeLeftovers cannot pull one from under them. */
-  /** Temp names of snapshots running in this process (backup-temp.ts reads it). */
+  /** Temp names of snapshots running in this process, so removeLeftovers cannot pull one from under them. */
   readonly active = new Set<string>();
   readonly root: string;
   private readonly listing: BackupListing;
@@ -322,15 +322,17 @@ export class BackupFiles {
    * A restore's scratch copy of a backup, byte for byte with the sha256 of what was written (so the caller can prove
    * it holds exactly the bytes it verified), not fsynced (it is thrown away). A backup with a `-wal` or `-journal`
    * beside it is not the file SQLite would read: that one is copied page by page through SQLite, and `sha256` is
-   * null. The caller must {@link discardTemp} the result.
+   * null. The source may also be a temp file of this folder (a point in time not yet published), never with siblings.
+   * The caller must {@link discardTemp} the result.
    */
-  async copyBackupToScratch(name: string): Promise<{ tmp: string; sha256: string | null }> {
-    const source = this.resolveInside(name);
-    const siblings = await Promise.all(
-      SQLITE_SIBLINGS.filter((s) => s !== '-shm').map((s) => fsp.lstat(source + s).then(() => true, () => false)),
-    );
-    if (siblings.some(Boolean)) {
-      const { tmp } = await this.restoreBackupToTemp(name);
+  async copyBackupToScratch(from: string | { temp: string }): Promise<ScratchCopy> {
+    const source =
+      typeof from === 'string' ? this.resolveInside(from) : path.join(this.root, this.assertTemp(from.temp));
+    if (await hasJournalBeside(source)) {
+      if (typeof from !== 'string') {
+        throw new Error('A temp database with a -wal or -journal beside it');
+      }
+      const { tmp } = await this.restoreBackupToTemp(from);
       return { tmp, sha256: null };
     }
     const tmp = await this.createTemp();

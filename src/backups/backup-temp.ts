@@ -117,3 +117,16 @@ export async function publishAs(files: TempFolder, tmp: string, name: string): P
   }
   return true;
 }
+
+/** A `-wal` or `-journal` beside `file`: SQLite would read more than its bytes (a `-shm` alone changes nothing). */
+export async function hasJournalBeside(file: string): Promise<boolean> {
+  const found = await Promise.all(
+    ['-wal', '-journal'].map((s) =>
+      fsp.lstat(file + s).then(
+        () => true,
+        () => false,
+      ),
+    ),
+  );
+  return found.some(Boolean);
+}

@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BackupFiles } from '../backups/backup-files';
+import { BackupFiles, type ScratchCopy } from '../backups/backup-files';
 import type { InspectResult } from '../sqlite/snapshot';
 import { admit, type AdmissionVerdict, type Checksum, compareChecksum } from './admission';
 
@@ -210,6 +210,15 @@ export class ImportPipeline {
   /** Size and mtime of a published file, for a later step to see that it is still the file that was admitted. */
   statPublished(name: string): Promise<{ size: number; mtimeMs: number } | null> {
     return this.files.statBackup(name);
+  }
+
+  /** A scratch copy of a received file, with the sha256 of what it wrote (see BackupFiles.copyBackupToScratch). */
+  scratchCopyOf(file: ReceivedFile): Promise<ScratchCopy> {
+    return this.files.copyBackupToScratch({ temp: file.tmp });
+  }
+
+  discardScratch(copy: ScratchCopy): Promise<void> {
+    return this.files.discardTemp(copy.tmp);
   }
 
   discard(file: ReceivedFile): Promise<void> {

@@ -1,6 +1,7 @@
 import { HttpStatus, Inject, Injectable, Optional } from '@nestjs/common';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import type { ScratchCopy } from '../backups/backup-files';
 import { BackupManifests } from '../backups/backup-manifests';
 import { UPLOAD_PREFIX } from '../backups/backup-name';
 import { ApiError, InputError } from '../common/api-error';
@@ -54,10 +55,15 @@ export class PointInTimeRestore {
       throw new InputError('Point-in-time restore needs replication (off-site storage with REPLICATION on)');
     }
     const scratchDir = await fsp.mkdtemp(path.join(path.dirname(this.config.dbPath), '.mc-pitr-'));
+    let scratch: Promise<ScratchCopy | null> = Promise.resolve(null);
     try {
       const { received, built: rebuilt } = await this.imports.receiveBuilt((tmp) => this.rebuild(at, scratchDir, tmp));
+      // The restore's scratch copy is made beside the admission (bytes copied and hashed on one core, pages checked
+      // on the other), and finished before publishing renames its source. The restore holds its sha256 to the
+      // admitted one; if the copy failed, the restore makes its own.
+      scratch = this.imports.scratchCopyOf(received).catch(() => null);
       const livePageSize = Number(this.db.pragma('page_size', { simple: true }));
-      const admitted = await this.imports.admit(received, { livePageSize });
+      const [admitted, copied] = await Promise.all([this.imports.admit(received, { livePageSize }), scratch]);
       const now = this.clock.now();
       const name = await this.imports.publishNew(admitted, UPLOAD_PREFIX, now);
       const nowSeconds = Math.floor(now.getTime() / 1000);
@@ -83,9 +89,15 @@ export class PointInTimeRestore {
         ...request,
         detail: { ...request.detail, ...moment },
         ...(published !== null ? { verified: { check: admitted.check, ...published } } : {}),
+        ...(copied !== null ? { scratch: Promise.resolve(copied) } : {}),
       });
       return { ...done, point_in_time: moment.point_in_time, restored_to: moment.restored_to };
     } finally {
+      // The restore discards it once it ran; this covers a refusal or a failure before.
+      const copy = await scratch;
+      if (copy !== null) {
+        await this.imports.discardScratch(copy).catch(() => undefined);
+      }
       await fsp.rm(scratchDir, { recursive: true, force: true });
     }
   }

@@ -8,7 +8,7 @@ import { AppConfig } from '../config/app-config';
 import { FaultPoints } from '../config/fault-points';
 import { MIGRATIONS, SCHEMA_VERSION } from '../database/migrations';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
-import { BackupFiles, type SnapshotInfo } from '../backups/backup-files';
+import { BackupFiles, type ScratchCopy, type SnapshotInfo } from '../backups/backup-files';
 import { SAFETY_PREFIX } from '../backups/backup-name';
 import { runCarryOverWorker, runProbeWorker, SnapshotError } from '../sqlite/snapshot';
 import { ADMIN_CHECK_FAILED, type CarryOverResult } from './carry-over';
@@ -44,12 +44,6 @@ export interface RestoreRun {
   caller: RestoreJournalEntry['caller'];
   /** Extra detail for the audit event. */
   detail: Record<string, unknown>;
-}
-
-export interface ScratchCopy {
-  tmp: string;
-  /** Of the bytes copied; null when the copy went through SQLite (a -wal or -journal beside the backup). */
-  sha256: string | null;
 }
 
 export interface RestoreDone {

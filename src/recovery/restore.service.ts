@@ -2,7 +2,7 @@ import { HttpStatus, Inject, Injectable, Logger, Optional } from '@nestjs/common
 import { Observable, Subject } from 'rxjs';
 import { AuditActor, AuditService } from '../audit/audit.service';
 import { hashSessionToken } from '../auth/credentials';
-import { BackupFiles } from '../backups/backup-files';
+import { BackupFiles, type ScratchCopy } from '../backups/backup-files';
 import { BackupManifests } from '../backups/backup-manifests';
 import { type BackupKind, parseBackupName } from '../backups/backup-name';
 import { ApiError } from '../common/api-error';
@@ -36,6 +36,11 @@ export interface RestoreRequest {
    * the restore inspects again.
    */
   verified?: PriorInspection;
+  /**
+   * A scratch copy of this very file the caller already began (a point in time is copied beside its admission).
+   * Held to the verified sha256 like any; the restore discards it. Without it, the restore copies the backup itself.
+   */
+  scratch?: Promise<ScratchCopy>;
 }
 
 export interface PriorInspection {
@@ -102,7 +107,7 @@ export class RestoreService {
     const manifest = await this.manifests.get(name).catch(() => null);
     // The scratch copy runs beside the verify; the runner holds its sha256 to the verified one, so a backup changed
     // in between is still refused.
-    const scratch = this.files.copyBackupToScratch(name);
+    const scratch = request.scratch ?? this.files.copyBackupToScratch(name);
     // Awaited by the runner, or discarded on a refusal: a copy that fails before then is not an unhandled rejection.
     scratch.catch(() => undefined);
     const discardScratch = (): Promise<void> =>
