@@ -209,7 +209,7 @@ describe('Off-site copies (e2e, s3rver behind a fault proxy)', () => {
       expect(first.ms).toBeLessThan(5000);
       expect(second.ms).toBeLessThan(5000);
       const failed = await offsiteStatus(t, first.name, 'failed');
-      expect(failed.offsite.error).toMatch(/^(HTTP 503|SlowDown)$/);
+      expect(failed.offsite.error).toMatch(/^(HTTP 503|ServiceUnavailable)$/);
       await waitFor(async () => (await audit(t, 'offsite_failed')).length > 0, 30_000, 'offsite_failed audit');
       await waitFor(() => hook.bodies.find((b) => b.event === 'offsite_failed'), 30_000, 'the webhook');
       expect(await metric(t, 'mc_offsite_failures_total')).toBeGreaterThanOrEqual(1);

@@ -142,7 +142,7 @@ export class FaultProxy {
         req.resume();
         req.on('end', () => {
           res.writeHead(this.mode === 'http500' ? 500 : 503, { 'Content-Type': 'application/xml' });
-          res.end(xmlError(this.mode === 'http500' ? 'InternalError' : 'SlowDown'));
+          res.end(xmlError(this.mode === 'http500' ? 'InternalError' : 'ServiceUnavailable'));
         });
         return;
       case 'reset': {
