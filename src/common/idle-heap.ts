@@ -16,7 +16,9 @@ export const BURST_REQUESTS = 500;
  * seen no more than {@link QUIET_REQUESTS} requests returns it while almost nobody waits for an answer.
  *
  * V8 exposes `gc` only with --expose-gc; setting that flag now and reading `gc` in a new context gives the same
- * function without changing how the service is started.
+ * function without changing how the service is started. The flag is put back at once: V8 tags code caches with its
+ * flags, so a flag left changed made the launchers' code cache (scripts/compile-cache.js) reject, and write again,
+ * the bytecode of hundreds of modules on every start.
  */
 export function exposedGc(): (() => void) | null {
   const existing = (globalThis as { gc?: unknown }).gc;
@@ -29,6 +31,8 @@ export function exposedGc(): (() => void) | null {
     return typeof gc === 'function' ? (gc as () => void) : null;
   } catch {
     return null;
+  } finally {
+    v8.setFlagsFromString('--no-expose-gc');
   }
 }
 
