@@ -24,6 +24,8 @@ const common = {
   transformIgnorePatterns: [`/node_modules/(?!(${ESM_PACKAGES.join('|')})/)`],
   // Node, plus: the app's logs during a test are printed only when that test fails (test/jest-environment.js).
   testEnvironment: require('path').join(__dirname, 'test/jest-environment.js'),
+  // Jest's runtime with a V8 code cache for the modules every test file compiles again (test/jest-runtime.js).
+  runtime: require('path').join(__dirname, 'test/jest-runtime.js'),
 };
 /**
  * Jest reads `testTimeout` only at the top level (a project-level key is silently ignored), so the e2e budget is
