@@ -44,17 +44,21 @@ describe('Backups (e2e)', () => {
   let t: TestApp;
   /** Undo steps a test registers (unmount, stop a writer, remove an outside folder); run even if it fails. */
   let cleanups: Array<() => Promise<void> | void>;
+  /** One app for every test of a block whose tests each prove that a refused request changed nothing. */
+  let shared: TestApp | undefined;
 
   beforeEach(async () => {
     cleanups = [];
-    t = await startTestApp();
+    t = shared ?? (await startTestApp());
   });
 
   afterEach(async () => {
     for (const cleanup of cleanups.reverse()) {
       await cleanup();
     }
-    await t?.close();
+    if (t !== shared) {
+      await t?.close();
+    }
   });
 
   const post = () => request(t.http).post('/api/backup').set('x-api-key', API_KEY);
@@ -375,17 +379,27 @@ describe('Backups (e2e)', () => {
     });
 
     describe('hostile names', () => {
-      /** Built per test: things a broken name check could reach. `<abs>` stands for an absolute path outside. */
-      function plantTargets(): void {
-        writeSqliteFile(inBackups(OLD));
-        fs.mkdirSync(inBackups('a'));
-        writeSqliteFile(inBackups('a/b.db'));
-        fs.writeFileSync(inBackups('a\\b.db'), 'a file whose name has a backslash');
-        fs.writeFileSync(inBackups('.hidden.db'), 'hidden');
-        fs.writeFileSync(inBackups('x.txt'), 'text');
-        fs.writeFileSync(inBackups('mc-backup-2020-01-01_00-00-00.DB'), 'upper case extension');
-        writeSqliteFile(path.join(t.dir, 'outside.db'));
-      }
+      /**
+       * Things a broken name check could reach, planted once in the one app these tests share (each refused request
+       * must leave all of it, and the live database, exactly as it was). `<abs>` stands for an absolute path outside.
+       */
+      beforeAll(async () => {
+        shared = await startTestApp();
+        const at = (name: string) => path.join(shared!.backupsDir, name);
+        writeSqliteFile(at(OLD));
+        fs.mkdirSync(at('a'));
+        writeSqliteFile(at('a/b.db'));
+        fs.writeFileSync(at('a\\b.db'), 'a file whose name has a backslash');
+        fs.writeFileSync(at('.hidden.db'), 'hidden');
+        fs.writeFileSync(at('x.txt'), 'text');
+        fs.writeFileSync(at('mc-backup-2020-01-01_00-00-00.DB'), 'upper case extension');
+        writeSqliteFile(path.join(shared.dir, 'outside.db'));
+      });
+
+      afterAll(async () => {
+        await shared?.close();
+        shared = undefined;
+      });
 
       function expectNothingChanged(before: Record<string, string>): void {
         expect(snapshotTree(t.dir, LIVE_SIDE_FILES)).toEqual(before);
@@ -418,7 +432,6 @@ describe('Backups (e2e)', () => {
       it.each(names)(
         'should refuse %s with 400 in the body and in the query, and remove nothing',
         async (_why, raw) => {
-          plantTargets();
           const name = raw === '<abs>' ? path.join(t.dir, 'outside.db') : raw;
           const before = snapshotTree(t.dir, LIVE_SIDE_FILES);
 
@@ -445,7 +458,6 @@ describe('Backups (e2e)', () => {
         ['a whole-body array', [{ name: OLD }]],
         ['an empty object', {}],
       ])('should refuse %s in the JSON body with 400 and remove nothing', async (_why, body) => {
-        plantTargets();
         const before = snapshotTree(t.dir, LIVE_SIDE_FILES);
         const response = await del()
           .send(body as object)
@@ -463,7 +475,6 @@ describe('Backups (e2e)', () => {
         ['an object-shaped name', `name[x]=${OLD}`],
         ['an empty name', 'name='],
       ])('should refuse %s in the query with 400 and remove nothing', async (_why, query) => {
-        plantTargets();
         const before = snapshotTree(t.dir, LIVE_SIDE_FILES);
         const response = await request(t.http).delete(`/api/backup?${query}`).set('x-api-key', API_KEY).expect(400);
         expect(response.body).toEqual(ERROR_BODY);
@@ -471,7 +482,6 @@ describe('Backups (e2e)', () => {
       });
 
       it('should refuse a JSON string body and a request without any name with 400', async () => {
-        plantTargets();
         const before = snapshotTree(t.dir, LIVE_SIDE_FILES);
         await del().set('Content-Type', 'application/json').send(JSON.stringify(OLD)).expect(400);
         const missing = await del().expect(400);
