@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { compiledBuild, compiledNodeArgs } from './helpers/cli-runner';
 import { growDatabase, withDb } from './helpers/recovery-fixtures';
+import { startTestApp, withApiKey } from './helpers/test-app';
 
 /**
  * SIGKILL in the middle of an online restore, at four known points (MC_TEST_PAUSE_AT stops the restore there for
@@ -237,18 +238,17 @@ describe('Restore killed at four points, then restarted (e2e, child processes)',
       { point: 'copying', expected: 'old' as const, event: 'backup_restore_failed' },
       { point: 'copied', expected: 'restored' as const, event: 'backup_restore' },
     ])('should recover from a SIGKILL of the CLI at $point', async ({ point, expected, event }) => {
-      const dbPath = path.join(dir, 'mission-control.db');
-      const first = await startService(dbPath);
-      services.push(first);
+      // The database the CLI finds: made by the app (in this process; what is under test here is the CLI and the
+      // compiled service's start-up after it), with a backup and then a user and audit row the backup lacks.
+      const first = await startTestApp({}, dir);
+      const dbPath = first.dbPath;
       growDatabase(dbPath, DB_BYTES);
-      const made = await call(first.port, 'POST', '/api/backup');
-      const name = (made.body.backup as { name: string }).name;
-      await call(first.port, 'POST', '/api/auth/users', {
-        username: 'later',
-        password: 'later-password-1',
-        role: 'viewer',
-      });
-      await kill(first);
+      const made = await withApiKey(first.http, 'post', '/api/backup').expect(200);
+      const name = (made.body as { backup: { name: string } }).backup.name;
+      await withApiKey(first.http, 'post', '/api/auth/users')
+        .send({ username: 'later', password: 'later-password-1', role: 'viewer' })
+        .expect(201);
+      await first.close({ keepFiles: true });
       const before = withDb(dbPath, (db) => db.prepare('SELECT * FROM audit_log ORDER BY id').all());
 
       let output = '';
