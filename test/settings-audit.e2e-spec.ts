@@ -5,13 +5,17 @@ type Setting = { key: string; value: string; is_default: boolean; updated_by: st
 
 describe('Settings and audit (e2e)', () => {
   let t: TestApp;
+  /** One app for every test of a block whose tests each prove that a refused request stored nothing. */
+  let shared: TestApp | undefined;
 
   beforeEach(async () => {
-    t = await startTestApp();
+    t = shared ?? (await startTestApp());
   });
 
   afterEach(async () => {
-    await t.close();
+    if (t !== shared) {
+      await t.close();
+    }
   });
 
   const get = (path: string) => request(t.http).get(path).set('x-api-key', API_KEY);
@@ -56,39 +60,52 @@ describe('Settings and audit (e2e)', () => {
       expect(audit[0].detail.changes['general.backup_retention_count']).toEqual({ old: '10', new: '5' });
     });
 
-    it.each([
-      [{ settings: { 'general.backup_retention_count': 0 } }],
-      [{ settings: { 'general.backup_retention_count': 1001 } }],
-      [{ settings: { 'general.backup_retention_count': 2.5 } }],
-      [{ settings: { 'general.backup_retention_count': 'ten' } }],
-      [{ settings: { 'general.backup_retention_count': null } }],
-      [{ settings: { 'general.auto_backup': 'yes' } }],
-      [{ settings: { 'general.auto_backup': 1 } }],
-      [{ settings: { 'general.backup_cron': 'every day' } }],
-      [{ settings: { 'general.alert_webhook_url': 'file:///etc/passwd' } }],
-      [{ settings: { 'unknown.key': '1' } }],
-      [{ settings: { 'general.auto_backup': true, 'general.backup_retention_count': -3 } }],
-      [{ settings: {} }],
-      [{ settings: [] }],
-      [{ settings: 'general.auto_backup=true' }],
-      [{}],
-      [{ settings: { 'general.auto_backup': true }, extra: 1 }],
-    ])('should refuse %j with 400 and store nothing', async (body) => {
-      const response = await put(body).expect(400);
-      expect(typeof response.body.error).toBe('string');
-      expect(await t.dataSource.query('SELECT * FROM settings')).toEqual([]);
-      const settings = await settingsMap();
-      expect(settings['general.auto_backup'].value).toBe('false');
-      expect(settings['general.backup_retention_count'].value).toBe('10');
-      expect((await get('/api/audit?action=settings_update').expect(200)).body.total).toBe(0);
-    });
-    it('should name the cron field that is out of range and its range, and store nothing', async () => {
-      const response = await put({ settings: { 'general.backup_cron': '61 25 * * *' } }).expect(400);
-      expect(response.body).toEqual({
-        error: 'Invalid settings',
-        details: ['general.backup_cron: minute must be 0-59 (got 61); hour must be 0-23 (got 25)'],
+    describe('refused', () => {
+      // Each case checks that nothing was stored or audited, so they can share an app: one that stored something
+      // fails there.
+      beforeAll(async () => {
+        shared = await startTestApp();
       });
-      expect(await t.dataSource.query('SELECT * FROM settings')).toEqual([]);
+
+      afterAll(async () => {
+        await shared?.close();
+        shared = undefined;
+      });
+
+      it.each([
+        [{ settings: { 'general.backup_retention_count': 0 } }],
+        [{ settings: { 'general.backup_retention_count': 1001 } }],
+        [{ settings: { 'general.backup_retention_count': 2.5 } }],
+        [{ settings: { 'general.backup_retention_count': 'ten' } }],
+        [{ settings: { 'general.backup_retention_count': null } }],
+        [{ settings: { 'general.auto_backup': 'yes' } }],
+        [{ settings: { 'general.auto_backup': 1 } }],
+        [{ settings: { 'general.backup_cron': 'every day' } }],
+        [{ settings: { 'general.alert_webhook_url': 'file:///etc/passwd' } }],
+        [{ settings: { 'unknown.key': '1' } }],
+        [{ settings: { 'general.auto_backup': true, 'general.backup_retention_count': -3 } }],
+        [{ settings: {} }],
+        [{ settings: [] }],
+        [{ settings: 'general.auto_backup=true' }],
+        [{}],
+        [{ settings: { 'general.auto_backup': true }, extra: 1 }],
+      ])('should refuse %j with 400 and store nothing', async (body) => {
+        const response = await put(body).expect(400);
+        expect(typeof response.body.error).toBe('string');
+        expect(await t.dataSource.query('SELECT * FROM settings')).toEqual([]);
+        const settings = await settingsMap();
+        expect(settings['general.auto_backup'].value).toBe('false');
+        expect(settings['general.backup_retention_count'].value).toBe('10');
+        expect((await get('/api/audit?action=settings_update').expect(200)).body.total).toBe(0);
+      });
+      it('should name the cron field that is out of range and its range, and store nothing', async () => {
+        const response = await put({ settings: { 'general.backup_cron': '61 25 * * *' } }).expect(400);
+        expect(response.body).toEqual({
+          error: 'Invalid settings',
+          details: ['general.backup_cron: minute must be 0-59 (got 61); hour must be 0-23 (got 25)'],
+        });
+        expect(await t.dataSource.query('SELECT * FROM settings')).toEqual([]);
+      });
     });
   });
 
