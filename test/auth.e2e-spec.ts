@@ -8,14 +8,29 @@ async function auditActions(t: TestApp, action: string): Promise<Array<Record<st
 
 describe('Authentication (e2e)', () => {
   let t: TestApp;
+  /** One app for every test of a block whose tests each send one refused request (see sharedApp). */
+  let shared: TestApp | undefined;
 
   beforeEach(async () => {
-    t = await startTestApp();
+    t = shared ?? (await startTestApp());
   });
 
   afterEach(async () => {
-    await t.close();
+    if (t !== shared) {
+      await t.close();
+    }
   });
+
+  /** For the enclosing describe: its tests share one app (each checks that its refusal changed nothing). */
+  function sharedApp(): void {
+    beforeAll(async () => {
+      shared = await startTestApp();
+    });
+    afterAll(async () => {
+      await shared?.close();
+      shared = undefined;
+    });
+  }
 
   describe('login', () => {
     it('should set an HttpOnly, SameSite=Strict, Path=/ session cookie and return the user', async () => {
@@ -44,15 +59,19 @@ describe('Authentication (e2e)', () => {
       }
     });
 
-    it.each([
-      [{}, 'no fields'],
-      [{ username: 'admin' }, 'no password'],
-      [{ password: 'x' }, 'no username'],
-      [{ username: 5, password: 'x' }, 'a number as username'],
-      [{ username: '', password: 'x' }, 'an empty username'],
-    ])('should answer 400 for %j (%s)', async (body, _why) => {
-      const response = await request(t.http).post('/api/auth/login').send(body).expect(400);
-      expect(typeof response.body.error).toBe('string');
+    describe('malformed', () => {
+      sharedApp();
+
+      it.each([
+        [{}, 'no fields'],
+        [{ username: 'admin' }, 'no password'],
+        [{ password: 'x' }, 'no username'],
+        [{ username: 5, password: 'x' }, 'a number as username'],
+        [{ username: '', password: 'x' }, 'an empty username'],
+      ])('should answer 400 for %j (%s)', async (body, _why) => {
+        const response = await request(t.http).post('/api/auth/login').send(body).expect(400);
+        expect(typeof response.body.error).toBe('string');
+      });
     });
 
     it('should answer 401 Invalid credentials for a wrong password or an unknown user, and audit both', async () => {
@@ -209,15 +228,19 @@ describe('Authentication (e2e)', () => {
       );
     });
 
-    it.each([
-      [{ username: 'u1', password: 'short', role: 'viewer' }, 'a password under 12 characters'],
-      [{ username: 'u1', password: 'long-enough-pass', role: 'superuser' }, 'an unknown role'],
-      [{ username: 'bad name', password: 'long-enough-pass', role: 'viewer' }, 'a space in the name'],
-      [{ username: 'u1', password: 'long-enough-pass' }, 'no role'],
-      [{ username: 'u1', password: 'long-enough-pass', role: 'viewer', admin: true }, 'an unknown field'],
-    ])('should answer 400 for %j (%s) and create nothing', async (body, _why) => {
-      await request(t.http).post('/api/auth/users').set('x-api-key', API_KEY).send(body).expect(400);
-      expect(await t.dataSource.query("SELECT * FROM users WHERE username = 'u1'")).toHaveLength(0);
+    describe('refused', () => {
+      sharedApp();
+
+      it.each([
+        [{ username: 'u1', password: 'short', role: 'viewer' }, 'a password under 12 characters'],
+        [{ username: 'u1', password: 'long-enough-pass', role: 'superuser' }, 'an unknown role'],
+        [{ username: 'bad name', password: 'long-enough-pass', role: 'viewer' }, 'a space in the name'],
+        [{ username: 'u1', password: 'long-enough-pass' }, 'no role'],
+        [{ username: 'u1', password: 'long-enough-pass', role: 'viewer', admin: true }, 'an unknown field'],
+      ])('should answer 400 for %j (%s) and create nothing', async (body, _why) => {
+        await request(t.http).post('/api/auth/users').set('x-api-key', API_KEY).send(body).expect(400);
+        expect(await t.dataSource.query("SELECT * FROM users WHERE username = 'u1'")).toHaveLength(0);
+      });
     });
 
     it('should list users without hashes, delete one (and its sessions), and audit the deletion', async () => {
