@@ -53,7 +53,6 @@ export type ScratchCopy = { tmp: string; sha256: string | null };
 
 /** Error codes that mean "no such backup file": gone, a symlink, or not a regular file. */
 const GONE_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EISDIR', 'NOT_REGULAR', 'ENXIO']);
-
 const isGone = (err: unknown): boolean => GONE_CODES.has(errCode(err) ?? '');
 
 /** How every existing file of the folder is opened for reading: never blocking, never through a symlink. */
@@ -61,7 +60,6 @@ export const READ_REGULAR_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK 
 
 const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
-
 const TEMP_PREFIX = '.mc-tmp-';
 const TEMP_SUFFIX = '.db.part';
 const SQLITE_SIBLINGS = ['-journal', '-wal', '-shm'] as const;
@@ -319,11 +317,10 @@ export class BackupFiles {
   }
 
   /**
-   * A restore's scratch copy of a backup, byte for byte with the sha256 of what was written (so the caller can prove
-   * it holds exactly the bytes it verified), not fsynced (it is thrown away). A backup with a `-wal` or `-journal`
-   * beside it is not the file SQLite would read: that one is copied page by page through SQLite, and `sha256` is
-   * null. The source may also be a temp file of this folder (a point in time not yet published), never with siblings.
-   * The caller must {@link discardTemp} the result.
+   * A restore's scratch copy of a backup (or of a temp file here: a point in time not yet published), byte for byte
+   * with the sha256 of what was written, so the caller can prove it holds the bytes it verified; not fsynced (it is
+   * thrown away). Beside a `-wal` or `-journal` (not the file SQLite would read) a backup is copied page by page
+   * through SQLite, with `sha256` null. The caller must {@link discardTemp} the result.
    */
   async copyBackupToScratch(from: string | { temp: string }): Promise<ScratchCopy> {
     const source =
@@ -335,10 +332,8 @@ export class BackupFiles {
       const { tmp } = await this.restoreBackupToTemp(from);
       return { tmp, sha256: null };
     }
-    const tmp = await this.createTemp();
+    const tmp = this.reserveTemp(); // the worker creates it (O_EXCL): the one raw write descriptor of a restore
     try {
-      // The one raw write descriptor of a restore: only ever on a scratch temp of this folder, never a database.
-      this.assertTemp(tmp);
       const copy = await runCopyWorker(source, tmp);
       return { tmp, sha256: copy.sha256 };
     } catch (err) {
@@ -375,9 +370,7 @@ export class BackupFiles {
    * clears after a crash. The caller must {@link publishTemp} or {@link discardTemp} it.
    */
   async createTemp(): Promise<string> {
-    const tmpName = `${TEMP_PREFIX}${randomBytes(12).toString('hex')}${TEMP_SUFFIX}`;
-    const tmp = path.join(this.root, tmpName);
-    this.active.add(tmpName);
+    const tmp = this.reserveTemp();
     try {
       // Exclusive and private from the start: SQLite gives its -journal/-wal/-shm the main file's mode, so the
       // copy's contents are never readable by others at any point.
@@ -392,6 +385,13 @@ export class BackupFiles {
   }
 
   /** Removes a temp file from {@link copyToTemp} and any SQLite sibling of it. Missing files are fine. */
+  /** A fresh temp name, kept from removeLeftovers like any temp, for a writer that creates the file exclusively. */
+  private reserveTemp(): string {
+    const tmpName = `${TEMP_PREFIX}${randomBytes(12).toString('hex')}${TEMP_SUFFIX}`;
+    this.active.add(tmpName);
+    return path.join(this.root, tmpName);
+  }
+
   async discardTemp(tmp: string): Promise<void> {
     const tmpName = this.assertTemp(tmp);
     try {

@@ -16,10 +16,19 @@ describe('copyWithSha256', () => {
     const bytes = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
     fs.writeFileSync(source, bytes);
     const dest = path.join(dir, '.mc-tmp-0123456789abcdef.db.part');
-    fs.writeFileSync(dest, 'old, longer than nothing');
     const result = copyWithSha256({ op: 'copy', source, dest });
     expect(fs.readFileSync(dest).equals(bytes)).toBe(true);
+    expect(fs.statSync(dest).mode & 0o777).toBe(0o600);
     expect(result).toMatchObject({ size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+  });
+
+  it('should never open a file that exists, even under a scratch temp name', () => {
+    const source = path.join(dir, 'a.db');
+    fs.writeFileSync(source, 'new');
+    const taken = path.join(dir, '.mc-tmp-0123456789abcdef.db.part');
+    fs.writeFileSync(taken, 'held by someone');
+    expect(() => copyWithSha256({ op: 'copy', source, dest: taken })).toThrow(/EEXIST/);
+    expect(fs.readFileSync(taken, 'utf8')).toBe('held by someone');
   });
 
   it('should never open anything but a scratch temp name for writing (a live database stays untouched)', () => {

@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import { openRegularFile } from './regular-file';
 
 /**
- * A byte-for-byte copy of a closed database file of the backups folder into an existing scratch file of the same
- * folder, hashing what it writes in the same pass. Not fsynced: a restore's scratch copy is thrown away after the
+ * A byte-for-byte copy of a closed database file of the backups folder into a new scratch file of the same folder,
+ * hashing what it writes in the same pass. Not fsynced: a restore's scratch copy is thrown away after the
  * restore (or at the next start), and the copy-in's own commit makes the live database durable. Never the live
  * database: closing a raw descriptor of it would drop the locks SQLite holds (sqlite.org/howtocorrupt.html).
  */
@@ -33,12 +33,13 @@ export function copyWithSha256(job: CopyJob): CopyResult {
   const hash = createHash('sha256');
   const input = openRegularFile(job.source);
   try {
-    // The scratch file already exists (made 0600 by BackupFiles); never follow a link planted in its place. Only a
-    // scratch temp name (`.mc-tmp-….db.part`) is ever written here, never a database SQLite holds open.
+    // Only a scratch temp name (`.mc-tmp-….db.part`), and only created here: O_EXCL never opens a file that exists,
+    // so this descriptor can never be one of a database SQLite holds open (nor follow a link planted in its place).
     if (!SCRATCH_NAME.test(path.basename(job.dest))) {
       throw new Error('The byte copy only writes a scratch temp file of the backups folder');
     }
-    const output = fs.openSync(job.dest, fs.constants.O_WRONLY | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW);
+    const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+    const output = fs.openSync(job.dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     try {
       const buffer = Buffer.allocUnsafe(CHUNK);
       let size = 0;
