@@ -13,9 +13,10 @@ const fs = require('node:fs');
 const Module = require('node:module');
 const path = require('node:path');
 const vm = require('node:vm');
+const { cacheDir, writeEntry } = require('./disk-cache');
 
 function install(root) {
-  const dir = path.join(root, 'node_modules', '.cache', 'mission-control-backups', `v8-${process.versions.v8}`);
+  const dir = cacheDir(root, `v8-${process.versions.v8}`);
   const originalCompile = Module.prototype._compile;
   const pending = [];
 
@@ -59,9 +60,8 @@ function install(root) {
       return;
     }
     try {
-      fs.mkdirSync(dir, { recursive: true });
       for (const { script, cacheFile } of pending) {
-        fs.writeFileSync(cacheFile, script.createCachedData());
+        writeEntry(cacheFile, script.createCachedData());
       }
     } catch {
       // A read-only or full disk: the next run compiles again, nothing worse.

@@ -14,6 +14,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const Module = require('node:module');
 const path = require('node:path');
+const { cacheDir, writeEntry } = require('./disk-cache');
 
 const SUCRASE_VERSION = require('sucrase/package.json').version;
 /** As sucrase/register/ts (registerTS), with SUCRASE_OPTIONS merged in the same way. */
@@ -21,14 +22,7 @@ const OPTIONS = {
   transforms: ['imports', 'typescript'],
   ...(process.env.SUCRASE_OPTIONS ? JSON.parse(process.env.SUCRASE_OPTIONS) : {}),
 };
-const DIR = path.resolve(
-  __dirname,
-  '..',
-  'node_modules',
-  '.cache',
-  'mission-control-backups',
-  `sucrase-${SUCRASE_VERSION}`,
-);
+const DIR = cacheDir(path.resolve(__dirname, '..'), `sucrase-${SUCRASE_VERSION}`);
 
 function transformWithSucrase(source, filePath) {
   const { code, sourceMap } = require('sucrase').transform(source, {
@@ -57,11 +51,7 @@ function transformCached(source, filePath) {
   }
   const code = transformWithSucrase(source, filePath);
   try {
-    fs.mkdirSync(DIR, { recursive: true });
-    // Workers of parallel test files may write the same entry at once: each writes its own temp name, then renames.
-    const temp = `${cacheFile}.${process.pid}.${require('node:worker_threads').threadId}.tmp`;
-    fs.writeFileSync(temp, code);
-    fs.renameSync(temp, cacheFile);
+    writeEntry(cacheFile, code);
   } catch {
     // A read-only or full disk: the next worker transforms again, nothing worse.
   }

@@ -15,15 +15,9 @@ const fs = require('node:fs');
 const path = require('node:path');
 const vm = require('node:vm');
 const Runtime = require('jest-runtime').default;
+const { cacheDir, writeEntry } = require('../scripts/disk-cache');
 
-const DIR = path.resolve(
-  __dirname,
-  '..',
-  'node_modules',
-  '.cache',
-  'mission-control-backups',
-  `jest-v8-${process.versions.v8}`,
-);
+const DIR = cacheDir(path.resolve(__dirname, '..'), `jest-v8-${process.versions.v8}`);
 /** Bytecode by key, for the next test files of this worker (the disk copy is read once). */
 const memory = new Map();
 /** Produced in this worker and not on disk yet: written when the worker exits. */
@@ -58,13 +52,8 @@ process.once('exit', () => {
     return;
   }
   try {
-    fs.mkdirSync(DIR, { recursive: true });
     for (const [key, data] of pending) {
-      // Parallel workers may write the same entry: each writes its own temp name, then renames.
-      const file = path.join(DIR, `${key}.bin`);
-      const temp = `${file}.${process.pid}.tmp`;
-      fs.writeFileSync(temp, data);
-      fs.renameSync(temp, file);
+      writeEntry(path.join(DIR, `${key}.bin`), data);
     }
   } catch {
     // A read-only or full disk: the next run compiles again, nothing worse.
