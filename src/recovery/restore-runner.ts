@@ -35,10 +35,10 @@ export interface RestoreRun {
   /** The sha256 of the bytes that were verified (integrity_check and every table read), when it was computed. */
   verifiedSha256: string | null;
   /**
-   * The scratch copy, begun by the caller beside the verify (they read the same file on two cores); the runner
-   * owns it from here and discards it. Without it, the runner copies the backup itself.
+   * The scratch copy of the backup, begun by the caller beside the verify (they read the same file on two cores);
+   * the runner owns it from here and discards it.
    */
-  scratch?: Promise<ScratchCopy>;
+  scratch: Promise<ScratchCopy>;
   actor: AuditActor;
   meta: Partial<RequestMeta>;
   caller: RestoreJournalEntry['caller'];
@@ -248,11 +248,11 @@ export class RestoreRunner {
   /**
    * The backup in a scratch temp file, migrated to this build's schema on their own connection (the live database
    * never runs a restore's migrations), then the same check health runs on the live database, unless the scratch
-   * holds, byte for byte (same sha256), what the verify just checked with more than that check does: on 1 GiB the
-   * probe cost 1.3-2.9 s for nothing. A backup that changed since its verify is refused here. The caller discards it.
+   * holds, byte for byte (same sha256), what the verify just checked with more than that check does. A backup that
+   * changed since its verify is refused here. The caller discards it.
    */
   private async prepareScratch(request: RestoreRun): Promise<string> {
-    const { tmp, sha256 } = await (request.scratch ?? this.files.copyBackupToScratch(request.name));
+    const { tmp, sha256 } = await request.scratch;
     try {
       if (sha256 !== null && request.verifiedSha256 !== null && sha256 !== request.verifiedSha256) {
         throw new Error('the backup changed after it was verified');
