@@ -34,6 +34,17 @@ export function instrument(root: string, current: () => Phases): void {
   const proto = files.BackupFiles.prototype as Record<string, unknown>;
   timeMethod(proto, 'inspect', 'verify (inspect: integrity_check + sha256)', current);
   timeMethod(proto, 'snapshot', 'safety snapshot (child: copy, quick_check ∥ fsync ∥ sha256, publish)', current);
+  // Since 2026-12-04 the safety copy is begun beside the verify and only published under the lock (taken again there,
+  // as `snapshot`, when someone committed meanwhile).
+  if (typeof proto.publishSnapshot === 'function') {
+    timeMethod(
+      proto,
+      'copyToTemp',
+      'safety copy beside the verify (child: copy, quick_check ∥ fsync ∥ sha256)',
+      current,
+    );
+    timeMethod(proto, 'publishSnapshot', 'safety copy published (link, fsync of the folder)', current);
+  }
   // Before 2026-12-03 (a `--base` tree of then) every scratch copy was a page copy; since, a byte copy with its
   // sha256 (the page copy only beside a -wal or -journal).
   timeMethod(proto, 'restoreBackupToTemp', 'scratch copy of the backup (page copy, fsync)', current);
@@ -90,4 +101,3 @@ export function instrument(root: string, current: () => Phases): void {
     };
   }
 }
-

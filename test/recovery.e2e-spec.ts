@@ -297,6 +297,45 @@ describe('Recovery (e2e)', () => {
       expect(failed.map((e) => e.detail)).toEqual([expect.objectContaining({ name: made.name, stage: 'prepare' })]);
     });
 
+    it('should take the safety copy beside the verify, and again under the write lock after a commit between', async () => {
+      const made = await makeBackup(t);
+      await addUser(t, 'gina');
+      const files = t.app.get(BackupFiles);
+      const copies = jest.spyOn(files, 'copyToTemp');
+      const settingIn = (file: string) =>
+        withDb(file, (db) => db.prepare("SELECT value FROM settings WHERE key = 'late_write'").pluck().get());
+
+      // Nobody writes during the restore: the copy made beside the verify becomes the safety backup.
+      const quiet = await api('post', '/api/backup/restore').send({ name: made.name }).expect(200);
+      expect(copies).toHaveBeenCalledTimes(1);
+      const quietSafety = inBackups(t, quiet.body.safety_backup);
+      expect(withDb(quietSafety, (db) => db.prepare("SELECT 1 FROM users WHERE username = 'gina'").pluck().get())).toBe(
+        1,
+      );
+      expect(withDb(quietSafety, (db) => db.pragma('integrity_check', { simple: true }))).toBe('ok');
+      expect((await listBackups(t)).find((b) => b.name === quiet.body.safety_backup)?.sha256).toBe(
+        sha256File(quietSafety),
+      );
+
+      // A commit after that copy was made and before the write lock (the service's own connection: requests that
+      // write are refused during a restore, the service's own work is not): the copy misses it, so it is taken
+      // again under the lock, and the safety backup holds the write the restore is about to replace.
+      copies.mockClear();
+      const restoreTempInto = files.restoreTempInto.bind(files);
+      jest.spyOn(files, 'restoreTempInto').mockImplementationOnce(async (...args) => {
+        await copies.mock.results[0].value;
+        await t.dataSource.query("INSERT INTO settings (key, value, updated_at) VALUES ('late_write', 'kept', 1)");
+        return restoreTempInto(...args);
+      });
+      const written = await api('post', '/api/backup/restore').send({ name: made.name }).expect(200);
+      expect(copies).toHaveBeenCalledTimes(2);
+      const writtenSafety = inBackups(t, written.body.safety_backup);
+      expect(settingIn(writtenSafety)).toBe('kept');
+      expect(settingIn(t.dbPath)).toBeUndefined();
+      // The stale copy is gone: only published backups are left in the folder.
+      expect(folderEntries(t).filter((entry) => entry.startsWith('.'))).toEqual([]);
+    });
+
     it('should restore a backup with a stray -wal and -journal beside it as SQLite reads it (page copy)', async () => {
       const made = await makeBackup(t);
       await addUser(t, 'grace');

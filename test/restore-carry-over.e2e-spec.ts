@@ -165,10 +165,11 @@ describe('A restore carries the live state over off the event loop (e2e)', () =>
         copyingReached = true;
       }
     });
-    const snapshot = files.snapshot.bind(files);
+    // Every safety copy is published under the lock, whether begun beside the verify or taken again there.
+    const publish = files.publishSnapshot.bind(files);
     let served: Promise<{ status: number; copyingReached: boolean }> | undefined;
-    jest.spyOn(files, 'snapshot').mockImplementation(async (...args) => {
-      const safety = await snapshot(...args);
+    jest.spyOn(files, 'publishSnapshot').mockImplementation(async (...args) => {
+      const safety = await publish(...args);
       // The carry-over starts as soon as this resolves.
       served = request(app.t.http)
         .get('/api/health')

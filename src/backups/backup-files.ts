@@ -197,9 +197,20 @@ export class BackupFiles {
     const started = performance.now();
     // Fail on a bad prefix or date before doing any work.
     formatBackupName(prefix, now, 1);
-    // No chmod here: a folder's mode is ensureDir's business at start-up.
-    await fsp.mkdir(this.root, { recursive: true, mode: DIR_MODE });
-    const { tmp, result } = await this.copyToTemp(sourceDbPath, options);
+    return this.publishSnapshot(await this.copyToTemp(sourceDbPath, options), prefix, now, started);
+  }
+
+  /**
+   * Publishes a copy from {@link copyToTemp} as {@link snapshot} does (`startedMs`: when its copy began, for the
+   * duration). The temp name is gone afterwards, published or not.
+   */
+  async publishSnapshot(
+    copy: { tmp: string; result: SnapshotResult },
+    prefix: string,
+    now: Date,
+    startedMs = performance.now(),
+  ): Promise<SnapshotInfo> {
+    const { tmp, result } = copy;
     let name: string;
     try {
       name = await this.publishTemp(tmp, prefix, now);
@@ -214,7 +225,7 @@ export class BackupFiles {
       name,
       size: result.size,
       createdAtMs: parsed ? parsed.createdAtMs : Math.floor(now.getTime() / 1000) * 1000,
-      durationMs: performance.now() - started,
+      durationMs: performance.now() - startedMs,
       pages: result.pages,
       steps: result.steps,
       sha256: result.sha256,
@@ -355,6 +366,8 @@ export class BackupFiles {
     sourceDbPath: string,
     options: SnapshotOptions = {},
   ): Promise<{ tmp: string; result: SnapshotResult }> {
+    // No chmod here: a folder's mode is ensureDir's business at start-up.
+    await fsp.mkdir(this.root, { recursive: true, mode: DIR_MODE });
     const tmp = await this.createTemp();
     try {
       const result = await runSnapshotWorker(sourceDbPath, tmp, options);

@@ -10,8 +10,9 @@ import { MIGRATIONS, SCHEMA_VERSION } from '../database/migrations';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
 import { BackupFiles, type ScratchCopy, type SnapshotInfo } from '../backups/backup-files';
 import { SAFETY_PREFIX } from '../backups/backup-name';
-import { runCarryOverWorker, runProbeWorker, SnapshotError } from '../sqlite/snapshot';
+import { runCarryOverWorker, runProbeWorker, SnapshotError, type SnapshotResult } from '../sqlite/snapshot';
 import { ADMIN_CHECK_FAILED, type CarryOverResult } from './carry-over';
+import { CommitWatch } from './commit-watch';
 import { newRestoreId, RestoreJournal, type RestoreJournalEntry } from './restore-journal';
 import { type AuditRow, insertAudit, restoreRecorded, type RestoreChanges } from './restore-state';
 
@@ -39,12 +40,26 @@ export interface RestoreRun {
    * the runner owns it from here and discards it.
    */
   scratch: Promise<ScratchCopy>;
+  /** The safety copy, begun by the caller beside the verify ({@link RestoreRunner.beginSafetyCopy}). */
+  safety: EarlySafetyCopy;
   actor: AuditActor;
   meta: Partial<RequestMeta>;
   caller: RestoreJournalEntry['caller'];
   /** Extra detail for the audit event. */
   detail: Record<string, unknown>;
 }
+
+/** A safety copy of the live database begun before the write lock, and what tells whether it is still current. */
+export interface EarlySafetyCopy {
+  copy: Promise<{ tmp: string; result: SnapshotResult }>;
+  /** Null when it could not be opened: the copy is then never trusted. */
+  watch: CommitWatch | null;
+  abort: AbortController;
+  startedMs: number;
+}
+
+/** How long the watch's reads may wait for a lock (a read in WAL mode waits only on a WAL restart or a recovery). */
+const WATCH_BUSY_TIMEOUT_MS = 1000;
 
 export interface RestoreDone {
   safety: SnapshotInfo;
@@ -65,8 +80,9 @@ export const RESTORE_FAILED_EVENT = 'backup_restore_failed';
 /**
  * The part of a restore that changes the live database, and the start-up pass that settles one a crash cut short.
  *
- * The backup is copied into a scratch file first (and migrated there when older). Then, while the restore worker
- * holds the live database's write lock: a safety copy is taken, the live state that a restore keeps (the carried
+ * The backup is copied into a scratch file first (and migrated there when older), and a safety copy of the live
+ * database is begun beside it. Then, while the restore worker holds the live database's write lock: the safety copy
+ * is published if nobody committed since it began (taken again otherwise), the live state that a restore keeps (the carried
  * tables, the whole audit log, the caller's session) is read and written into the scratch file together with this
  * restore's own `backup_restore` event (in a worker thread: carry-over.ts), the result is checked, and only then are its pages copied in and committed
  * as one transaction. Nobody can write between the safety copy and the commit, and nothing is written after it: a
@@ -112,6 +128,7 @@ export class RestoreRunner {
     try {
       scratch = await this.prepareScratch(request);
     } catch (error) {
+      await this.discardSafetyCopy(request.safety);
       throw new RestoreStepError('prepare', `could not prepare the backup (${reasonOf(error)})`, false, null);
     }
     let safety: SnapshotInfo | undefined;
@@ -123,7 +140,7 @@ export class RestoreRunner {
         checkpoint: !this.config.replication,
         whileLocked: async (): Promise<void> => {
           await this.faults.reach('locked');
-          safety = await this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now());
+          safety = await this.safetyCopy(request.safety);
           stage = 'carry_over';
           entry = this.journal.advance(entry, { stage: 'copying', safety: safety.name });
           const event = this.auditRow(
@@ -168,7 +185,63 @@ export class RestoreRunner {
       throw new RestoreStepError(stage, reasonOf(error), safety !== undefined, safety?.name ?? null);
     } finally {
       await this.files.discardTemp(scratch).catch(() => undefined);
+      // Published or replaced by now, unless the restore failed before the lock.
+      await this.discardSafetyCopy(request.safety);
     }
+  }
+
+  /**
+   * Begins the restore's safety copy before the write lock, beside the verify and the scratch copy, so that the lock
+   * (which makes every writer wait) lasts the carry-over and the copy-in rather than a whole backup as well. The
+   * watch begins before the copy's read transaction: if anyone commits after it, the copy may miss that write, and
+   * the runner takes the safety copy again under the lock, as it always did. The caller hands it to {@link run} or
+   * to {@link discardSafetyCopy}.
+   */
+  beginSafetyCopy(): EarlySafetyCopy {
+    const startedMs = performance.now();
+    const abort = new AbortController();
+    let watch: CommitWatch | null = null;
+    try {
+      watch = new CommitWatch(this.config.dbPath, WATCH_BUSY_TIMEOUT_MS);
+    } catch (error) {
+      this.logger.warn(`The safety copy waits for the write lock: ${reasonOf(error)}`);
+    }
+    const copy =
+      watch === null
+        ? Promise.reject(new Error('no commit watch'))
+        : this.files.copyToTemp(this.config.dbPath, { signal: abort.signal });
+    // Awaited under the lock or discarded: a copy that fails before then is not an unhandled rejection.
+    copy.catch(() => undefined);
+    return { copy, watch, abort, startedMs };
+  }
+
+  /** Stops and removes a safety copy that was never used (a refused restore); harmless after one was published. */
+  async discardSafetyCopy(early: EarlySafetyCopy): Promise<void> {
+    early.watch?.close();
+    early.abort.abort();
+    const copy = await early.copy.catch(() => null);
+    if (copy !== null) {
+      await this.files.discardTemp(copy.tmp).catch(() => undefined);
+    }
+  }
+
+  /** Under the write lock: the early copy when nobody has committed since it began, otherwise a new one. */
+  private async safetyCopy(early: EarlySafetyCopy): Promise<SnapshotInfo> {
+    const copy = await early.copy.catch(() => null);
+    let current = false;
+    try {
+      current = copy !== null && early.watch !== null && early.watch.unchanged();
+    } catch (error) {
+      this.logger.warn(`Could not tell whether the safety copy is current: ${reasonOf(error)}`);
+    }
+    early.watch?.close();
+    if (copy !== null && current) {
+      return this.files.publishSnapshot(copy, SAFETY_PREFIX, this.clock.now(), early.startedMs);
+    }
+    if (copy !== null) {
+      await this.files.discardTemp(copy.tmp).catch(() => undefined);
+    }
+    return this.files.snapshot(this.config.dbPath, SAFETY_PREFIX, this.clock.now());
   }
 
   /**

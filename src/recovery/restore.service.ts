@@ -110,8 +110,14 @@ export class RestoreService {
     const scratch = request.scratch ?? this.files.copyBackupToScratch(name);
     // Awaited by the runner, or discarded on a refusal: a copy that fails before then is not an unhandled rejection.
     scratch.catch(() => undefined);
-    const discardScratch = (): Promise<void> =>
-      scratch.then((copy) => this.files.discardTemp(copy.tmp)).catch(() => undefined);
+    // So is the safety copy: the runner takes it again under the write lock if anyone commits meanwhile.
+    const safety = this.runner.beginSafetyCopy();
+    const discardCopies = async (): Promise<void> => {
+      await Promise.all([
+        scratch.then((copy) => this.files.discardTemp(copy.tmp)).catch(() => undefined),
+        this.runner.discardSafetyCopy(safety),
+      ]);
+    };
     let verdict;
     let check;
     try {
@@ -120,12 +126,12 @@ export class RestoreService {
       const livePageSize = Number(this.db.pragma('page_size', { simple: true }));
       verdict = { checksum, ...admit({ check, checksum, livePageSize, requireAdmin: false }) };
     } catch (error) {
-      await discardScratch();
+      await discardCopies();
       failed({ stage: 'verify', reason: reasonOf(error), rolled_back: false });
       throw error;
     }
     if (verdict.problems.length > 0) {
-      await discardScratch();
+      await discardCopies();
       const problem =
         verdict.checksum === 'mismatch' ? 'Backup checksum does not match its manifest' : verdict.problems[0];
       await this.manifests
@@ -150,6 +156,7 @@ export class RestoreService {
         schemaVersion: check.schemaVersion,
         verifiedSha256: check.sha256,
         scratch,
+        safety,
         actor: request.actor,
         meta: request.meta,
         caller: entry.caller,
