@@ -96,6 +96,10 @@ export function instrument(root: string, current: () => Phases): void {
         p['copy-in: fsync of the WAL (synchronous=FULL commit)'] = syncMs;
         p['copy-in: wal_checkpoint(TRUNCATE)'] = checkpointMs;
         p['after copy (worker exit, rest)'] = end - lockedEnd - result.copyMs - gateMs - syncMs - checkpointMs;
+        // Writers (the service's and anyone's) wait this long: the lock is taken before the safety copy is published
+        // and the carry-over runs, and the WAL's fsync and the TRUNCATE checkpoint keep them out too.
+        p['writers wait (write lock to the end of the checkpoint; not a phase)'] =
+          lockedEnd - lockedAt + result.copyMs + gateMs + syncMs + checkpointMs;
       }
       return result;
     };

@@ -135,6 +135,8 @@ export class RestoreRunner {
     let changes: RestoreChanges | undefined;
     let stage = 'safety_backup';
     try {
+      // Finished before the write lock is taken, so that writers wait only for what must happen under it.
+      await request.safety.copy.catch(() => undefined);
       const copy = await this.files.restoreTempInto(scratch, this.config.dbPath, {
         // The shipper must see the restore's frames (and the commits before it) before anyone checkpoints them.
         checkpoint: !this.config.replication,
