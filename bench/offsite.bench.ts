@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --offsite [--size <MiB>]`: what an off-site copy costs, against s3rver on loopback started here.
+ * `npm run bench -- --offsite [--size <MiB>]`: what an off-site copy costs, against s3rver on loopback in a process of its own.
  *
  * 1. A real database of this app (made and migrated by the app, an admin in it), grown to --size with random rows.
  * 2. `--runs` rounds (default 3), each running every pipeline in LABELS once on the same file, in an order that
@@ -25,7 +25,7 @@ import { AgeCrypto, ageOverhead, generateIdentityFile } from '../src/offsite/age
 import { AgeEncryptStream, encryptStream } from '../src/offsite/age-stream';
 import { OffsiteBucket, partSizeFor } from '../src/offsite/offsite-bucket';
 import { fillDatabase } from './bench-db';
-import { BENCH_BUCKET, benchBucket } from './bench-s3rver';
+import { BENCH_BUCKET, benchBucket, startS3rver } from './bench-s3rver';
 import { fixed, markdownTable, maxOf, median, MIB, progress, type BenchOptions } from './bench-util';
 
 const BUCKET = BENCH_BUCKET;
@@ -130,29 +130,18 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
   const bareDir = path.join(root, 'bare');
   fs.mkdirSync(work, { recursive: true });
   fs.mkdirSync(s3Dir);
-  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const S3rver = require('s3rver') as new (o: Record<string, unknown>) => {
-    run(): Promise<{ port: number }>;
-    close(): Promise<void>;
-  };
-  const s3 = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    directory: s3Dir,
-    silent: true,
-    allowMismatchedSignatures: true,
-    configureBuckets: [{ name: BUCKET }],
-  });
-  const { port } = await s3.run();
+  // In a process of its own (as the replication bench runs it): a bucket never shares the service's event loop, and
+  // an in-process s3rver made the plain upload and the encrypted one compete with it for the same thread.
+  const s3 = await startS3rver(s3Dir);
+  const { port } = s3;
   const endpoint = `http://127.0.0.1:${port}`;
   try {
     progress(`building a ${options.sizeMiB} MiB database of this app`);
     const dbPath = path.join(work, 'source.db');
     // The app's schema and an admin, made by the compiled app (the CLI build is reused for the restore below).
     const build = path.join(root, 'build');
+    // The app reads its version from the package.json beside its compiled tree.
+    fs.copyFileSync(path.resolve(__dirname, '..', 'package.json'), path.join(root, 'package.json'));
     spawnSync(
       process.execPath,
       [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', build],
@@ -295,7 +284,7 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
 
     progress('backups restore --from-remote latest --yes on an empty data folder');
     const started = performance.now();
-    // Not spawnSync: s3rver runs in this process and must keep answering while the CLI downloads.
+    // Not spawnSync: the bench keeps sampling while the CLI downloads.
     const restored = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
       const child = spawn(process.execPath, [cli, 'backups', 'restore', '--from-remote', 'latest', '--yes'], {
         env: {
@@ -315,15 +304,16 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
       child.on('close', (status) => resolve({ status, stdout, stderr }));
     });
     const restoreSeconds = (performance.now() - started) / 1000;
-    if (restored.status !== 0) {
-      process.stderr.write(restored.stdout + restored.stderr);
-    }
-    // The installed file may differ from the upload byte for byte (a WAL-flagged copy is made standalone); the CLI
-    // has checked the decrypted stream against the manifest's sha256 before installing.
+    // The installed file may differ from the upload byte for byte (a WAL-flagged copy is made standalone, and the CLI
+    // prints the sha256 of what it installed); the CLI has checked the decrypted stream against the manifest's sha256
+    // before installing.
     const restoredOk =
       restored.status === 0 &&
-      restored.stdout.includes(`sha256 ${String(manifest.sha256)}`) &&
+      /Installed \S+ \(.*sha256 [0-9a-f]{64}\)/.test(restored.stdout) &&
       fs.existsSync(path.join(bareDir, 'mission-control.db'));
+    if (!restoredOk) {
+      process.stderr.write(`restore --from-remote exited ${restored.status}:\n${restored.stdout}${restored.stderr}\n`);
+    }
 
     const mibs = (m: Measured) => size / MIB / m.seconds;
     const ratio = (r: Round, id: PipelineId) => mibs(r.measured[id]) / mibs(r.measured.plain);
@@ -370,7 +360,7 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
       ],
     ];
     process.stdout.write(
-      `\nOff-site, ${fixed(size / MIB, 0)} MiB database, s3rver on loopback (in this process), ` +
+      `\nOff-site, ${fixed(size / MIB, 0)} MiB database, s3rver on loopback (a process of its own), ` +
         `${os.cpus().length} CPUs, load ${os
           .loadavg()
           .map((l) => fixed(l, 1))
@@ -396,7 +386,7 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
     );
     return restoredOk ? 0 : 1;
   } finally {
-    await s3.close();
+    s3.child.kill('SIGTERM');
     if (!options.keep) {
       fs.rmSync(root, { recursive: true, force: true });
     }
