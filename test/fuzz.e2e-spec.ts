@@ -18,8 +18,7 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 100);
 const UPLOAD_RUNS = Math.max(10, Math.round(RUNS / 10));
 const RESTORE_LIMIT = Math.max(3, Math.round(RUNS / 60));
 const FIXED_SEED = 20261203;
-const SEED =
-  process.env.FUZZ_SEED === 'random' ? undefined : Number(process.env.FUZZ_SEED ?? FIXED_SEED);
+const SEED = process.env.FUZZ_SEED === 'random' ? undefined : Number(process.env.FUZZ_SEED ?? FIXED_SEED);
 
 /** Fails with the input in the message (fast-check shows it shrunk) unless `status` is one of `allowed`. */
 function expectStatus(input: unknown, status: number, allowed: number[]): void {

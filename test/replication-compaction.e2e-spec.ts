@@ -119,15 +119,17 @@ describe('Replication compaction (real SQLite, real s3rver, age)', () => {
             app.exec('VACUUM');
             return;
           }
-          app.transaction(() => {
-            for (let i = 0; i < 40; i++) {
-              insert.run(
-                `${round === 2 && i === 0 ? MARKER : `r${round}-${i}`} ${'p'.repeat(200 + ((round * 37 + i) % 300))}`,
-              );
-            }
-            app.prepare("UPDATE notes SET body = body || '+' WHERE id % 7 = ?").run(round % 7);
-            app.prepare('DELETE FROM notes WHERE id % 11 = ?').run(round % 11);
-          }).immediate();
+          app
+            .transaction(() => {
+              for (let i = 0; i < 40; i++) {
+                insert.run(
+                  `${round === 2 && i === 0 ? MARKER : `r${round}-${i}`} ${'p'.repeat(200 + ((round * 37 + i) % 300))}`,
+                );
+              }
+              app.prepare("UPDATE notes SET body = body || '+' WHERE id % 7 = ?").run(round % 7);
+              app.prepare('DELETE FROM notes WHERE id % 11 = ?').run(round % 11);
+            })
+            .immediate();
         }),
       );
     }

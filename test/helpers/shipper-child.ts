@@ -24,9 +24,7 @@ export interface ShipperChildConfig {
 }
 
 export type ShipperChildMessage =
-  | { type: 'ready' }
-  | { type: 'generation'; generation: string; reason: string }
-  | { type: 'round-done' };
+  { type: 'ready' } | { type: 'generation'; generation: string; reason: string } | { type: 'round-done' };
 
 export type ShipperChildCommand = { type: 'round'; now: number };
 
