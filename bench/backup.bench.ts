@@ -83,6 +83,8 @@ const ALL_TOOLS = [
   'service-load',
   'worker',
   'worker-nice0',
+  'worker-nice10',
+  'worker-nice19',
   'worker-idle',
   'worker-serial',
   'cli-backup',
@@ -92,7 +94,14 @@ const ALL_TOOLS = [
 type ToolId = (typeof ALL_TOOLS)[number];
 /** The tools of this run (`--tools`); `cli-backup` is always in, every ratio needs it. */
 let TOOLS: readonly ToolId[] = ALL_TOOLS;
-const ALL_WORKER_TOOLS = ['worker', 'worker-nice0', 'worker-idle', 'worker-serial'] as const;
+const ALL_WORKER_TOOLS = [
+  'worker',
+  'worker-nice0',
+  'worker-nice10',
+  'worker-nice19',
+  'worker-idle',
+  'worker-serial',
+] as const;
 let WORKER_TOOLS: readonly WorkerToolId[] = ALL_WORKER_TOOLS;
 type WorkerToolId = (typeof ALL_WORKER_TOOLS)[number];
 type CliToolId = Exclude<ToolId, 'service' | 'service-load' | WorkerToolId>;
@@ -105,6 +114,8 @@ function isWorkerTool(tool: ToolId): tool is WorkerToolId {
 const WORKER_OPTIONS: Record<WorkerToolId, SnapshotOptions> = {
   worker: {},
   'worker-nice0': { nice: 0 },
+  'worker-nice10': { nice: 10 },
+  'worker-nice19': { nice: 19 },
   'worker-idle': { idle: true },
   'worker-serial': { checkThreads: 'serial' },
 };
@@ -114,8 +125,10 @@ const TOOL_LABELS: Record<ToolId, string> = {
   'service-load': 'This service: `BackupsService.create()` under the write load below',
   worker:
     "The service's snapshot job alone (`runSnapshotWorker` as the service calls it: child process, " +
-    'backup API, nice 19 by default; no publish, audit or retention)',
-  'worker-nice0': "The same at the service's priority (`nice: 0`, the previous default)",
+    'backup API, at the default nice value; no publish, audit or retention)',
+  'worker-nice0': "The same at the service's priority (`nice: 0`)",
+  'worker-nice10': 'The same at `nice: 10`',
+  'worker-nice19': 'The same at `nice: 19`',
   'worker-idle': 'The same in the SCHED_IDLE class (`idle: true`, via chrt)',
   'worker-serial': 'The same with quick_check and sha256 one after the other (`checkThreads: serial`)',
   'cli-backup': '`sqlite3 db ".backup \'dest\'"`',

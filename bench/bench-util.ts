@@ -57,8 +57,9 @@ export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [-
   --no-stress      skip the second pass of the timed rounds beside \`stress -c 2\` (run by default when the
                    stress command is installed: Debian package "stress")
   --backups-only   only the timed backup rounds (no online restore, no listing of 10,000 backups)
-  --tools a,b,...  only these tools in the timed rounds (service, service-load, worker, worker-nice0, worker-idle,
-                   worker-serial, cli-backup, vacuum-into, cp); cli-backup is always kept as the reference
+  --tools a,b,...  only these tools in the timed rounds (service, service-load, worker, worker-nice0, worker-nice10,
+                   worker-nice19, worker-idle, worker-serial, cli-backup, vacuum-into, cp); cli-backup is always
+                   kept as the reference
   --pitr           instead: point-in-time restore at scale: a --size MiB database (default 1024), then --seconds
                    (default 3600) of 100 commits/s shipped to s3rver, then the latest state and the middle moment
                    rebuilt from the bucket (see bench/pitr.bench.ts); with --end-to-end the compiled app is started
