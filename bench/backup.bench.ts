@@ -925,7 +925,9 @@ function report(bench: Bench, results: Results): string {
       fixed(r.ms, 0),
       fixed(mbps(r), 0),
       l ? pair(l.loopP99Ms, l.loopMaxMs) : '',
-      l ? `${fixed(l.stall.longestMs)} @${fixed(l.stall.longestAtMs, 0)}; ${fixed(l.stall.gcMaxMs)}` : '',
+      l
+        ? `${fixed(l.stall.longestMs)} @${fixed(l.stall.longestAtMs, 0)}; ${fixed(l.stall.gcMaxMs)} ${l.stall.gcMaxKind}`
+        : '',
       l ? writes(l.db) : '',
       l ? writes(l.http) : '',
       l ? writes(l.health) : '',

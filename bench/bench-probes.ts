@@ -1,6 +1,6 @@
 /** Probes that watch the app while a backup runs. Used in the bench process and in bench/http-writer.ts. */
 import { readFileSync } from 'node:fs';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { constants as perfConstants, type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 import { sleep } from './bench-util';
 
 export interface LatencySamples {
@@ -121,7 +121,20 @@ export interface StallReport {
   longestAtMs: number;
   /** Main-thread garbage collections while it ran: the longest pause and how many took over 10 ms. */
   gcMaxMs: number;
+  /** What kind of collection the longest was (minor = scavenge, major = mark-compact, incremental, weakcb). */
+  gcMaxKind: string;
   gcOver10ms: number;
+}
+
+const GC_KINDS: Record<number, string> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+};
+
+function noStall(): StallReport {
+  return { longestMs: 0, longestAtMs: NaN, gcMaxMs: 0, gcMaxKind: '', gcOver10ms: 0 };
 }
 
 /**
@@ -131,21 +144,14 @@ export interface StallReport {
 export class StallProbe {
   private origin = 0;
   private last = 0;
-  private report: StallReport = { longestMs: 0, longestAtMs: NaN, gcMaxMs: 0, gcOver10ms: 0 };
+  private report: StallReport = noStall();
   private timer?: NodeJS.Timeout;
-  private readonly gc = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      this.report.gcMaxMs = Math.max(this.report.gcMaxMs, entry.duration);
-      if (entry.duration > 10) {
-        this.report.gcOver10ms += 1;
-      }
-    }
-  });
+  private readonly gc = new PerformanceObserver((list) => this.count(list.getEntries()));
 
   start(): void {
     this.origin = performance.now();
     this.last = this.origin;
-    this.report = { longestMs: 0, longestAtMs: NaN, gcMaxMs: 0, gcOver10ms: 0 };
+    this.report = noStall();
     this.gc.observe({ entryTypes: ['gc'] });
     this.timer = setInterval(() => this.tick(), 1);
   }
@@ -154,14 +160,22 @@ export class StallProbe {
     clearInterval(this.timer);
     this.tick();
     // Entries already queued for the observer are delivered to it before disconnecting.
-    for (const entry of this.gc.takeRecords()) {
-      this.report.gcMaxMs = Math.max(this.report.gcMaxMs, entry.duration);
+    this.count(this.gc.takeRecords());
+    this.gc.disconnect();
+    return this.report;
+  }
+
+  private count(entries: PerformanceEntry[]): void {
+    for (const entry of entries) {
+      if (entry.duration > this.report.gcMaxMs) {
+        this.report.gcMaxMs = entry.duration;
+        const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind;
+        this.report.gcMaxKind = kind === undefined ? '' : (GC_KINDS[kind] ?? String(kind));
+      }
       if (entry.duration > 10) {
         this.report.gcOver10ms += 1;
       }
     }
-    this.gc.disconnect();
-    return this.report;
   }
 
   private tick(): void {
