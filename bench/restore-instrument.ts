@@ -6,14 +6,23 @@ import * as path from 'node:path';
 
 export type Phases = Record<string, number>;
 
-/** Wraps `target[key]` (a function) so that each call's wall time is added to `phases[label]`. */
-export function timeMethod(target: Record<string, unknown>, key: string, label: string, phases: () => Phases): void {
+/**
+ * Wraps `target[key]` (a function) so that each call's wall time is added to `phases[label]` (a label may depend on
+ * the call's arguments).
+ */
+export function timeMethod(
+  target: Record<string, unknown>,
+  key: string,
+  label: string | ((...a: unknown[]) => string),
+  phases: () => Phases,
+): void {
   const original = target[key] as (...a: unknown[]) => unknown;
   target[key] = function (this: unknown, ...a: unknown[]): unknown {
     const started = performance.now();
+    const name = typeof label === 'string' ? label : label(...a);
     const add = (): void => {
       const p = phases();
-      p[label] = (p[label] ?? 0) + performance.now() - started;
+      p[name] = (p[name] ?? 0) + performance.now() - started;
     };
     const result = original.apply(this, a);
     if (result instanceof Promise) {
@@ -51,7 +60,16 @@ export function instrument(root: string, current: () => Phases): void {
   if (typeof proto.copyBackupToScratch === 'function') {
     timeMethod(proto, 'copyBackupToScratch', 'scratch copy of the backup (bytes + sha256, no fsync)', current);
   }
-  timeMethod(snapshot, 'runProbeWorker', 'quick_check of the scratch copy', current);
+  // Health's periodic check of the live database calls the same function; it is not a phase of the restore.
+  timeMethod(
+    snapshot,
+    'runProbeWorker',
+    (file) =>
+      path.basename(String(file)).startsWith('.mc-tmp-')
+        ? 'quick_check of the scratch copy'
+        : "health's periodic check of the live database (not a restore phase)",
+    current,
+  );
   // On the main thread before issue #19's fix (a `--base` tree of then); in the carry-over worker since.
   timeMethod(state, 'finishRestore', 'finishing txn (main thread)', current);
   if (typeof snapshot.runCarryOverWorker === 'function') {
