@@ -78,22 +78,6 @@ const TARGETS = {
   restoreFactor: 3,
 };
 
-const ALL_TOOLS = [
-  'service',
-  'service-load',
-  'worker',
-  'worker-nice0',
-  'worker-nice10',
-  'worker-nice19',
-  'worker-idle',
-  'worker-serial',
-  'cli-backup',
-  'vacuum-into',
-  'cp',
-] as const;
-type ToolId = (typeof ALL_TOOLS)[number];
-/** The tools of this run (`--tools`); `cli-backup` is always in, every ratio needs it. */
-let TOOLS: readonly ToolId[] = ALL_TOOLS;
 const ALL_WORKER_TOOLS = [
   'worker',
   'worker-nice0',
@@ -102,6 +86,10 @@ const ALL_WORKER_TOOLS = [
   'worker-idle',
   'worker-serial',
 ] as const;
+const ALL_TOOLS = ['service', 'service-load', ...ALL_WORKER_TOOLS, 'cli-backup', 'vacuum-into', 'cp'] as const;
+type ToolId = (typeof ALL_TOOLS)[number];
+/** The tools of this run (`--tools`); `cli-backup` is always in, every ratio needs it. */
+let TOOLS: readonly ToolId[] = ALL_TOOLS;
 let WORKER_TOOLS: readonly WorkerToolId[] = ALL_WORKER_TOOLS;
 type WorkerToolId = (typeof ALL_WORKER_TOOLS)[number];
 type CliToolId = Exclude<ToolId, 'service' | 'service-load' | WorkerToolId>;

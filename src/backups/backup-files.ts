@@ -26,30 +26,12 @@ import {
 } from '../sqlite/snapshot';
 import { type BackupFileInfo, BackupListing } from './backup-listing';
 import { hasJournalBeside, publishAs, publishNew, removeLeftovers } from './backup-temp';
+import { type ScratchCopy, type SnapshotInfo, snapshotInfo } from './snapshot-info';
+import { TEMP_MAIN_PATTERN, TEMP_PREFIX, TEMP_SUFFIX } from './temp-name';
 import { receiveStream } from './upload-receiver';
 
 export { BackupNotFoundError, InvalidBackupNameError, UploadInterruptedError, UploadTooLargeError };
-export type { BackupFileInfo };
-
-export interface SnapshotInfo {
-  name: string;
-  size: number;
-  createdAtMs: number;
-  durationMs: number;
-  pages: number;
-  /** sqlite3_backup_step calls made; 2 means the copy ran in one step (see snapshot.ts). */
-  steps: number;
-  /** Computed by the worker right after the fsync (null when `hash: false`). */
-  sha256: string | null;
-  sqliteVersion: string | null;
-  schemaVersion: number | null;
-  quickCheck: 'ok';
-  /** How the pages were copied (see snapshot-copy.ts). */
-  method: 'raw' | 'backup-api';
-}
-
-/** A restore's scratch copy: `sha256` of the bytes written, null when it was copied through SQLite. */
-export type ScratchCopy = { tmp: string; sha256: string | null };
+export type { BackupFileInfo, ScratchCopy, SnapshotInfo };
 
 /** Error codes that mean "no such backup file": gone, a symlink, or not a regular file. */
 const GONE_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EISDIR', 'NOT_REGULAR', 'ENXIO']);
@@ -60,10 +42,7 @@ export const READ_REGULAR_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK 
 
 const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
-const TEMP_PREFIX = '.mc-tmp-';
-const TEMP_SUFFIX = '.db.part';
 const SQLITE_SIBLINGS = ['-journal', '-wal', '-shm'] as const;
-const TEMP_MAIN_PATTERN = /^\.mc-tmp-[0-9a-f]{16,64}\.db\.part$/;
 
 function errCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
@@ -220,20 +199,7 @@ export class BackupFiles {
     }
     // publishTemp already unlinked the temp name; this only forgets it. A failure here is for removeLeftovers.
     await this.discardTemp(tmp).catch(() => undefined);
-    const parsed = parseBackupName(name);
-    return {
-      name,
-      size: result.size,
-      createdAtMs: parsed ? parsed.createdAtMs : Math.floor(now.getTime() / 1000) * 1000,
-      durationMs: performance.now() - startedMs,
-      pages: result.pages,
-      steps: result.steps,
-      sha256: result.sha256,
-      sqliteVersion: result.sqliteVersion,
-      schemaVersion: result.schemaVersion,
-      quickCheck: result.quickCheck,
-      method: result.method ?? 'backup-api',
-    };
+    return snapshotInfo(name, result, now, startedMs);
   }
 
   /** sha256 and size of a backup, streamed (1 MiB reads), never following a symlink. */
@@ -397,7 +363,6 @@ export class BackupFiles {
     }
   }
 
-  /** Removes a temp file from {@link copyToTemp} and any SQLite sibling of it. Missing files are fine. */
   /** A fresh temp name, kept from removeLeftovers like any temp, for a writer that creates the file exclusively. */
   private reserveTemp(): string {
     const tmpName = `${TEMP_PREFIX}${randomBytes(12).toString('hex')}${TEMP_SUFFIX}`;
@@ -405,6 +370,7 @@ export class BackupFiles {
     return path.join(this.root, tmpName);
   }
 
+  /** Removes a temp file from {@link copyToTemp} and any SQLite sibling of it. Missing files are fine. */
   async discardTemp(tmp: string): Promise<void> {
     const tmpName = this.assertTemp(tmp);
     try {

@@ -2,12 +2,12 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Dirent } from 'node:fs';
 import { formatBackupName } from './backup-name';
+import { TEMP_ANY_PATTERN } from './temp-name';
 
 /** Whatever wrote the temp file, what gets a backup's name is private. */
 const FILE_MODE = 0o600;
 /** Far above anything one second can produce; only guards against looping forever on a broken filesystem. */
 const MAX_SEQ = 10_000;
-const TEMP_PATTERN = /^\.mc-tmp-[0-9a-f]{16,64}\.db\.part(?:-journal|-wal|-shm)?$/;
 
 /** What publishing and sweeping need of BackupFiles (kept narrow so this file does not import it back). */
 export interface TempFolder {
@@ -32,7 +32,7 @@ export async function removeLeftovers(files: TempFolder): Promise<string[]> {
   const entries = await files.readEntries();
   const removed: string[] = [];
   for (const entry of entries) {
-    if (!TEMP_PATTERN.test(entry.name) || files.isActive(entry.name)) {
+    if (!TEMP_ANY_PATTERN.test(entry.name) || files.isActive(entry.name)) {
       continue;
     }
     const full = path.join(files.root, entry.name);

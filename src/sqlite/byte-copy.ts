@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { TEMP_MAIN_PATTERN } from '../backups/temp-name';
 import { openRegularFile } from './regular-file';
 
 /**
@@ -24,8 +25,6 @@ export interface CopyResult {
 }
 
 const CHUNK = 1024 * 1024;
-/** BackupFiles' temp names (TEMP_MAIN_PATTERN there); a live database or a sibling never matches. */
-const SCRATCH_NAME = /^\.mc-tmp-[0-9a-f]{16,64}\.db\.part$/;
 
 /** Blocking: runs in the snapshot worker thread (`runCopyWorker` in snapshot.ts). */
 export function copyWithSha256(job: CopyJob): CopyResult {
@@ -35,7 +34,7 @@ export function copyWithSha256(job: CopyJob): CopyResult {
   try {
     // Only a scratch temp name (`.mc-tmp-….db.part`), and only created here: O_EXCL never opens a file that exists,
     // so this descriptor can never be one of a database SQLite holds open (nor follow a link planted in its place).
-    if (!SCRATCH_NAME.test(path.basename(job.dest))) {
+    if (!TEMP_MAIN_PATTERN.test(path.basename(job.dest))) {
       throw new Error('The byte copy only writes a scratch temp file of the backups folder');
     }
     const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
