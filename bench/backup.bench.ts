@@ -21,6 +21,7 @@ import { type AppModules, HttpWriterProcess, loadApp, removeBuild } from './benc
 import { checkpointTruncate, fillDatabase } from './bench-db';
 import { runOffsiteBench } from './offsite.bench';
 import { runMemoryBench } from './memory.bench';
+import { runPreemptionBench } from './preemption.bench';
 import { runPitrEndToEnd } from './pitr-e2e';
 import { runPitrBench } from './pitr.bench';
 import { runReplicationBench } from './replication.bench';
@@ -1024,6 +1025,9 @@ async function main(): Promise<number> {
     }
     if (options.memory) {
       return await runMemoryBench(options);
+    }
+    if (options.preemption) {
+      return await runPreemptionBench(options);
     }
     folder = prepareFolder(options);
   } catch (error) {

@@ -33,6 +33,8 @@ export interface BenchOptions {
   seconds: number;
   /** Run the memory benchmark (bench/memory.bench.ts) instead. */
   memory?: boolean;
+  /** Run the kernel preemption probe (bench/preemption.bench.ts) instead. */
+  preemption?: boolean;
   /** Memory bench: minutes of mixed load, clients, seconds of idle after it, app variants. */
   minutes: number;
   clients: number;
@@ -43,6 +45,7 @@ export interface BenchOptions {
 export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [--keep] [--runs <n>] [--from-source] [--offsite] [--replication]
        [--no-stress] [--backups-only] [--tools a,b,...]
        [--pitr [--seconds <n>] [--end-to-end]] [--memory [--minutes <n>] [--clients <n>] [--idle <s>] [--variants a,b]]
+       [--preemption [--seconds <n>]]
 
   --size <MiB>     database size to build and back up (default 1024 = 1 GiB)
   --dir <folder>   work here (created; must be empty or absent); default: a fresh folder under the OS temp dir
@@ -67,7 +70,10 @@ export const USAGE = `Usage: npm run bench -- [--size <MiB>] [--dir <folder>] [-
   --memory         instead: RSS of the app (its own process) through --minutes (default 10) of mixed load from
                    --clients (default 20) loops, then --idle seconds (default 60) without requests; --variants
                    (default "default,arena2") runs app processes side by side under the same load, e.g.
-                   arena2 = MALLOC_ARENA_MAX=2 (see bench/memory.bench.ts); --size defaults to 64 here`;
+                   arena2 = MALLOC_ARENA_MAX=2 (see bench/memory.bench.ts); --size defaults to 64 here
+  --preemption     instead: how late a thread at the service's priority wakes beside two nice 19 processes doing
+                   reads or writes of 8 MiB down to the service's own I/O size, --seconds each (default 8; see
+                   bench/preemption.bench.ts)`;
 
 export class UsageError extends Error {}
 
@@ -96,6 +102,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     seconds: 3600,
   };
   let sizeGiven = false;
+  let secondsGiven = false;
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let inline: string | undefined;
@@ -139,6 +146,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       case '--memory':
         options.memory = true;
         break;
+      case '--preemption':
+        options.preemption = true;
+        break;
       case '--pitr':
         options.pitr = true;
         break;
@@ -147,6 +157,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         break;
       case '--seconds':
         options.seconds = positiveNumber('--seconds', value(), true);
+        secondsGiven = true;
         break;
       case '--minutes':
         options.minutes = positiveNumber('--minutes', value(), false);
@@ -188,6 +199,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
   }
   if (options.memory && !sizeGiven) {
     options.sizeMiB = 64;
+  }
+  if (options.preemption && !secondsGiven) {
+    options.seconds = 8;
   }
   return options;
 }

@@ -11,6 +11,7 @@ import {
   UploadTooLargeError,
 } from './backup-errors';
 import { fsyncDir } from '../common/durable-fs';
+import { BACKGROUND_READ_BYTES } from '../common/io-chunk';
 import { formatBackupName, parseBackupName, validateBackupName } from './backup-name';
 import {
   type InspectResult,
@@ -202,7 +203,7 @@ export class BackupFiles {
     return snapshotInfo(name, result, now, startedMs);
   }
 
-  /** sha256 and size of a backup, streamed (1 MiB reads), never following a symlink. */
+  /** sha256 and size of a backup, streamed (reads of BACKGROUND_READ_BYTES), never following a symlink. */
   async hash(name: string): Promise<{ sha256: string; size: number }> {
     const { stream, size } = await this.openForRead(name).catch((err: unknown) => {
       throw isGone(err) ? new BackupNotFoundError() : err;
@@ -237,7 +238,7 @@ export class BackupFiles {
       if (!st.isFile()) {
         throw Object.assign(new Error('Not a regular file'), { code: 'NOT_REGULAR' });
       }
-      return { stream: handle.createReadStream({ highWaterMark: 1024 * 1024 }), size: st.size };
+      return { stream: handle.createReadStream({ highWaterMark: BACKGROUND_READ_BYTES }), size: st.size };
     } catch (err) {
       await handle.close();
       throw err;

@@ -5,6 +5,7 @@ import { BackupFiles } from '../backups/backup-files';
 import { BackupManifests } from '../backups/backup-manifests';
 import { parseBackupName } from '../backups/backup-name';
 import { Clock } from '../common/clock';
+import { BACKGROUND_READ_BYTES } from '../common/io-chunk';
 import { AgeCrypto, ageOverhead } from './age-crypto';
 import type { OffsiteBucket } from './offsite-bucket';
 import { CodedError, OFFSITE_BUCKET, OFFSITE_CRYPTO, SHA256_METADATA } from './offsite-common';
@@ -54,7 +55,7 @@ export class UploadPipeline {
     // the bytes stream past, and stored as the object's metadata, so a retry can recognise this backup's object.
     const expected = manifest?.sha256 ?? (await this.manifests.hashNow(name, manifest?.kind ?? 'manual'));
 
-    const source = createReadStream(this.files.resolveInside(name), { highWaterMark: 1024 * 1024 });
+    const source = createReadStream(this.files.resolveInside(name), { highWaterMark: BACKGROUND_READ_BYTES });
     const mismatch = (sha256: string): Error | null =>
       sha256 !== expected ? new CodedError('LOCAL_CHECKSUM_MISMATCH') : null;
     // Encrypted: one pass seals and hashes both the plain and the stored bytes (in a worker thread); the check runs

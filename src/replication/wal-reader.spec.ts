@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { BACKGROUND_READ_BYTES } from '../common/io-chunk';
 import { FRAME_HEADER_SIZE, parseWalHeader, scanFrames, startOfCycle, WAL_HEADER_SIZE, WalFile } from './wal-reader';
 
 describe(WalFile.name, () => {
@@ -56,6 +57,16 @@ describe(WalFile.name, () => {
       expect(read.next.checksum1).toBe(read.frames.readUInt32BE(last + 16));
       expect(read.next.checksum2).toBe(read.frames.readUInt32BE(last + 20));
       expect(read.commits.map((c) => c.end)).toEqual([...read.commits.map((c) => c.end)].sort((a, b) => a - b));
+    });
+
+    it('should return the bytes of the file as they are when the WAL is larger than one read', () => {
+      // About 1.5 MiB of frames: several reads of BACKGROUND_READ_BYTES, the last one partial.
+      insert(6000, 'big');
+      const read = wal.readFrom(startOfCycle(header()))!;
+      const onDisk = fs.readFileSync(`${dbFile}-wal`);
+      expect(onDisk.length).toBeGreaterThan(4 * BACKGROUND_READ_BYTES);
+      expect(read.frames.equals(onDisk.subarray(WAL_HEADER_SIZE))).toBe(true);
+      expect(read.commits).toHaveLength(2);
     });
 
     it('should continue from a saved position with only the new commits', () => {

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { BACKGROUND_READ_BYTES } from '../common/io-chunk';
 
 /**
  * Reads a SQLite WAL file (sqlite.org/fileformat2.html §4) the way Litestream v0.3 does: from a pinned position,
@@ -233,7 +234,7 @@ export class WalFile {
       const data = Buffer.alloc(frames * frameSize);
       let read = 0;
       while (read < data.length) {
-        const n = fs.readSync(fd, data, read, data.length - read, from.offset + read);
+        const n = fs.readSync(fd, data, read, Math.min(data.length - read, BACKGROUND_READ_BYTES), from.offset + read);
         if (n === 0) {
           break;
         }

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { copyWithSha256 } from './byte-copy';
 
 describe('copyWithSha256', () => {
@@ -13,7 +13,8 @@ describe('copyWithSha256', () => {
 
   it('should copy into a scratch temp name and hash what it wrote', () => {
     const source = path.join(dir, 'a.db');
-    const bytes = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
+    // Random, and not a whole number of read or write units: a piece written at the wrong offset shows.
+    const bytes = randomBytes(3 * 1024 * 1024 + 17);
     fs.writeFileSync(source, bytes);
     const dest = path.join(dir, '.mc-tmp-0123456789abcdef.db.part');
     const result = copyWithSha256({ op: 'copy', source, dest });

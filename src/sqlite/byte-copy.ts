@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TEMP_MAIN_PATTERN } from '../backups/temp-name';
+import { BACKGROUND_READ_BYTES, BACKGROUND_WRITE_BYTES } from '../common/io-chunk';
 import { openRegularFile } from './regular-file';
 
 /**
@@ -24,8 +25,6 @@ export interface CopyResult {
   ms: number;
 }
 
-const CHUNK = 1024 * 1024;
-
 /** Blocking: runs in the snapshot worker thread (`runCopyWorker` in snapshot.ts). */
 export function copyWithSha256(job: CopyJob): CopyResult {
   const started = performance.now();
@@ -40,17 +39,17 @@ export function copyWithSha256(job: CopyJob): CopyResult {
     const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
     const output = fs.openSync(job.dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
     try {
-      const buffer = Buffer.allocUnsafe(CHUNK);
+      const buffer = Buffer.allocUnsafe(BACKGROUND_READ_BYTES);
       let size = 0;
       for (;;) {
-        const n = fs.readSync(input, buffer, 0, CHUNK, null);
+        const n = fs.readSync(input, buffer, 0, buffer.length, null);
         if (n === 0) {
           break;
         }
         hash.update(buffer.subarray(0, n));
         let written = 0;
         while (written < n) {
-          written += fs.writeSync(output, buffer, written, n - written);
+          written += fs.writeSync(output, buffer, written, Math.min(n - written, BACKGROUND_WRITE_BYTES));
         }
         size += n;
       }

@@ -11,12 +11,11 @@ import * as os from 'node:os';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { BACKGROUND_READ_BYTES } from '../common/io-chunk';
 import { closeQuietly } from './close-quietly';
 import type { CheckThreads, SnapshotJob, SnapshotWorkerReply } from './snapshot';
 
 const ALL_PAGES = 0x7fffffff;
-/** Read unit of the hashing thread. */
-const COPY_CHUNK = 8 * 1024 * 1024;
 /** Map the copy for quick_check (this process only: the mapping never touches the service's RSS). */
 const MMAP_LIMIT = 0x7fff0000;
 const MIGRATIONS_TABLE = 'migrations';
@@ -135,7 +134,7 @@ function hashInThread(file: string): Promise<string> {
     const hash = createHash('sha256');
     const fd = fs.openSync(workerData, 'r');
     try {
-      const buffer = Buffer.allocUnsafe(${COPY_CHUNK});
+      const buffer = Buffer.allocUnsafe(${BACKGROUND_READ_BYTES});
       for (;;) {
         const n = fs.readSync(fd, buffer, 0, buffer.length, null);
         if (n === 0) break;

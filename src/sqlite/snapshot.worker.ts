@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { BACKGROUND_READ_BYTES } from '../common/io-chunk';
 import { closeQuietly } from './close-quietly';
 import { copyWithSha256, type CopyResult } from './byte-copy';
 import { openRegularFile } from './regular-file';
@@ -30,7 +31,6 @@ import type {
  * fits, so the copy runs as one sqlite3_backup_step under one read transaction and cannot be restarted by writers.
  */
 const ALL_PAGES = 0x7fffffff;
-const HASH_CHUNK = 1024 * 1024;
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 /** TypeORM's default name for its table of applied migrations. */
 const MIGRATIONS_TABLE = 'migrations';
@@ -53,7 +53,7 @@ function sha256File(file: string): string {
   const hash = createHash('sha256');
   const fd = openRegularFile(file);
   try {
-    const buffer = Buffer.allocUnsafe(HASH_CHUNK);
+    const buffer = Buffer.allocUnsafe(BACKGROUND_READ_BYTES);
     for (;;) {
       const n = fs.readSync(fd, buffer, 0, buffer.length, null);
       if (n === 0) {
