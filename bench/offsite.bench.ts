@@ -21,6 +21,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { BACKGROUND_READ_BYTES } from '../src/common/io-chunk';
 import { AgeCrypto, ageOverhead, generateIdentityFile } from '../src/offsite/age-crypto';
 import { AgeEncryptStream, encryptStream } from '../src/offsite/age-stream';
 import { OffsiteBucket, partSizeFor } from '../src/offsite/offsite-bucket';
@@ -193,9 +194,10 @@ export async function runOffsiteBench(options: BenchOptions): Promise<number> {
     const inlineBucket = bucketAt('inline/');
     const crypto = new AgeCrypto([recipient], keyFile);
     const expected = await sha256Of(dbPath);
-    // A quiesced copy that no SQLite connection of this process has open: reading it raw drops no lock.
+    // A quiesced copy that no SQLite connection of this process has open: reading it raw drops no lock. Read as the
+    // service's upload pipeline reads a backup (every variant and the plain upload alike).
     // eslint-disable-next-line no-restricted-syntax
-    const readDb = (): fs.ReadStream => fs.createReadStream(dbPath, { highWaterMark: MIB });
+    const readDb = (): fs.ReadStream => fs.createReadStream(dbPath, { highWaterMark: BACKGROUND_READ_BYTES });
     const uploadOptions = { expectedSize: size + ageOverhead(size) + 4096, contentType: 'application/octet-stream' };
 
     const rounds: Round[] = [];

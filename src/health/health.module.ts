@@ -1,7 +1,5 @@
 import { Module } from '@nestjs/common';
-import { TypeOrmModule } from '@nestjs/typeorm';
 import { BackupsModule } from '../backups/backups.module';
-import { SchedulerTaskEntity } from '../scheduler/scheduler-task.entity';
 import { BackupHealthState } from './backup-health-state';
 import { DatabaseProbe } from './database-probe';
 import { HealthController } from './health.controller';
@@ -10,7 +8,7 @@ import { LiveSchema } from './live-schema';
 import { OffsiteHealthIndicator } from './offsite.indicator';
 
 @Module({
-  imports: [BackupsModule, TypeOrmModule.forFeature([SchedulerTaskEntity])],
+  imports: [BackupsModule],
   controllers: [HealthController],
   providers: [HealthService, BackupHealthState, DatabaseProbe, LiveSchema, OffsiteHealthIndicator],
   exports: [HealthService],

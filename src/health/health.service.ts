@@ -1,14 +1,12 @@
 import { HttpStatus, Inject, Injectable, Optional } from '@nestjs/common';
-import { InjectRepository } from '@nestjs/typeorm';
+import type { Statement } from 'better-sqlite3';
 import * as fsp from 'node:fs/promises';
-import { Repository } from 'typeorm';
 import { ServiceState } from '../common/availability';
 import { Clock } from '../common/clock';
 import { AppConfig } from '../config/app-config';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
 import { OBSERVABILITY_OPTIONS, ObservabilityOptions } from '../observability/observability-options';
 import { AUTO_BACKUP_TASK } from '../scheduler/schedule-timing';
-import { SchedulerTaskEntity } from '../scheduler/scheduler-task.entity';
 import { SettingsService } from '../settings/settings.service';
 import { BackupHealthState } from './backup-health-state';
 import { DatabaseProbe } from './database-probe';
@@ -52,10 +50,15 @@ async function statfsFreeBytes(dir: string): Promise<number> {
 export class HealthService {
   private readonly freeDiskBytes: (dir: string) => Promise<number>;
   private readonly indicators: ReadonlyArray<[string, Indicator]>;
+  /**
+   * Prepared once: a load balancer calls this endpoint every few seconds, and through TypeORM's query builder the
+   * two reads cost more CPU and garbage than the rest of the check (a fifth of a call's CPU, measured with --cpu-prof).
+   */
+  private schemaRead: Statement | undefined;
+  private autoBackupTaskRead: Statement | undefined;
 
   constructor(
     @Inject(SQLITE_HANDLE) private readonly db: SqliteHandle,
-    @InjectRepository(SchedulerTaskEntity) private readonly tasks: Repository<SchedulerTaskEntity>,
     private readonly settings: SettingsService,
     private readonly backups: BackupHealthState,
     private readonly probe: DatabaseProbe,
@@ -108,7 +111,8 @@ export class HealthService {
   /** A real read through the live connection, plus what the scheduled probe and the schema check found. */
   private database(): IndicatorResult {
     try {
-      this.db.prepare('SELECT count(*) AS n FROM sqlite_schema').get();
+      this.schemaRead ??= this.db.prepare('SELECT count(*) AS n FROM sqlite_schema');
+      this.schemaRead.get();
     } catch {
       return { status: 'down', message: 'The database does not answer' };
     }
@@ -159,12 +163,13 @@ export class HealthService {
 
   private async lastBackup(): Promise<IndicatorResult> {
     let autoBackup: boolean;
-    let task: SchedulerTaskEntity | null;
+    let task: AutoBackupTaskRow | null;
     try {
-      [autoBackup, task] = await Promise.all([
-        this.settings.getBoolean('general.auto_backup'),
-        this.tasks.findOneBy({ id: AUTO_BACKUP_TASK }),
-      ]);
+      autoBackup = await this.settings.getBoolean('general.auto_backup');
+      this.autoBackupTaskRead ??= this.db.prepare(
+        'SELECT last_success_at, last_result_ok, last_result_at FROM scheduler_tasks WHERE id = ?',
+      );
+      task = autoBackupTaskRow(this.autoBackupTaskRead.get(AUTO_BACKUP_TASK));
     } catch {
       return { status: 'degraded', message: 'Could not read the backup state' };
     }
@@ -203,6 +208,26 @@ export class HealthService {
     }
     return { status: 'up', details };
   }
+}
+
+/** The scheduler's record of the auto-backup task, as far as health needs it (scheduler_tasks; times in Unix ms). */
+interface AutoBackupTaskRow {
+  lastSuccessAt: number | null;
+  lastResultOk: boolean | null;
+  lastResultAt: number | null;
+}
+
+function autoBackupTaskRow(raw: unknown): AutoBackupTaskRow | null {
+  if (raw === undefined) {
+    return null;
+  }
+  const row = raw as { last_success_at: number | null; last_result_ok: number | null; last_result_at: number | null };
+  return {
+    lastSuccessAt: row.last_success_at,
+    // SQLite has no boolean: TypeORM stores the entity's boolean as 0 or 1.
+    lastResultOk: row.last_result_ok === null ? null : row.last_result_ok !== 0,
+    lastResultAt: row.last_result_at,
+  };
 }
 
 /** Said to everyone: a load balancer or an operator needs nothing more to understand it. */

@@ -6,6 +6,7 @@ import { AuditService } from '../audit/audit.service';
 import type { AuthUser } from '../auth/auth-user';
 import { ApiError } from '../common/api-error';
 import { Clock } from '../common/clock';
+import type { Statement } from 'better-sqlite3';
 import type { SqliteHandle } from '../database/sqlite-handle';
 import type { RequestMeta } from '../common/request-meta';
 import { SettingEntity } from './setting.entity';
@@ -54,6 +55,7 @@ export class SettingsService implements OnModuleDestroy {
   private readonly changes = new Subject<SettingChange>();
   /** Serialises updates, so the old values an update audits are the ones it actually replaced. */
   private writeQueue: Promise<unknown> = Promise.resolve();
+  private readOne: Statement | undefined;
 
   /**
    * Emits each changed key after its update has committed (unchanged re-submitted values are not emitted).
@@ -98,11 +100,14 @@ export class SettingsService implements OnModuleDestroy {
     return this.serialised(() => this.store(validated, actor, meta));
   }
 
-  /** The effective value: the stored one, or the default. Read from the database on every call. */
-  async get(key: SettingKey): Promise<string> {
-    const def = settingDefinition(key);
-    const row = await this.settings.findOneBy({ key });
-    return (row === null ? undefined : this.effective(def, row)?.value) ?? def.default;
+  /**
+   * The effective value: the stored one, or the default. Read from the database on every call (a restore or the CLI
+   * may have changed it), through one prepared statement: health checks and the scheduler read settings often, and
+   * TypeORM's query builder costs several times the read itself.
+   */
+  get(key: SettingKey): Promise<string> {
+    // A throw (no connection, no table) becomes a rejection, as it was through TypeORM.
+    return new Promise((resolve) => resolve(this.valueNow(key)));
   }
 
   async getBoolean(key: BooleanSettingKey): Promise<boolean> {
@@ -129,8 +134,7 @@ export class SettingsService implements OnModuleDestroy {
 
     // One synchronous SQLite transaction on the live connection: with no await inside, no other module's write
     // can land in the middle of it and be rolled back with it (TypeORM shares this one connection).
-    const db = (this.settings.manager.connection.driver as unknown as { databaseConnection: SqliteHandle })
-      .databaseConnection;
+    const db = this.connection();
     const upsert = db.prepare(
       'INSERT INTO settings (key, value, updated_by, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE ' +
         'SET value = excluded.value, updated_by = excluded.updated_by, updated_at = excluded.updated_at',
@@ -194,6 +198,21 @@ export class SettingsService implements OnModuleDestroy {
     }
     this.logger.warn(`Stored value of ${def.key} is invalid (${check.reason}); using the default`);
     return undefined;
+  }
+
+  private valueNow(key: SettingKey): string {
+    const def = settingDefinition(key);
+    this.readOne ??= this.connection().prepare(
+      'SELECT key, value, updated_by AS updatedBy, updated_at AS updatedAt FROM settings WHERE key = ?',
+    );
+    const row = this.readOne.get(key) as SettingEntity | undefined;
+    return (row === undefined ? undefined : this.effective(def, row)?.value) ?? def.default;
+  }
+
+  /** The live better-sqlite3 connection TypeORM opened (the same one its repositories use). */
+  private connection(): SqliteHandle {
+    return (this.settings.manager.connection.driver as unknown as { databaseConnection: SqliteHandle })
+      .databaseConnection;
   }
 
   private serialised<T>(task: () => Promise<T>): Promise<T> {
