@@ -1,5 +1,5 @@
 import { DynamicModule, Module } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { ThrottlerModule } from '@nestjs/throttler';
 import { AuditModule } from './audit/audit.module';
@@ -14,13 +14,7 @@ import { AvailabilityGuard, RestoreInProgressGuard } from './common/availability
 import { CommonModule } from './common/common.module';
 import { HttpExceptionFilter } from './http/http-exception.filter';
 import { RootController } from './http/root.controller';
-import {
-  BACKUPS_RATE_LIMIT,
-  BACKUPS_THROTTLER,
-  RateLimitGuard,
-  RateLimitRefundInterceptor,
-  RateLimitStorage,
-} from './http/rate-limit';
+import { BACKUPS_RATE_LIMIT, BACKUPS_THROTTLER, RateLimitGuard, RateLimitStorage } from './http/rate-limit';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
@@ -72,7 +66,6 @@ export class AppModule {
         { provide: APP_GUARD, useClass: CsrfGuard },
         { provide: APP_GUARD, useClass: RestoreInProgressGuard },
         { provide: APP_GUARD, useClass: RateLimitGuard },
-        { provide: APP_INTERCEPTOR, useClass: RateLimitRefundInterceptor },
         { provide: APP_FILTER, useClass: HttpExceptionFilter },
       ],
     };

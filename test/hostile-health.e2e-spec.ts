@@ -66,6 +66,12 @@ describe('Health under hostile conditions (e2e)', () => {
     });
     expect(admin.checks.last_backup).toMatchObject({ last_success_at: expect.any(Number) });
     expect(JSON.stringify(admin)).not.toContain(o.dir);
+    // Every way an admin can present itself is recognised (a call with no credential at all skips passport).
+    const bearer = await request(o.http).get('/api/health').set('Authorization', `Bearer ${API_KEY}`).expect(200);
+    expect((bearer.body as HealthBody).checks.disk).toMatchObject({ free_bytes: expect.any(Number) });
+    const boss = await createUser(o.http, 'boss', 'admin');
+    const asAdminCookie = await request(o.http).get('/api/health').set('Cookie', boss.cookie).expect(200);
+    expect((asAdminCookie.body as HealthBody).checks.disk).toMatchObject({ free_bytes: expect.any(Number) });
   });
 
   it('should be degraded after a failed backup attempt until the next success, auto-backup on or off', async () => {

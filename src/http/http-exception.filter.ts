@@ -12,6 +12,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { ApiError } from '../common/api-error';
 import { DOMAIN_ERROR_STATUS, DomainError } from '../common/domain-error';
+import { refundRefusedInput } from './rate-limit';
 
 const GENERIC_MESSAGES: Record<number, string> = {
   400: 'Bad request',
@@ -51,7 +52,9 @@ export class HttpExceptionFilter implements ExceptionFilter {
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const response = host.switchToHttp().getResponse<Response>();
-    const notAllowed = this.methodNotAllowed(exception, host.switchToHttp().getRequest<Request>());
+    const request = host.switchToHttp().getRequest<Request>();
+    refundRefusedInput(request, exception);
+    const notAllowed = this.methodNotAllowed(exception, request);
     if (notAllowed !== null && !response.headersSent) {
       response.setHeader('Allow', notAllowed.join(', '));
       response

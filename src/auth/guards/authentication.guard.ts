@@ -2,9 +2,19 @@ import { ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
 import { AppConfig } from '../../config/app-config';
+import type { Request } from 'express';
+import { presentedApiKey } from '../strategies/api-key.strategy';
 import { unauthenticated } from '../unauthenticated';
 import type { AuthUser } from '../auth-user';
-import { IS_OPTIONAL_AUTH, IS_PUBLIC } from '../decorators';
+import { IS_OPTIONAL_AUTH, IS_PUBLIC, SESSION_COOKIE } from '../decorators';
+
+/** Whether the request carries the API key or a session cookie, the only two things the strategies look at. */
+function presentsCredentials(req: Request): boolean {
+  return (
+    presentedApiKey(req) !== undefined ||
+    (req.cookies as Record<string, unknown> | undefined)?.[SESSION_COOKIE] !== undefined
+  );
+}
 
 /** Global: every route needs a session cookie or the API key unless it is marked @Public(). */
 @Injectable()
@@ -19,8 +29,12 @@ export class AuthenticationGuard extends AuthGuard(['api-key', 'session']) {
   override async canActivate(context: ExecutionContext): Promise<boolean> {
     const targets = [context.getHandler(), context.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(IS_OPTIONAL_AUTH, targets)) {
-      // Who calls, if anyone says so; never a refusal (handleRequest lets a missing user through here).
-      await (super.canActivate(context) as Promise<boolean>);
+      // Who calls, if anyone says so; never a refusal (handleRequest lets a missing user through here). A call that
+      // presents neither credential is anonymous without asking passport, whose per-request objects are most of what
+      // a monitor's anonymous health check allocates (and they outlive minor collections).
+      if (presentsCredentials(context.switchToHttp().getRequest<Request>())) {
+        await (super.canActivate(context) as Promise<boolean>);
+      }
       return true;
     }
     if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, targets)) {
