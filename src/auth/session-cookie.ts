@@ -1,6 +1,12 @@
-import type { CookieOptions, Response } from 'express';
+import type { CookieOptions, Request, Response } from 'express';
 import type { AppConfig } from '../config/app-config';
 import { SESSION_COOKIE } from './decorators';
+
+/** The mc-session token the request presents, if any (cookie-parser may also give objects, for `j:` values). */
+export function presentedSessionToken(req: Request): string | undefined {
+  const token: unknown = (req.cookies as Record<string, unknown> | undefined)?.[SESSION_COOKIE];
+  return typeof token === 'string' ? token : undefined;
+}
 
 /** The same attributes on set and clear, or browsers keep the old cookie. */
 export function sessionCookieOptions(config: Pick<AppConfig, 'cookieSecure'>): CookieOptions {

@@ -2,8 +2,7 @@ import { ExecutionContext, HttpStatus } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { ApiError } from '../common/api-error';
 import type { AppConfig } from '../config/app-config';
-import { SESSION_COOKIE } from './decorators';
-import { clearSessionCookie } from './session-cookie';
+import { clearSessionCookie, presentedSessionToken } from './session-cookie';
 import { presentedApiKey } from './strategies/api-key.strategy';
 
 /** Why a request that sent credentials was refused, beside the contract's fixed `error`. */
@@ -28,7 +27,7 @@ export function unauthenticated(
   if (http === undefined || req === undefined) {
     return new ApiError(HttpStatus.UNAUTHORIZED, 'Authentication required');
   }
-  const sentCookie = typeof req.cookies?.[SESSION_COOKIE] === 'string';
+  const sentCookie = presentedSessionToken(req) !== undefined;
   if (sentCookie) {
     clearSessionCookie(http.getResponse<Response>(), config);
   }

@@ -7,6 +7,7 @@ import { AppConfig } from '../config/app-config';
 import { SQLITE_HANDLE, SqliteHandle } from '../database/sqlite-handle';
 import { OBSERVABILITY_OPTIONS, ObservabilityOptions } from '../observability/observability-options';
 import { AUTO_BACKUP_TASK } from '../scheduler/schedule-timing';
+import { TASK_RESULT_SQL, type TaskResult, taskResult } from '../scheduler/task-result';
 import { SettingsService } from '../settings/settings.service';
 import { BackupHealthState } from './backup-health-state';
 import { DatabaseProbe } from './database-probe';
@@ -163,13 +164,11 @@ export class HealthService {
 
   private async lastBackup(): Promise<IndicatorResult> {
     let autoBackup: boolean;
-    let task: AutoBackupTaskRow | null;
+    let task: TaskResult | null;
     try {
       autoBackup = await this.settings.getBoolean('general.auto_backup');
-      this.autoBackupTaskRead ??= this.db.prepare(
-        'SELECT last_success_at, last_result_ok, last_result_at FROM scheduler_tasks WHERE id = ?',
-      );
-      task = autoBackupTaskRow(this.autoBackupTaskRead.get(AUTO_BACKUP_TASK));
+      this.autoBackupTaskRead ??= this.db.prepare(TASK_RESULT_SQL);
+      task = taskResult(this.autoBackupTaskRead.get(AUTO_BACKUP_TASK));
     } catch {
       return { status: 'degraded', message: 'Could not read the backup state' };
     }
@@ -208,26 +207,6 @@ export class HealthService {
     }
     return { status: 'up', details };
   }
-}
-
-/** The scheduler's record of the auto-backup task, as far as health needs it (scheduler_tasks; times in Unix ms). */
-interface AutoBackupTaskRow {
-  lastSuccessAt: number | null;
-  lastResultOk: boolean | null;
-  lastResultAt: number | null;
-}
-
-function autoBackupTaskRow(raw: unknown): AutoBackupTaskRow | null {
-  if (raw === undefined) {
-    return null;
-  }
-  const row = raw as { last_success_at: number | null; last_result_ok: number | null; last_result_at: number | null };
-  return {
-    lastSuccessAt: row.last_success_at,
-    // SQLite has no boolean: TypeORM stores the entity's boolean as 0 or 1.
-    lastResultOk: row.last_result_ok === null ? null : row.last_result_ok !== 0,
-    lastResultAt: row.last_result_at,
-  };
 }
 
 /** Said to everyone: a load balancer or an operator needs nothing more to understand it. */

@@ -16,7 +16,8 @@ import {
 } from '@nestjs/swagger';
 import type { Request } from 'express';
 import type { AuthUser } from '../auth/auth-user';
-import { AdminOnly, CurrentUser, SESSION_COOKIE } from '../auth/decorators';
+import { AdminOnly, CurrentUser } from '../auth/decorators';
+import { presentedSessionToken } from '../auth/session-cookie';
 import { requireBackupName } from '../backups/backup-name.pipe';
 import { InputError } from '../common/api-error';
 import { ErrorResponseDto } from '../common/error-response.dto';
@@ -126,11 +127,10 @@ export class RecoveryController {
     @CurrentUser() user: AuthUser,
     @Req() req: Request,
   ): Promise<RestoreResponseDto> {
-    const cookie: unknown = req.cookies?.[SESSION_COOKIE];
     const request = {
       actor: user,
       meta: requestMeta(req),
-      sessionToken: user.via === 'session' && typeof cookie === 'string' ? cookie : undefined,
+      sessionToken: user.via === 'session' ? presentedSessionToken(req) : undefined,
     };
     if (body.point_in_time !== undefined) {
       if (body.name !== undefined) {

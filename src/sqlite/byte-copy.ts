@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { TEMP_MAIN_PATTERN } from '../backups/temp-name';
 import { BACKGROUND_READ_BYTES, BACKGROUND_WRITE_BYTES } from '../common/io-chunk';
-import { openRegularFile } from './regular-file';
+import { createScratchFile, openRegularFile } from './regular-file';
 
 /**
  * A byte-for-byte copy of a closed database file of the backups folder into a new scratch file of the same folder,
@@ -31,13 +29,7 @@ export function copyWithSha256(job: CopyJob): CopyResult {
   const hash = createHash('sha256');
   const input = openRegularFile(job.source);
   try {
-    // Only a scratch temp name (`.mc-tmp-….db.part`), and only created here: O_EXCL never opens a file that exists,
-    // so this descriptor can never be one of a database SQLite holds open (nor follow a link planted in its place).
-    if (!TEMP_MAIN_PATTERN.test(path.basename(job.dest))) {
-      throw new Error('The byte copy only writes a scratch temp file of the backups folder');
-    }
-    const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
-    const output = fs.openSync(job.dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    const output = createScratchFile(job.dest);
     try {
       const buffer = Buffer.allocUnsafe(BACKGROUND_READ_BYTES);
       let size = 0;

@@ -6,14 +6,12 @@ import type { Request } from 'express';
 import { presentedApiKey } from '../strategies/api-key.strategy';
 import { unauthenticated } from '../unauthenticated';
 import type { AuthUser } from '../auth-user';
-import { IS_OPTIONAL_AUTH, IS_PUBLIC, SESSION_COOKIE } from '../decorators';
+import { IS_OPTIONAL_AUTH, IS_PUBLIC } from '../decorators';
+import { presentedSessionToken } from '../session-cookie';
 
 /** Whether the request carries the API key or a session cookie, the only two things the strategies look at. */
 function presentsCredentials(req: Request): boolean {
-  return (
-    presentedApiKey(req) !== undefined ||
-    (req.cookies as Record<string, unknown> | undefined)?.[SESSION_COOKIE] !== undefined
-  );
+  return presentedApiKey(req) !== undefined || presentedSessionToken(req) !== undefined;
 }
 
 /** Global: every route needs a session cookie or the API key unless it is marked @Public(). */

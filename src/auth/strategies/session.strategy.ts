@@ -3,7 +3,7 @@ import { PassportStrategy } from '@nestjs/passport';
 import type { Request } from 'express';
 import { Strategy } from 'passport-custom';
 import type { AuthUser } from '../auth-user';
-import { SESSION_COOKIE } from '../decorators';
+import { presentedSessionToken } from '../session-cookie';
 import { SessionsService } from '../sessions.service';
 
 /** The `mc-session` cookie set by POST /api/auth/login. */
@@ -14,8 +14,8 @@ export class SessionStrategy extends PassportStrategy(Strategy, 'session') {
   }
 
   async validate(req: Request): Promise<AuthUser | false> {
-    const token: unknown = req.cookies?.[SESSION_COOKIE];
-    if (typeof token !== 'string') {
+    const token = presentedSessionToken(req);
+    if (token === undefined) {
       return false;
     }
     return (await this.sessions.resolve(token)) ?? false;
